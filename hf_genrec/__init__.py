@@ -1,0 +1,49 @@
+"""hf_genrec: LLM-backed generative recommendation on the HuggingFace stack.
+
+Importing the package registers every model family with the Auto classes, so
+``AutoModel.from_pretrained(path)`` works with no ``trust_remote_code``.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .data_collator import DataCollatorForCodeSeq
+from .metrics import ranking_metrics
+from .models.llamarec import (
+    CodeTrie,
+    LlamaRecConfig,
+    LlamaRecForCodeGeneration,
+    LlamaRecOutput,
+    RecommendationOutput,
+)
+from .models.rqvae import CodebookCollisionError, RQVAEConfig, RQVAEModel, RQVAEOutput
+from .models.sasrec import SASRecConfig, SASRecModel
+from .training import AlternatingTrainingCallback, GenRecTrainer, GenRecTrainingArguments
+
+__version__ = "0.1.0"
+
+for _config, _model in (
+    (RQVAEConfig, RQVAEModel),
+    (LlamaRecConfig, LlamaRecForCodeGeneration),
+    (SASRecConfig, SASRecModel),
+):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
+
+__all__ = [
+    "AlternatingTrainingCallback",
+    "GenRecTrainer",
+    "GenRecTrainingArguments",
+    "CodeTrie",
+    "CodebookCollisionError",
+    "DataCollatorForCodeSeq",
+    "LlamaRecConfig",
+    "LlamaRecForCodeGeneration",
+    "LlamaRecOutput",
+    "RQVAEConfig",
+    "RQVAEModel",
+    "RQVAEOutput",
+    "RecommendationOutput",
+    "SASRecConfig",
+    "SASRecModel",
+    "ranking_metrics",
+]

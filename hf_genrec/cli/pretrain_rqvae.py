@@ -1,0 +1,63 @@
+"""Pre-train the RQ-VAE item tokenizer on an item-embedding .npy; keeps the lowest-collision checkpoint.
+
+hf-genrec-pretrain-rqvae --embeddings outputs/beauty/item_emb.npy --output_dir outputs/beauty/rqvae
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import numpy as np
+import torch
+
+from ..models.rqvae import RQVAEConfig
+from ..training.rqvae_pretraining import pretrain_rqvae
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--embeddings", required=True)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--hidden_dims", type=int, nargs="+", default=[512, 256])
+    p.add_argument("--codebook_dim", type=int, default=128)
+    p.add_argument("--num_levels", type=int, default=3)
+    p.add_argument("--codebook_size", type=int, default=256)
+    p.add_argument("--suffix_size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=500)
+    p.add_argument("--batch_size", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval_every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--use_cpu", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    emb = torch.from_numpy(np.load(a.embeddings)).float()
+    config = RQVAEConfig(
+        in_dim=emb.shape[1],
+        hidden_dims=a.hidden_dims,
+        codebook_dim=a.codebook_dim,
+        num_levels=a.num_levels,
+        codebook_size=a.codebook_size,
+        suffix_size=a.suffix_size,
+    )
+    model, stats = pretrain_rqvae(
+        emb,
+        a.output_dir,
+        config,
+        num_train_epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.lr,
+        eval_every=a.eval_every,
+        seed=a.seed,
+        use_cpu=a.use_cpu,
+    )
+    codes = model.get_codes(emb)
+    stats["distinct_ids"] = int(torch.unique(codes, dim=0).shape[0])
+    stats["num_items"] = int(emb.shape[0])
+    print(json.dumps(stats, indent=2))
+
+
+if __name__ == "__main__":
+    main()

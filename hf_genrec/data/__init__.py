@@ -1,0 +1,34 @@
+"""Interaction data: readers, leave-one-out splits, item id mapping, a generated default dataset."""
+
+from .item_map import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
+from .readers import (
+    InteractionFormatError,
+    SequenceData,
+    load_interactions,
+    read_etegrec_jsonl,
+    read_json_sequences,
+    read_movielens,
+    read_recbole_inter,
+)
+from .splits import GenRecDatasetDict, dataset_file_in, leave_one_out, load_genrec_dataset, train_sequences
+from .synthetic import make_synthetic_sequences
+
+__all__ = [
+    "ITEM_MAP_FILE",
+    "PAD_ITEM",
+    "GenRecDatasetDict",
+    "InteractionFormatError",
+    "ItemIdMap",
+    "SequenceData",
+    "UnknownItemError",
+    "dataset_file_in",
+    "leave_one_out",
+    "load_genrec_dataset",
+    "load_interactions",
+    "make_synthetic_sequences",
+    "read_etegrec_jsonl",
+    "read_json_sequences",
+    "read_movielens",
+    "read_recbole_inter",
+    "train_sequences",
+]

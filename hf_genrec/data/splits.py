@@ -1,0 +1,126 @@
+"""Leave-one-out splitting (TIGER / ETEGRec protocol) into a ``datasets.DatasetDict``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from datasets import Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
+
+from .item_map import ItemIdMap
+from .readers import SequenceData
+
+logger = logging.getLogger(__name__)
+
+FEATURES = Features({"user": Value("string"), "history": Sequence(Value("int32")), "target": Value("int32")})
+
+
+class GenRecDatasetDict(DatasetDict):
+    """A ``DatasetDict`` (splits ``train`` / ``validation`` / ``test``; columns ``user``,
+    ``history`` (dense item ids, oldest first), ``target``) that carries its :class:`ItemIdMap`.
+
+    ``save_to_disk`` writes the mapping beside the splits; :func:`load_genrec_dataset` reads both.
+    """
+
+    item_map: ItemIdMap
+    num_dropped_users: int = 0
+
+    def save_to_disk(self, dataset_dict_path: str, **kwargs) -> None:
+        super().save_to_disk(dataset_dict_path, **kwargs)
+        self.item_map.save(dataset_dict_path)
+
+    @property
+    def num_items(self) -> int:
+        return self.item_map.num_items
+
+
+def load_genrec_dataset(path: str) -> GenRecDatasetDict:
+    """Load what :meth:`GenRecDatasetDict.save_to_disk` wrote."""
+    dsd = GenRecDatasetDict(load_from_disk(path))
+    dsd.item_map = ItemIdMap.load(path)
+    return dsd
+
+
+def leave_one_out(
+    sequences: dict[str, list] | SequenceData,
+    max_history: int = 50,
+    min_length: int = 3,
+    on_short: str = "error",
+) -> GenRecDatasetDict:
+    """Split per-user sequences leave-one-out.
+
+    For a user with items ``s[0..n-1]``: test target ``s[n-1]`` (history ``s[:n-1]``), validation
+    target ``s[n-2]`` (history ``s[:n-2]``), and one training row per prefix of ``s[:n-2]``
+    (target ``s[t]``, history ``s[:t]``, ``1 <= t < n-2``). Histories keep their last
+    ``max_history`` items. Item ids are remapped to ``1..N`` (0 = padding).
+
+    Args:
+        sequences: user -> time-ordered item ids, or a :class:`SequenceData`.
+        max_history: keep at most this many most recent history items.
+        min_length: users need this many interactions (3: one train target needs 3 + 1; a
+            user with exactly 3 gives a validation and a test row but no training row).
+        on_short: ``"error"`` raises on a user shorter than ``min_length``; ``"drop"`` drops
+            them and logs how many (also stored as ``num_dropped_users``).
+    """
+    if isinstance(sequences, SequenceData):
+        sequences = sequences.sequences
+    if not sequences:
+        raise ValueError("no sequences to split")
+    if min_length < 3:
+        raise ValueError("min_length must be at least 3 (a validation and a test target need a history)")
+    if on_short not in ("error", "drop"):
+        raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
+    short = [u for u, s in sequences.items() if len(s) < min_length]
+    if short and on_short == "error":
+        raise ValueError(
+            f"{len(short)} user(s) have fewer than {min_length} interactions (e.g. user {short[0]!r} with "
+            f"{len(sequences[short[0]])}); pass on_short='drop' to drop them"
+        )
+    if short:
+        logger.warning("leave_one_out: dropped %d user(s) with fewer than %d interactions", len(short), min_length)
+    kept = {u: s for u, s in sequences.items() if len(s) >= min_length}
+    if not kept:
+        raise ValueError("every user was dropped as too short; nothing to split")
+
+    item_map = ItemIdMap(i for s in kept.values() for i in s)
+    rows: dict[str, dict[str, list]] = {k: {"user": [], "history": [], "target": []} for k in ("train", "validation", "test")}
+
+    def add(split: str, user: str, history: list[int], target: int) -> None:
+        rows[split]["user"].append(user)
+        rows[split]["history"].append(history[-max_history:])
+        rows[split]["target"].append(target)
+
+    for user, seq in kept.items():
+        dense = [item_map.to_dense(i) for i in seq]
+        n = len(dense)
+        for t in range(1, n - 2):
+            add("train", user, dense[:t], dense[t])
+        add("validation", user, dense[: n - 2], dense[n - 2])
+        add("test", user, dense[: n - 1], dense[n - 1])
+
+    dsd = GenRecDatasetDict({k: Dataset.from_dict(v, features=FEATURES) for k, v in rows.items()})
+    dsd.item_map = item_map
+    dsd.num_dropped_users = len(short)
+    return dsd
+
+
+def train_sequences(dsd: DatasetDict) -> list[list[int]]:
+    """Each user's training sequence (everything before the validation target), dense ids.
+
+    Recovered from the validation split: its history is exactly the training part (up to
+    ``max_history``). Used to train sequence models on whole sequences instead of prefixes.
+    """
+    return [list(h) for h in dsd["validation"]["history"]]
+
+
+def dataset_file_in(directory: str) -> str:
+    """The interaction file inside a dataset folder (first of ``*.inter.json``, ``*.json``,
+    ``*.inter``, ``*.jsonl``, ``ratings.dat``)."""
+    if os.path.isfile(directory):
+        return directory
+    names = sorted(os.listdir(directory))
+    for suffix in (".inter.json", ".json", ".inter", ".jsonl", "ratings.dat"):
+        for n in names:
+            if n.endswith(suffix) and n != "item_map.json":
+                return os.path.join(directory, n)
+    raise FileNotFoundError(f"no interaction file (*.inter.json, *.json, *.inter, *.jsonl, ratings.dat) in {directory}")

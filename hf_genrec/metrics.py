@@ -1,0 +1,60 @@
+"""Leave-one-out ranking metrics (one relevant item per user), implemented once and shared by
+every model family and the Trainer.
+
+``ranked`` holds each user's recommended item ids best first, shape ``[B, K]`` (pad with -1
+when fewer than K items were returned); ``targets`` holds the held-out item, shape ``[B]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+DEFAULT_KS = (1, 5, 10)
+
+
+def target_ranks(ranked: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target in its row, or ``ranked.shape[1]`` (a miss) when absent. ``[B]``."""
+    if ranked.dim() != 2 or targets.dim() != 1 or ranked.shape[0] != targets.shape[0]:
+        raise ValueError(f"expected ranked [B, K] and targets [B], got {tuple(ranked.shape)} and {tuple(targets.shape)}")
+    hits = ranked == targets.to(ranked.device).unsqueeze(1)
+    first = torch.where(hits.any(1), hits.float().argmax(1), torch.full_like(targets, ranked.shape[1]).to(ranked.device))
+    return first.long()
+
+
+def ranking_metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Mean ``recall@k`` and ``ndcg@k`` (k in ``ks``) from 0-based target ranks ``[B]``.
+
+    With one relevant item the ideal DCG is 1, so NDCG@k = 1 / log2(rank + 2) for a hit.
+    """
+    if ranks.numel() == 0:
+        raise ValueError("no users to evaluate")
+    ranks = ranks.double()
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"recall@{k}"] = hit.double().mean().item()
+        out[f"ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks)).mean().item()
+    return out
+
+
+def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Recall@k and NDCG@k for top-K lists. ``max(ks)`` must not exceed K."""
+    if max(ks) > ranked.shape[1]:
+        raise ValueError(f"asked for metrics @{max(ks)} but only {ranked.shape[1]} items were ranked")
+    return ranking_metrics_from_ranks(target_ranks(ranked, targets), ks)
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target under full-catalogue scores ``[B, N+1]`` (column 0 = padding,
+    never ranked). Ties count against the target (pessimistic), so a constant model scores 0."""
+    target_score = scores.gather(1, targets.unsqueeze(1))
+    better = (scores[:, 1:] >= target_score).sum(1) - 1
+    return better.clamp_min(0)
+
+
+def ndcg_single(rank: int, k: int) -> float:
+    """NDCG@k of one user whose target sits at 0-based ``rank`` (for tests and docs)."""
+    return 1.0 / math.log2(rank + 2) if rank < k else 0.0

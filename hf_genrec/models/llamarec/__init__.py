@@ -1,0 +1,13 @@
+from .configuration_llamarec import LlamaRecConfig
+from .generation import RecommendationOutput
+from .modeling_llamarec import LlamaRecForCodeGeneration, LlamaRecOutput, LlamaRecPreTrainedModel
+from .trie import CodeTrie
+
+__all__ = [
+    "CodeTrie",
+    "LlamaRecConfig",
+    "LlamaRecForCodeGeneration",
+    "LlamaRecOutput",
+    "LlamaRecPreTrainedModel",
+    "RecommendationOutput",
+]

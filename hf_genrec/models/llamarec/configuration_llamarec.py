@@ -1,0 +1,102 @@
+"""Configuration of the ETEGRec-on-LLaMA recommender."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PretrainedConfig
+
+DEFAULT_BACKBONE = {
+    # A small LLaMA for the embedded default and tests; code-only inputs never use its vocabulary.
+    "model_type": "llama",
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "vocab_size": 8,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": False,
+}
+
+
+class LlamaRecConfig(PretrainedConfig):
+    """Configuration of :class:`LlamaRecForCodeGeneration`.
+
+    Args:
+        backbone_config: config (or dict with ``model_type``) of any decoder-only model that
+            accepts ``inputs_embeds`` (LLaMA, Qwen2, Mistral). Defaults to a small LLaMA.
+        backbone_name_or_path: where a pretrained backbone came from (informational; the weights
+            are saved in this model's own checkpoint).
+        num_items: catalogue size N; the item code table holds N + 1 rows (row 0 = padding).
+        num_levels: RQ-VAE levels (codebooks); the item id has ``num_levels + 1`` codes with the suffix.
+        code_num: codes per codebook. suffix_size: range of the collision suffix.
+        codebook_dim: code vector size (the RQ-VAE latent). semantic_dim: size of the item
+            semantic embedding (the PSA target).
+        use_lora / lora_*: LoRA injected into the backbone with peft; ``use_lora=False`` trains it in full.
+        initializer_range: std of the N(0, std) init of the new layers.
+        default_num_beams / default_num_return_sequences / generation_chunk_size: ``generate()`` defaults
+            (not named ``num_beams`` etc.: transformers reserves those for ``GenerationConfig``).
+    """
+
+    model_type = "genrec_llamarec"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config: dict | PretrainedConfig | None = None,
+        backbone_name_or_path: str | None = None,
+        num_items: int = 0,
+        num_levels: int = 3,
+        code_num: int = 256,
+        suffix_size: int = 256,
+        codebook_dim: int = 128,
+        semantic_dim: int = 256,
+        use_lora: bool = True,
+        lora_r: int = 64,
+        lora_alpha: int = 128,
+        lora_dropout: float = 0.05,
+        lora_target_modules: list[str] | None = None,
+        initializer_range: float = 0.02,
+        default_num_beams: int = 20,
+        default_num_return_sequences: int = 10,
+        generation_chunk_size: int = 64,
+        **kwargs,
+    ):
+        if backbone_config is None:
+            backbone_config = dict(DEFAULT_BACKBONE)
+        if isinstance(backbone_config, dict):
+            backbone_config = dict(backbone_config)
+            model_type = backbone_config.pop("model_type", "llama")
+            backbone_config = AutoConfig.for_model(model_type, **backbone_config)
+        self.backbone_config = backbone_config
+        self.backbone_name_or_path = backbone_name_or_path
+        self.num_items = num_items
+        self.num_levels = num_levels
+        self.code_num = code_num
+        self.suffix_size = suffix_size
+        self.codebook_dim = codebook_dim
+        self.semantic_dim = semantic_dim
+        self.use_lora = use_lora
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
+        self.initializer_range = initializer_range
+        self.default_num_beams = default_num_beams
+        self.default_num_return_sequences = default_num_return_sequences
+        self.generation_chunk_size = generation_chunk_size
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    @property
+    def code_length(self) -> int:
+        """Codes per item: the RQ levels plus the suffix."""
+        return self.num_levels + 1
+
+    @property
+    def code_vocab(self) -> int:
+        """Width of the logits: the larger of a codebook and the suffix range."""
+        return max(self.code_num, self.suffix_size)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone_config.hidden_size

@@ -1,0 +1,53 @@
+"""Configuration of the RQ-VAE item tokenizer."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+class RQVAEConfig(PretrainedConfig):
+    """Configuration of :class:`RQVAEModel`, the residual-quantised VAE that turns an item's
+    semantic embedding into ``num_levels`` codes (plus a collision suffix, see ``get_codes``).
+
+    Args:
+        in_dim: dimension of the input item embedding (256 collaborative, 768 text, 1024 both).
+        hidden_dims: encoder MLP widths between ``in_dim`` and ``codebook_dim``; the decoder mirrors them.
+        codebook_dim: dimension of the latent and of every code vector.
+        num_levels: number of residual codebooks.
+        codebook_size: codes per codebook.
+        suffix_size: how many items may share one ``num_levels``-code prefix (range of the suffix code).
+        beta: weight of the commitment term.
+        dropout: dropout inside the MLPs.
+        kmeans_iters: Lloyd iterations of the k-means codebook initialisation.
+    """
+
+    model_type = "genrec_rqvae"
+
+    def __init__(
+        self,
+        in_dim: int = 256,
+        hidden_dims: list[int] | None = None,
+        codebook_dim: int = 128,
+        num_levels: int = 3,
+        codebook_size: int = 256,
+        suffix_size: int = 256,
+        beta: float = 0.25,
+        dropout: float = 0.0,
+        kmeans_iters: int = 50,
+        **kwargs,
+    ):
+        self.in_dim = in_dim
+        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [512, 256]
+        self.codebook_dim = codebook_dim
+        self.num_levels = num_levels
+        self.codebook_size = codebook_size
+        self.suffix_size = suffix_size
+        self.beta = beta
+        self.dropout = dropout
+        self.kmeans_iters = kmeans_iters
+        super().__init__(**kwargs)
+
+    @property
+    def code_length(self) -> int:
+        """Codes per item id: the quantiser levels plus the collision suffix."""
+        return self.num_levels + 1

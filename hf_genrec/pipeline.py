@@ -1,0 +1,88 @@
+"""Building blocks shared by the example scripts and benchmarks: load data, get item
+embeddings, get a tokenizer, build the recommender around it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from .data import (
+    GenRecDatasetDict,
+    dataset_file_in,
+    leave_one_out,
+    load_genrec_dataset,
+    load_interactions,
+    make_synthetic_sequences,
+)
+from .embeddings import collaborative_item_embeddings, load_item_embeddings, train_sasrec
+from .models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
+from .models.rqvae import RQVAEConfig, RQVAEModel
+from .training.rqvae_pretraining import pretrain_rqvae
+
+logger = logging.getLogger(__name__)
+
+
+def load_dataset(dataset_dir: str | None, max_history: int = 50, seed: int = 0) -> GenRecDatasetDict:
+    """A saved split (``hf-genrec-prepare`` output), a raw interaction file/folder, or — with
+    ``None`` — the generated embedded default."""
+    if dataset_dir is None:
+        return leave_one_out(make_synthetic_sequences(seed=seed), max_history=max_history)
+    if os.path.isdir(dataset_dir) and os.path.exists(os.path.join(dataset_dir, "dataset_dict.json")):
+        return load_genrec_dataset(dataset_dir)
+    return leave_one_out(load_interactions(dataset_file_in(dataset_dir)), max_history=max_history)
+
+
+def get_item_embeddings(
+    dsd: GenRecDatasetDict, path: str | None, work_dir: str, sasrec_kwargs: dict | None = None
+) -> torch.Tensor:
+    """Load ``path`` (``.npy``, ``[N, d]``) or train SASRec and export its item table (saved to ``work_dir``)."""
+    if path:
+        return torch.from_numpy(load_item_embeddings(path, dsd.num_items))
+    model, metrics = train_sasrec(dsd, os.path.join(work_dir, "sasrec"), **(sasrec_kwargs or {}))
+    emb = collaborative_item_embeddings(model)
+    np.save(os.path.join(work_dir, "item_embeddings.npy"), emb)
+    logger.info("SASRec baseline: %s", metrics)
+    return torch.from_numpy(emb)
+
+
+def get_item_tokenizer(
+    embeddings: torch.Tensor, path: str | None, work_dir: str, config: RQVAEConfig, epochs: int, **kwargs
+) -> RQVAEModel:
+    """Load a pre-trained RQ-VAE from ``path`` or pre-train one on ``embeddings``."""
+    if path:
+        tok = RQVAEModel.from_pretrained(path)
+        if tok.config.in_dim != embeddings.shape[1]:
+            raise ValueError(f"RQ-VAE at {path} expects {tok.config.in_dim}-d embeddings, got {embeddings.shape[1]}-d")
+        return tok
+    tok, stats = pretrain_rqvae(embeddings, os.path.join(work_dir, "rqvae"), config, num_train_epochs=epochs, **kwargs)
+    logger.info("RQ-VAE pre-trained: %s", stats)
+    return tok
+
+
+def build_recommender(
+    tokenizer: RQVAEModel,
+    embeddings: torch.Tensor,
+    model_name_or_path: str | None = None,
+    backbone_config: dict | None = None,
+    **config_kwargs,
+) -> LlamaRecForCodeGeneration:
+    """A recommender whose codebooks, code table and dims match ``tokenizer`` / ``embeddings``."""
+    tc = tokenizer.config
+    shape = dict(
+        num_items=embeddings.shape[0],
+        num_levels=tc.num_levels,
+        code_num=tc.codebook_size,
+        suffix_size=tc.suffix_size,
+        codebook_dim=tc.codebook_dim,
+        semantic_dim=embeddings.shape[1],
+    )
+    if model_name_or_path:
+        model = LlamaRecForCodeGeneration.from_backbone(model_name_or_path, **shape, **config_kwargs)
+    else:
+        model = LlamaRecForCodeGeneration(LlamaRecConfig(backbone_config=backbone_config, **shape, **config_kwargs))
+    model.copy_codebooks_from(tokenizer)
+    model.set_item_codes(tokenizer.get_codes(embeddings))
+    return model

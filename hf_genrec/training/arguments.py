@@ -1,0 +1,66 @@
+"""TrainingArguments for alternating ETEGRec training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+TOKENIZER_PHASE = "tokenizer"
+RECOMMENDER_PHASE = "recommender"
+
+
+@dataclass
+class GenRecTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the ETEGRec schedule and loss weights (defaults from the paper).
+
+    Each cycle of ``cycle`` epochs starts with one tokenizer epoch (RQ-VAE trains, recommender
+    frozen), then ``cycle - 1`` recommender epochs. ``alternating=False`` trains only the
+    recommender with the tokenizer frozen (the final fine-tuning stage, or the ablation).
+    SIA and PSA weights are 0 before ``warm_epoch``.
+    """
+
+    alternating: bool = field(default=True, metadata={"help": "alternate tokenizer / recommender epochs"})
+    cycle: int = field(default=2, metadata={"help": "epochs per cycle: 1 tokenizer epoch + (cycle-1) recommender epochs"})
+    warm_epoch: int = field(default=0, metadata={"help": "SIA/PSA weights are 0 before this epoch"})
+    tokenizer_learning_rate: float = field(default=1e-4, metadata={"help": "AdamW lr of the RQ-VAE"})
+    tokenizer_weight_decay: float = field(default=1e-4)
+    code_loss_weight: float = field(default=1.0, metadata={"help": "code CE, recommender phase"})
+    rec_sia_weight: float = field(default=1e-4, metadata={"help": "SIA, recommender phase"})
+    rec_psa_weight: float = field(default=3e-4, metadata={"help": "PSA, recommender phase"})
+    vq_loss_weight: float = field(default=1.0, metadata={"help": "RQ-VAE loss, tokenizer phase"})
+    tok_sia_weight: float = field(default=1e-4, metadata={"help": "SIA, tokenizer phase"})
+    tok_psa_weight: float = field(default=3e-4, metadata={"help": "PSA, tokenizer phase"})
+    psa_temperature: float = field(default=0.07, metadata={"help": "InfoNCE temperature of PSA"})
+    sia_temperature: float = field(default=1.0, metadata={"help": "softmax temperature of the SIA code distributions"})
+    eval_num_beams: int = field(default=20, metadata={"help": "beams for validation/test generate()"})
+    eval_chunk_size: int = field(default=64, metadata={"help": "users per generate() chunk during evaluation"})
+    max_history: int = field(default=50, metadata={"help": "history items kept per example"})
+    # The collator consumes the raw `history` / `target` columns, so they must survive.
+    remove_unused_columns: bool = field(default=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.cycle < 2 and self.alternating:
+            raise ValueError("cycle must be >= 2 (one tokenizer epoch and at least one recommender epoch)")
+        if self.label_names is None:
+            self.label_names = ["labels"]
+
+    def phase_of_epoch(self, epoch: int) -> str:
+        if not self.alternating:
+            return RECOMMENDER_PHASE
+        return TOKENIZER_PHASE if epoch % self.cycle == 0 else RECOMMENDER_PHASE
+
+    def loss_weights(self, phase: str, epoch: int) -> dict[str, float]:
+        warm = epoch >= self.warm_epoch
+        if phase == TOKENIZER_PHASE:
+            return {
+                "vq_loss": self.vq_loss_weight,
+                "sia_loss": self.tok_sia_weight * warm,
+                "psa_loss": self.tok_psa_weight * warm,
+            }
+        return {
+            "code_loss": self.code_loss_weight,
+            "sia_loss": self.rec_sia_weight * warm,
+            "psa_loss": self.rec_psa_weight * warm,
+        }

@@ -1,0 +1,49 @@
+"""The callback that drives ETEGRec's alternating phases inside the HF training loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from transformers import TrainerCallback
+
+from .arguments import TOKENIZER_PHASE
+
+logger = logging.getLogger(__name__)
+
+
+class AlternatingTrainingCallback(TrainerCallback):
+    """Switches between tokenizer and recommender epochs.
+
+    - ``on_epoch_begin``: picks the phase from the epoch index (so a resumed run continues in the
+      right phase), freezes the other side and sets the loss weights.
+    - ``on_epoch_end`` of a tokenizer epoch: copies tokenizer -> recommender codebooks and
+      re-assigns every item's codes (with the collision suffix) in the recommender and collator.
+    - ``on_epoch_end`` of a recommender epoch: copies recommender -> tokenizer codebooks.
+    Every rank does the same deterministic work, so ranks stay identical under DDP.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer  # callbacks never receive the trainer (HF5-NOTES), so keep it
+
+    @staticmethod
+    def epoch_index(state) -> int:
+        # state.epoch is fractional mid-epoch (resume) and may carry float error at a boundary.
+        return math.floor((state.epoch or 0.0) + 1e-6)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = self.epoch_index(state)
+        self.trainer.set_phase(args.phase_of_epoch(epoch), epoch)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        t = self.trainer
+        rec, tok = t.recommender, t.item_tokenizer
+        if t.phase == TOKENIZER_PHASE:
+            rec.copy_codebooks_from(tok)
+            stats = t.reassign_item_codes()
+            logger.info("epoch %d (tokenizer): re-assigned item codes, collision rate %.4f", t.epoch, stats["collision_rate"])
+            state.log_history.append(
+                {"epoch": state.epoch, "step": state.global_step, **{f"codes/{k}": v for k, v in stats.items()}}
+            )
+        else:
+            rec.copy_codebooks_to(tok)

@@ -1,0 +1,74 @@
+"""The module the Trainer trains: recommender + item tokenizer, each with its own codebooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..models.llamarec import LlamaRecForCodeGeneration
+from ..models.rqvae import RQVAEModel
+from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE
+from .losses import first_occurrence, psa_loss, sia_loss
+
+
+@dataclass
+class JointOutput(ModelOutput):
+    """Loss components of one batch; ``vq_loss`` only in a tokenizer phase. All scalars."""
+
+    code_loss: torch.Tensor | None = None
+    sia_loss: torch.Tensor | None = None
+    psa_loss: torch.Tensor | None = None
+    vq_loss: torch.Tensor | None = None
+
+
+class ETEGRecJointModel(nn.Module):
+    """Holds the recommender and the RQ-VAE so one DDP wrapper, one gradient clip and one
+    optimizer see both. The two never share a parameter (the recommender has its own codebook
+    copy), so DDP has nothing marked ready twice. ``phase`` is set by the training callback.
+
+    ``item_embeddings`` ``[N, semantic_dim]`` (row i = item i + 1) are the frozen RQ-VAE inputs.
+    """
+
+    # The Trainer divides the loss by the accumulation steps itself; see HF5-NOTES.
+    accepts_loss_kwargs = False
+
+    def __init__(self, recommender: LlamaRecForCodeGeneration, item_tokenizer: RQVAEModel, item_embeddings: torch.Tensor):
+        super().__init__()
+        n = recommender.config.num_items
+        if tuple(item_embeddings.shape) != (n, item_tokenizer.config.in_dim):
+            raise ValueError(
+                f"item_embeddings must be [{n}, {item_tokenizer.config.in_dim}] (items x RQ-VAE in_dim), got "
+                f"{tuple(item_embeddings.shape)}"
+            )
+        if recommender.config.semantic_dim != item_tokenizer.config.in_dim:
+            raise ValueError("recommender.config.semantic_dim must equal the RQ-VAE in_dim (PSA compares them)")
+        self.recommender = recommender
+        self.item_tokenizer = item_tokenizer
+        padded = torch.cat([item_embeddings.new_zeros(1, item_embeddings.shape[1]), item_embeddings.float()])
+        self.register_buffer("item_embeddings", padded, persistent=False)
+        self.phase = RECOMMENDER_PHASE
+        self.sia_temperature = 1.0
+        self.psa_temperature = 0.07
+
+    @property
+    def config(self):  # lets Trainer code that reads model.config see the recommender's
+        return self.recommender.config
+
+    def forward(self, targets: torch.Tensor, **batch) -> JointOutput:
+        rec = self.recommender(**batch)
+        target_emb = self.item_embeddings[targets].to(self.item_tokenizer.dtype)
+        tok = self.item_tokenizer(target_emb)
+        keep = first_occurrence(targets)
+        seq_logits = self.item_tokenizer.quantizer(rec.seq_project_latents[keep].to(self.item_tokenizer.dtype)).code_logits
+        out = JointOutput(
+            sia_loss=sia_loss(seq_logits, tok.code_logits[keep], self.sia_temperature),
+            psa_loss=psa_loss(rec.dec_latents[keep], tok.reconstruction[keep], self.psa_temperature),
+        )
+        if self.phase == TOKENIZER_PHASE:
+            out.vq_loss = tok.loss
+        else:
+            out.code_loss = rec.loss
+        return out

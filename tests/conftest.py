@@ -1,0 +1,63 @@
+"""Shared tiny fixtures: a 2-layer LLaMA, small code tables, generated interactions."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 4,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": False,
+}
+
+
+def unique_codes(num_items: int, code_num: int = 4, levels: int = 4, seed: int = 0) -> torch.Tensor:
+    """``[num_items, levels]`` distinct code rows."""
+    gen = torch.Generator().manual_seed(seed)
+    every = torch.tensor(list(itertools.product(range(code_num), repeat=levels)))
+    return every[torch.randperm(len(every), generator=gen)[:num_items]]
+
+
+def tiny_recommender(num_items: int = 30, use_lora: bool = True, semantic_dim: int = 16, seed: int = 0, **kw):
+    from hf_genrec import LlamaRecConfig, LlamaRecForCodeGeneration
+
+    torch.manual_seed(seed)
+    cfg = LlamaRecConfig(
+        backbone_config=TINY_LLAMA,
+        num_items=num_items,
+        code_num=4,
+        suffix_size=4,
+        codebook_dim=8,
+        semantic_dim=semantic_dim,
+        use_lora=use_lora,
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        **kw,
+    )
+    model = LlamaRecForCodeGeneration(cfg)
+    model.set_item_codes(unique_codes(num_items, seed=seed))
+    if use_lora:  # LoRA B starts at zero; give it weight so round-trips test real adapter values
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(std=0.05)
+    return model
+
+
+@pytest.fixture
+def recommender():
+    return tiny_recommender().eval()

@@ -1,0 +1,122 @@
+import json
+
+import pytest
+
+from hf_genrec.data import (
+    InteractionFormatError,
+    ItemIdMap,
+    UnknownItemError,
+    leave_one_out,
+    load_genrec_dataset,
+    load_interactions,
+    make_synthetic_sequences,
+    read_etegrec_jsonl,
+    read_json_sequences,
+    read_movielens,
+    read_recbole_inter,
+)
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return str(p)
+
+
+def test_leave_one_out_rows_and_mapping():
+    dsd = leave_one_out({"a": [10, 11, 12, 13, 14], "b": [12, 10, 11]}, max_history=3)
+    assert dsd.num_items == 5  # ids 10..14 -> 1..5
+    assert dsd.item_map.to_dense(10) == 1 and dsd.item_map.to_original(5) == 14
+    test = {r["user"]: r for r in dsd["test"]}
+    val = {r["user"]: r for r in dsd["validation"]}
+    assert test["a"]["history"] == [2, 3, 4] and test["a"]["target"] == 5  # truncated to last 3
+    assert val["a"]["history"] == [1, 2, 3] and val["a"]["target"] == 4
+    assert test["b"]["history"] == [3, 1] and test["b"]["target"] == 2
+    assert val["b"]["history"] == [3] and val["b"]["target"] == 1
+    train = [(r["user"], r["history"], r["target"]) for r in dsd["train"]]
+    # a: prefixes of [1, 2, 3] -> ([1], 2), ([1, 2], 3); b has no training row (only 3 items).
+    assert train == [("a", [1], 2), ("a", [1, 2], 3)]
+
+
+def test_no_target_leaks_into_its_history():
+    dsd = leave_one_out(make_synthetic_sequences(num_users=50, num_items=40, seed=1))
+    seqs = make_synthetic_sequences(num_users=50, num_items=40, seed=1)
+    for row in dsd["test"]:
+        full = [dsd.item_map.to_dense(i) for i in seqs[row["user"]]]
+        assert row["history"] == full[:-1][-50:] and row["target"] == full[-1]
+
+
+def test_short_users_error_or_drop():
+    seqs = {"a": [1, 2, 3, 4], "b": [1, 2]}
+    with pytest.raises(ValueError, match="fewer than 3"):
+        leave_one_out(seqs)
+    dsd = leave_one_out(seqs, on_short="drop")
+    assert dsd.num_dropped_users == 1 and len(dsd["test"]) == 1
+
+
+def test_item_map_rejects_unknown_and_mixed_types():
+    m = ItemIdMap([3, 1, 2])
+    with pytest.raises(UnknownItemError, match="unknown item id 9"):
+        m.to_dense(9)
+    with pytest.raises(TypeError):
+        ItemIdMap([1, "2"])
+
+
+def test_save_and_load_keeps_item_map(tmp_path):
+    dsd = leave_one_out({"a": ["x", "y", "z", "w"], "b": ["y", "z", "x"]})
+    dsd.save_to_disk(str(tmp_path / "d"))
+    back = load_genrec_dataset(str(tmp_path / "d"))
+    assert back.item_map == dsd.item_map
+    assert back["test"][:] == dsd["test"][:]
+
+
+def test_json_reader_and_errors(tmp_path):
+    p = write(tmp_path, "x.inter.json", json.dumps({"u1": [1, 2, 3], "u2": [3, 4, 5]}))
+    data = read_json_sequences(p)
+    assert data.sequences == {"u1": [1, 2, 3], "u2": [3, 4, 5]} and data.num_interactions == 6
+    with pytest.raises(InteractionFormatError, match="empty"):
+        read_json_sequences(write(tmp_path, "e.json", ""))
+    with pytest.raises(InteractionFormatError, match="must be int or str"):
+        read_json_sequences(write(tmp_path, "f.json", json.dumps({"u": [1.5, 2]})))
+    with pytest.raises(InteractionFormatError, match="expected a JSON object"):
+        read_json_sequences(write(tmp_path, "g.json", "[1, 2]"))
+
+
+def test_etegrec_jsonl_reader(tmp_path):
+    rows = [{"inter_history": [1, 2], "target_id": 3, "user": "a"}, {"inter_history": [1, 2, 3], "target_id": 4, "user": "a"}]
+    p = write(tmp_path, "test.jsonl", "\n".join(json.dumps(r) for r in rows))
+    assert read_etegrec_jsonl(p).sequences == {"a": [1, 2, 3, 4]}
+    with pytest.raises(InteractionFormatError, match="inter_history"):
+        read_etegrec_jsonl(write(tmp_path, "bad.jsonl", json.dumps({"x": 1})))
+
+
+def test_recbole_reader_sorts_by_time(tmp_path):
+    text = "user_id:token\titem_id:token\ttimestamp:float\nu\tb\t20\nu\ta\t10\nu\tc\t30\nv\ta\t5\n"
+    data = read_recbole_inter(write(tmp_path, "d.inter", text))
+    assert data.sequences == {"u": ["a", "b", "c"], "v": ["a"]}
+    with pytest.raises(InteractionFormatError, match="item_id"):
+        read_recbole_inter(write(tmp_path, "bad.inter", "user_id:token\tfoo:token\n1\t2\n"))
+
+
+def test_movielens_reader_with_titles(tmp_path):
+    d = tmp_path / "ml"
+    d.mkdir()
+    (d / "ratings.dat").write_text("1::20::5::300\n1::10::4::100\n1::30::3::200\n", encoding="latin-1")
+    (d / "movies.dat").write_text("10::Heat (1995)::Action|Crime\n", encoding="latin-1")
+    data = read_movielens(str(d))
+    assert data.sequences == {"1": [10, 30, 20]}
+    assert data.item_text[10] == "title: Heat (1995) genres: Action, Crime"
+
+
+def test_unknown_format(tmp_path):
+    p = write(tmp_path, "data.csv", "a,b\n")
+    with pytest.raises(InteractionFormatError, match="cannot tell the format"):
+        load_interactions(p)
+    with pytest.raises(InteractionFormatError, match="unknown format"):
+        load_interactions(p, format="parquet")
+
+
+def test_synthetic_covers_catalogue_and_is_deterministic():
+    a = make_synthetic_sequences(num_users=100, num_items=50, seed=3)
+    assert a == make_synthetic_sequences(num_users=100, num_items=50, seed=3)
+    assert {i for s in a.values() for i in s} == set(range(50))
