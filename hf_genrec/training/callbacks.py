@@ -42,8 +42,6 @@ class AlternatingTrainingCallback(TrainerCallback):
             rec.copy_codebooks_from(tok)
             stats = t.reassign_item_codes()
             logger.info("epoch %d (tokenizer): re-assigned item codes, collision rate %.4f", t.epoch, stats["collision_rate"])
-            state.log_history.append(
-                {"epoch": state.epoch, "step": state.global_step, **{f"codes/{k}": v for k, v in stats.items()}}
-            )
+            t.log({f"codes/{k}": v for k, v in stats.items()})
         else:
             rec.copy_codebooks_to(tok)

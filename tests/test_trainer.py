@@ -1,0 +1,215 @@
+import math
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hf_genrec import GenRecTrainer, GenRecTrainingArguments, RQVAEConfig, RQVAEModel
+from hf_genrec.data import leave_one_out, make_synthetic_sequences
+from hf_genrec.pipeline import build_recommender
+from hf_genrec.training import first_occurrence, psa_loss, sia_loss
+
+from .conftest import TINY_LLAMA
+
+
+def setup(num_items=20, seed=0, use_lora=True):
+    torch.manual_seed(seed)
+    dsd = leave_one_out(make_synthetic_sequences(num_users=48, num_items=num_items, min_length=4, max_length=7, seed=seed))
+    emb = torch.randn(dsd.num_items, 16)
+    tok = RQVAEModel(RQVAEConfig(in_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4, suffix_size=16))
+    tok.kmeans_init(emb)
+    rec = build_recommender(tok, emb, backbone_config=TINY_LLAMA, use_lora=use_lora, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    return dsd, emb, tok, rec
+
+
+def args(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path),
+        num_train_epochs=4,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=32,
+        learning_rate=5e-3,
+        tokenizer_learning_rate=5e-3,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        eval_num_beams=10,
+        warm_epoch=0,
+        seed=0,
+        data_seed=0,
+        logging_steps=2,
+    )
+    base.update(kw)
+    return GenRecTrainingArguments(**base)
+
+
+class Recorder(TrainerCallback):
+    """Checks the invariants of every phase from inside the training loop."""
+
+    def __init__(self, trainer_ref):
+        self.t = trainer_ref
+        self.phases, self.problems = [], []
+
+    def snapshot(self, module):
+        return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    def on_epoch_begin(self, args, state, control, **kw):
+        t = self.t[0]
+        self.phases.append(t.phase)
+        self.rec0, self.tok0 = self.snapshot(t.recommender), self.snapshot(t.item_tokenizer)
+        self.codes0 = t.recommender.item_codes.clone()
+
+    def on_epoch_end(self, args, state, control, **kw):
+        # Runs after AlternatingTrainingCallback, so the copies and re-assignment are done.
+        t = self.t[0]
+        rec, tok = t.recommender, t.item_tokenizer
+        for a, b in zip(rec.codebooks, tok.codebooks):
+            if not torch.equal(a.weight, b.weight):
+                self.problems.append(f"epoch {state.epoch}: codebooks differ after the copy")
+        frozen, moving = (rec, tok) if t.phase == "tokenizer" else (tok, rec)
+        before = self.rec0 if frozen is rec else self.tok0
+        for n, p in frozen.named_parameters():
+            if "codebooks" not in n and not torch.equal(before[n], p):
+                self.problems.append(f"epoch {state.epoch}: frozen {n} moved in the {t.phase} phase")
+        if not any(not torch.equal((self.tok0 if moving is tok else self.rec0)[n], p) for n, p in moving.named_parameters()):
+            self.problems.append(f"epoch {state.epoch}: nothing trained in the {t.phase} phase")
+        for n, p in rec.backbone.named_parameters():
+            if "lora_" not in n and not torch.equal(self.rec0["backbone." + n], p):
+                self.problems.append(f"LoRA base weight {n} moved")
+        if t.phase == "tokenizer":
+            expected = tok.get_codes(t.model.item_embeddings[1:])
+            if not torch.equal(rec.item_codes[1:], expected):
+                self.problems.append("item codes were not re-assigned from the tokenizer")
+            if not torch.equal(t.data_collator.item_codes, rec.item_codes):
+                self.problems.append("collator codes are stale")
+
+
+def test_two_cycles_of_alternating_training(tmp_path):
+    dsd, emb, tok, rec = setup()
+    ref = []
+    rec_cb = Recorder(ref)
+    trainer = GenRecTrainer(
+        model=rec,
+        item_tokenizer=tok,
+        item_embeddings=emb,
+        args=args(tmp_path),
+        train_dataset=dsd["train"],
+        eval_dataset=dsd["validation"],
+        callbacks=[rec_cb],
+    )
+    ref.append(trainer)
+    trainer.train()
+    assert rec_cb.phases == ["tokenizer", "recommender", "tokenizer", "recommender"]
+    assert rec_cb.problems == []
+    logs = trainer.state.log_history
+    assert any("codes/collision_rate" in e for e in logs)
+    assert any("vq_loss" in e for e in logs) and any("code_loss" in e for e in logs)
+    evals = [e for e in logs if "eval_ndcg@10" in e]
+    assert len(evals) == 4 and all(0 <= e["eval_ndcg@10"] <= e["eval_recall@10"] <= 1 for e in evals)
+    assert all(e["eval_recall@1"] <= e["eval_recall@5"] <= e["eval_recall@10"] for e in evals)
+
+
+def test_optimizer_has_every_parameter_and_a_tokenizer_group(tmp_path):
+    dsd, emb, tok, rec = setup()
+    a = args(tmp_path, eval_strategy="no")
+    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+    # The first phase is a tokenizer phase, so the recommender is frozen now; it must be in anyway.
+    assert not any(p.requires_grad for p in rec.parameters())
+    opt = trainer.create_optimizer()
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert all(id(p) in in_opt for p in tok.parameters())
+    trainable = [n for n, p in rec.named_parameters() if id(p) in in_opt]
+    assert any("lora_" in n for n in trainable) and "codebooks.0.weight" in trainable and "suffix_embedding.weight" in trainable
+    assert not any(n.startswith("backbone.") and "lora_" not in n for n in trainable)
+    assert any(g["lr"] == 5e-3 and any(p is tok.codebooks[0].weight for p in g["params"]) for g in opt.param_groups)
+
+
+def test_bnb_8bit_optimizer_keeps_tokenizer_in_32_bit(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    dsd, emb, tok, rec = setup(use_lora=False)
+    trainer = GenRecTrainer(
+        model=rec,
+        item_tokenizer=tok,
+        item_embeddings=emb,
+        args=args(tmp_path, optim="adamw_bnb_8bit", num_train_epochs=2, eval_strategy="no"),
+        train_dataset=dsd["train"],
+    )
+    trainer.train()
+    state = trainer.optimizer.optimizer.state if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer.state
+    tok_state = state[tok.encoder[0].weight]
+    assert tok_state["state1"].dtype == torch.float32
+    big = rec.backbone.layers[0].mlp.gate_proj.weight  # 2048 elements: bnb keeps < 4096 in 32-bit too
+    assert big in state
+
+
+def test_gradient_accumulation_matches_a_full_batch(tmp_path):
+    """Two half batches with accumulation take the same SGD step as one full batch (Adam would
+    hide a wrong 1/GA scaling, SGD does not). SIA/PSA are off (warm_epoch) because their in-batch
+    negatives make half batches a different loss; the code CE is a plain mean."""
+    deltas = []
+    for bs, ga in ((32, 1), (16, 2)):
+        dsd, emb, tok, rec = setup(use_lora=False)
+        before = rec.scid_projector.weight.detach().clone()
+        a = args(
+            tmp_path / f"{bs}",
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            max_steps=1,
+            alternating=False,
+            eval_strategy="no",
+            optim="sgd",
+            learning_rate=1.0,
+            max_grad_norm=0.0,
+            warm_epoch=100,
+            lr_scheduler_type="constant",
+        )
+        GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"]).train()
+        deltas.append(rec.scid_projector.weight.detach() - before)
+    assert deltas[0].abs().max() > 1e-4
+    assert torch.allclose(deltas[0], deltas[1], rtol=1e-3, atol=1e-6)
+
+
+def test_resume_mid_phase_continues_in_the_right_phase(tmp_path):
+    dsd, emb, tok, rec = setup()
+    steps_per_epoch = math.ceil(len(dsd["train"]) / 32)
+    a = args(tmp_path / "run", save_strategy="steps", save_steps=steps_per_epoch + 1, eval_strategy="no")
+    full = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+    full.train()
+    ckpt = tmp_path / "run" / f"checkpoint-{steps_per_epoch + 1}"  # inside epoch 1: a recommender epoch
+    assert (ckpt / "item_tokenizer" / "config.json").exists()
+
+    dsd2, emb2, tok2, rec2 = setup(seed=1)  # different random init: everything must come from the checkpoint
+    ref = []
+    seen = Recorder(ref)
+    resumed = GenRecTrainer(
+        model=rec2, item_tokenizer=tok2, item_embeddings=emb, args=a, train_dataset=dsd["train"], callbacks=[seen]
+    )
+    ref.append(resumed)
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    assert seen.phases == ["recommender", "tokenizer", "recommender"]
+    for x, y in zip(full.recommender.state_dict().values(), resumed.recommender.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-5)
+    assert torch.equal(full.recommender.item_codes, resumed.recommender.item_codes)
+
+
+def test_losses_against_hand_computed_values():
+    ids = torch.tensor([5, 3, 5, 7, 3])
+    assert first_occurrence(ids).tolist() == [1, 0, 3]  # order of sorted unique ids 3, 5, 7
+    same = torch.randn(4, 3, 6)
+    assert sia_loss(same, same).item() == pytest.approx(0.0, abs=1e-6)
+    p, q = torch.tensor([[[0.0, 0.0]]]), torch.tensor([[[math.log(3.0), 0.0]]])  # [.5,.5] vs [.75,.25]
+    kl = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25) + 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert sia_loss(p, q).item() == pytest.approx(kl, rel=1e-5)
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = -math.log(math.exp(1 / 0.1) / (math.exp(1 / 0.1) + 1))
+    assert psa_loss(a, a * 3, temperature=0.1).item() == pytest.approx(expected, rel=1e-3)  # float32 logsumexp
+
+
+def test_bad_inputs_are_rejected(tmp_path):
+    dsd, emb, tok, rec = setup()
+    with pytest.raises(ValueError, match=r"item_embeddings must be \[20, 16\]"):
+        GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb[:5], args=args(tmp_path), train_dataset=dsd["train"])
+    with pytest.raises(ValueError, match="cycle must be >= 2"):
+        args(tmp_path, cycle=1)
