@@ -61,14 +61,17 @@ class DataArguments:
     item_embeddings: str | None = field(default=None, metadata={"help": "[N, d] .npy; default: train SASRec here"})
     sasrec_hidden_size: int = 64
     sasrec_epochs: int = 30
-    finetune_epochs: int = field(default=2, metadata={"help": "final recommender-only epochs from the best checkpoint"})
+    finetune_epochs: int = field(default=4, metadata={"help": "final recommender-only epochs from the best checkpoint"})
+    finetune_learning_rate: float = field(
+        default=5e-4, metadata={"help": "lr of the final stage (ETEGRec: 5e-4, code loss only)"}
+    )
     early_stopping_patience: int = 4
 
 
 # Defaults for the embedded CPU run; every one can be overridden on the command line.
 EMBEDDED_DEFAULTS = {
     "--output_dir": "outputs/etegrec-default",
-    "--num_train_epochs": "8",
+    "--num_train_epochs": "16",
     "--per_device_train_batch_size": "64",
     "--per_device_eval_batch_size": "128",
     "--learning_rate": "1e-3",
@@ -173,7 +176,6 @@ def main(argv: list[str] | None = None) -> dict:
         sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
     )
 
-    stop = [EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)]
     trainer = GenRecTrainer(
         model=model,
         item_tokenizer=tokenizer,
@@ -181,17 +183,22 @@ def main(argv: list[str] | None = None) -> dict:
         args=targs,
         train_dataset=dsd["train"],
         eval_dataset=dsd["validation"],
-        callbacks=stop,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)],
     )
     trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
 
     # Final stage: from the best checkpoint (loaded at the end of train()), fine-tune the
     # recommender with the tokenizer frozen.
     if dargs.finetune_epochs > 0:
+        # As in the official ETEGRec: code loss only, a smaller lr, no warmup.
         ft_args = dataclasses.replace(
             targs,
             alternating=False,
             num_train_epochs=dargs.finetune_epochs,
+            learning_rate=dargs.finetune_learning_rate,
+            warmup_steps=0,
+            rec_sia_weight=0.0,
+            rec_psa_weight=0.0,
             output_dir=os.path.join(work, "finetune"),
             resume_from_checkpoint=None,
         )
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             args=ft_args,
             train_dataset=dsd["train"],
             eval_dataset=dsd["validation"],
-            callbacks=stop,
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)],
         )
         trainer.train()
 

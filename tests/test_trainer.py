@@ -107,8 +107,19 @@ def test_two_cycles_of_alternating_training(tmp_path):
     assert any("codes/collision_rate" in e for e in logs)
     assert any("vq_loss" in e for e in logs) and any("code_loss" in e for e in logs)
     evals = [e for e in logs if "eval_ndcg@10" in e]
-    assert len(evals) == 4 and all(0 <= e["eval_ndcg@10"] <= e["eval_recall@10"] <= 1 for e in evals)
+    # Evaluated after the recommender epochs only (1 and 3), as in ETEGRec.
+    assert [e["epoch"] for e in evals] == [2.0, 4.0] and all(0 <= e["eval_ndcg@10"] <= e["eval_recall@10"] <= 1 for e in evals)
     assert all(e["eval_recall@1"] <= e["eval_recall@5"] <= e["eval_recall@10"] for e in evals)
+
+
+def test_eval_after_tokenizer_epochs_when_asked(tmp_path):
+    dsd, emb, tok, rec = setup()
+    a = args(tmp_path, num_train_epochs=2, eval_after_tokenizer_epochs=True)
+    trainer = GenRecTrainer(
+        model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"], eval_dataset=dsd["validation"]
+    )
+    trainer.train()
+    assert [e["epoch"] for e in trainer.state.log_history if "eval_ndcg@10" in e] == [1.0, 2.0]
 
 
 def test_optimizer_has_every_parameter_and_a_tokenizer_group(tmp_path):

@@ -20,6 +20,8 @@ class AlternatingTrainingCallback(TrainerCallback):
     - ``on_epoch_end`` of a tokenizer epoch: copies tokenizer -> recommender codebooks and
       re-assigns every item's codes (with the collision suffix) in the recommender and collator.
     - ``on_epoch_end`` of a recommender epoch: copies recommender -> tokenizer codebooks.
+    - Unless ``eval_after_tokenizer_epochs``, evaluation and checkpointing are skipped after tokenizer
+      epochs (the official ETEGRec evaluates every ``cycle`` epochs, i.e. after recommender epochs).
     Every rank does the same deterministic work, so ranks stay identical under DDP.
     """
 
@@ -43,5 +45,9 @@ class AlternatingTrainingCallback(TrainerCallback):
             stats = t.reassign_item_codes()
             logger.info("epoch %d (tokenizer): re-assigned item codes, collision rate %.4f", t.epoch, stats["collision_rate"])
             t.log({f"codes/{k}": v for k, v in stats.items()})
+            if not args.eval_after_tokenizer_epochs:
+                # Runs after DefaultFlowCallback, so this overrides its per-epoch eval/save.
+                control.should_evaluate = False
+                control.should_save = False
         else:
             rec.copy_codebooks_to(tok)

@@ -42,9 +42,9 @@ class GenRecTrainer(Trainer):
 
     Loss: the weighted sum of the current phase (``args.loss_weights``). Optimizer: one
     optimizer of ``args.optim`` (e.g. ``adamw_bnb_8bit``) with the recommender's trainable
-    parameters and the RQ-VAE as a separate group (own lr / weight decay; 32-bit states under
-    bitsandbytes, i.e. plain AdamW). Every parameter is registered up front and the phase gates
-    updates by freezing the other side: a frozen parameter has no gradient, so AdamW skips it.
+    parameters, its codebook copy as its own group (``codebook_learning_rate``), and the RQ-VAE
+    as a separate group (own lr / weight decay; 32-bit states under bitsandbytes, i.e. plain AdamW).
+    Every parameter is registered up front and the phase gates updates by freezing the other side: a frozen parameter has no gradient, so AdamW skips it.
     Evaluation runs ``generate()`` and reports Recall@k / NDCG@k on exact 4-code matches.
     """
 
@@ -140,9 +140,12 @@ class GenRecTrainer(Trainer):
         decay = set(get_parameter_names(self.recommender, [torch.nn.LayerNorm, torch.nn.Embedding]))
         decay = {n for n in decay if "bias" not in n and "norm" not in n}
         rec_named = [(n, p) for n, p in self.recommender.named_parameters() if any(p is q for q in self._rec_trainable)]
+        shared = {n for n, _ in rec_named if n.startswith("codebooks.")}
+        codebook_lr = args.codebook_learning_rate if args.codebook_learning_rate is not None else args.tokenizer_learning_rate
         groups = [
-            {"params": [p for n, p in rec_named if n in decay], "weight_decay": args.weight_decay},
-            {"params": [p for n, p in rec_named if n not in decay], "weight_decay": 0.0},
+            {"params": [p for n, p in rec_named if n in decay and n not in shared], "weight_decay": args.weight_decay},
+            {"params": [p for n, p in rec_named if n not in decay and n not in shared], "weight_decay": 0.0},
+            {"params": [p for n, p in rec_named if n in shared], "weight_decay": 0.0, "lr": codebook_lr},
             {
                 "params": list(self.item_tokenizer.parameters()),
                 "weight_decay": args.tokenizer_weight_decay,
