@@ -44,7 +44,8 @@ class GenRecTrainer(Trainer):
     optimizer of ``args.optim`` (e.g. ``adamw_bnb_8bit``) with the recommender's trainable
     parameters, its codebook copy as its own group (``codebook_learning_rate``), and the RQ-VAE
     as a separate group (own lr / weight decay; 32-bit states under bitsandbytes, i.e. plain AdamW).
-    Every parameter is registered up front and the phase gates updates by freezing the other side: a frozen parameter has no gradient, so AdamW skips it.
+    Every parameter is registered up front and the phase gates updates by freezing the other
+    side: a frozen parameter has no gradient, so AdamW skips it.
     Evaluation runs ``generate()`` and reports Recall@k / NDCG@k on exact 4-code matches.
     """
 
