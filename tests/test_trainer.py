@@ -126,8 +126,8 @@ def test_optimizer_has_every_parameter_and_a_tokenizer_group(tmp_path):
     dsd, emb, tok, rec = setup()
     a = args(tmp_path, eval_strategy="no")
     trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
-    # The first phase is a tokenizer phase, so the recommender is frozen now; it must be in anyway.
-    assert not any(p.requires_grad for p in rec.parameters())
+    # Before train() both sides are trainable (DDP hooks only parameters that require grad when it wraps).
+    assert all(p.requires_grad for p in tok.parameters()) and all(p.requires_grad for p in trainer._rec_trainable)
     opt = trainer.create_optimizer()
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     assert all(id(p) in in_opt for p in tok.parameters())

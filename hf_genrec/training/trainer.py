@@ -83,7 +83,10 @@ class GenRecTrainer(Trainer):
             callbacks=callbacks,
             **kwargs,
         )
-        self.set_phase(args.phase_of_epoch(0), 0)
+        # No phase yet: DDP (built when train() starts) only hooks parameters that require grad at
+        # construction, so both sides stay trainable until the first on_epoch_begin freezes one.
+        for p in self.item_tokenizer.parameters():
+            p.requires_grad_(True)
 
     # ------------------------------------------------------------------------ phases
     def set_phase(self, phase: str, epoch: int) -> None:
