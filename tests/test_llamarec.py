@@ -5,7 +5,7 @@ from transformers import AutoConfig, AutoModel
 from hf_genrec import DataCollatorForCodeSeq, LlamaRecConfig, LlamaRecForCodeGeneration, RQVAEConfig, RQVAEModel
 from hf_genrec.data import UnknownItemError
 
-from .conftest import tiny_recommender
+from .conftest import TINY_LLAMA, tiny_recommender
 
 ROWS = [{"history": [1, 2, 3], "target": 4}, {"history": [5], "target": 6}, {"history": [7, 8, 9, 10, 11], "target": 12}]
 
@@ -253,3 +253,80 @@ def test_bf16_forward_and_generate():
     out = model(**batch(model))
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
     assert (model.recommend([[1, 2]], top_k=3).item_ids > 0).all()
+
+
+def test_bf16_backbone_with_fp32_new_layers(tmp_path):
+    """What from_backbone builds for a 7B: a bf16 backbone, fp32 trainable layers; both paths run."""
+    model = tiny_recommender(use_lora=True)
+    model.backbone.to(torch.bfloat16)
+    assert model.scid_projector.weight.dtype == torch.float32 and model.backbone_dtype == torch.bfloat16
+    out = model(**batch(model))
+    assert out.logits.dtype == torch.float32 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.codebooks[0].weight.grad.dtype == torch.float32
+    assert (model.eval().recommend([[1, 2]], top_k=3).item_ids > 0).all()
+
+
+def test_from_backbone_wraps_a_local_checkpoint(tmp_path):
+    from transformers import LlamaConfig, LlamaModel
+
+    cfg = {k: v for k, v in TINY_LLAMA.items() if k != "model_type"}
+    LlamaModel(LlamaConfig(**cfg)).to(torch.bfloat16).save_pretrained(tmp_path / "llama")
+    model = LlamaRecForCodeGeneration.from_backbone(
+        str(tmp_path / "llama"), num_items=5, code_num=4, suffix_size=4, codebook_dim=8, semantic_dim=16, lora_r=4, lora_alpha=8
+    )
+    assert model.backbone_dtype == torch.bfloat16 and model.scid_projector.weight.dtype == torch.float32
+    assert model.config.backbone_name_or_path == str(tmp_path / "llama")
+    # Wrapping must not change what the backbone computes.
+    alone = LlamaModel.from_pretrained(tmp_path / "llama", dtype=torch.bfloat16)
+    x = torch.randn(2, 5, 32, dtype=torch.bfloat16)
+    assert torch.equal(alone(inputs_embeds=x).last_hidden_state, model.backbone(inputs_embeds=x).last_hidden_state)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_adapter_only_checkpoint_of_a_pretrained_backbone(tmp_path):
+    import os
+
+    from transformers import LlamaConfig, LlamaModel
+
+    cfg = {k: v for k, v in TINY_LLAMA.items() if k != "model_type"}
+    LlamaModel(LlamaConfig(**cfg)).to(torch.bfloat16).save_pretrained(tmp_path / "llama")
+    model = LlamaRecForCodeGeneration.from_backbone(
+        str(tmp_path / "llama"), num_items=30, code_num=4, suffix_size=4, codebook_dim=8, semantic_dim=16, lora_r=4, lora_alpha=8
+    )
+    assert model.config.save_base_weights is False
+    from .conftest import unique_codes
+
+    model.set_item_codes(unique_codes(30))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    model.save_pretrained(tmp_path / "ckpt")
+    from safetensors.torch import load_file
+
+    saved = load_file(os.path.join(tmp_path / "ckpt", "model.safetensors"))
+    assert not any(k.startswith("backbone.") and "lora_" not in k for k in saved)
+    assert any("lora_A" in k for k in saved) and "item_codes" in saved and "codebooks.0.weight" in saved
+    back = LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt")
+    assert back.backbone_dtype == torch.bfloat16
+    assert_same_model(model, back)
+
+
+def test_lora_starts_as_identity():
+    model = LlamaRecForCodeGeneration(
+        LlamaRecConfig(
+            backbone_config=TINY_LLAMA,
+            num_items=3,
+            code_num=4,
+            suffix_size=4,
+            codebook_dim=8,
+            semantic_dim=16,
+            lora_r=4,
+            lora_alpha=8,
+        )
+    )
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)

@@ -33,6 +33,9 @@ class LlamaRecConfig(PretrainedConfig):
             semantic embedding (the PSA target).
         use_lora / lora_*: LoRA injected into the backbone with peft; ``use_lora=False`` trains it in full.
         initializer_range: std of the N(0, std) init of the new layers.
+        save_base_weights: ``False`` saves only what trains (LoRA, projectors, adapters, codebooks,
+            code table) and reloads the frozen backbone from ``backbone_name_or_path``: a 7B
+            checkpoint then takes megabytes, not 13 GB. Needs ``use_lora`` and that path.
         default_num_beams / default_num_return_sequences / generation_chunk_size: ``generate()`` defaults
             (not named ``num_beams`` etc.: transformers reserves those for ``GenerationConfig``).
     """
@@ -59,6 +62,7 @@ class LlamaRecConfig(PretrainedConfig):
         default_num_beams: int = 20,
         default_num_return_sequences: int = 10,
         generation_chunk_size: int = 64,
+        save_base_weights: bool = True,
         **kwargs,
     ):
         if backbone_config is None:
@@ -84,6 +88,7 @@ class LlamaRecConfig(PretrainedConfig):
         self.default_num_beams = default_num_beams
         self.default_num_return_sequences = default_num_return_sequences
         self.generation_chunk_size = generation_chunk_size
+        self.save_base_weights = save_base_weights
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -69,8 +70,10 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
     """
 
     def __init__(self, config: LlamaRecConfig, backbone: PreTrainedModel | None = None):
+        attn = backbone.config._attn_implementation if backbone is not None else None
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone_config)
+
         if config.use_lora:
             lora = LoraConfig(
                 r=config.lora_r,
@@ -80,9 +83,8 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
                 bias="none",
             )
             # In-place injection keeps key paths stable for the outer save/from_pretrained and
-            # freezes the base weights (wrapping with get_peft_model breaks post_init; HF5-NOTES).
+            # lets us freeze the base below (wrapping with get_peft_model breaks post_init; HF5-NOTES).
             inject_adapter_in_model(lora, self.backbone)
-            self.freeze_backbone_base()
         hidden, dim = config.hidden_size, config.codebook_dim
         self.codebooks = nn.ModuleList(nn.Embedding(config.code_num, dim) for _ in range(config.num_levels))
         self.suffix_embedding = nn.Embedding(config.suffix_size, dim)
@@ -98,31 +100,93 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
             self.enc_adapter,
             self.dec_adapter,
         )
+        if not config.save_base_weights:
+            # Adapter-only checkpoints lack the frozen base weights by design; _load_base_weights fills them.
+            self._keys_to_ignore_on_load_missing = [r"^backbone\.(?!.*lora_)"]
         self.register_buffer("item_codes", torch.full((config.num_items + 1, config.code_length), -1, dtype=torch.long))
         self._trie = None
         self.post_init()
+        if self.backbone.config._attn_implementation is None:
+            # The outer PreTrainedModel init re-resolves the shared sub-config's attention and leaves it
+            # None, which silently drops the backbone to a fallback path; restore what it was built with.
+            self.backbone.config._attn_implementation = attn or "sdpa"
+        if config.use_lora:
+            # post_init let the backbone's own _init_weights re-draw the injected LoRA layers as N(0, 0.02);
+            # restore peft's init (B = 0) so a pretrained backbone starts out computing exactly itself.
+            for module in self.backbone.modules():
+                if isinstance(module, LoraLayer):
+                    module.reset_lora_parameters("default", init_lora_weights=True)
+            self.freeze_backbone_base()
 
     # ----------------------------------------------------------------- construction helpers
     def freeze_backbone_base(self) -> None:
-        """With LoRA, only the adapters of the backbone train; its base weights stay frozen."""
+        """With LoRA, only the adapters of the backbone train (in fp32, as peft's own
+        ``autocast_adapter_dtype`` does; peft casts activations at the adapter boundary); the
+        base weights stay frozen in their dtype."""
         if self.config.use_lora:
             for name, p in self.backbone.named_parameters():
-                p.requires_grad_("lora_" in name)
+                is_lora = "lora_" in name
+                p.requires_grad_(is_lora)
+                if is_lora and p.dtype in (torch.float16, torch.bfloat16):
+                    p.data = p.data.float()
+
+    def base_weight_names(self) -> list[str]:
+        """State-dict keys of the frozen backbone base weights (everything of the backbone but LoRA)."""
+        return [f"backbone.{n}" for n in self.backbone.state_dict() if "lora_" not in n]
+
+    def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
+        if not self.config.save_base_weights:
+            if not (self.config.use_lora and self.config.backbone_name_or_path):
+                raise ValueError("save_base_weights=False needs use_lora=True and config.backbone_name_or_path")
+            base = set(self.base_weight_names())
+            state_dict = {k: v for k, v in (state_dict or self.state_dict()).items() if k not in base}
+        return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         model = super().from_pretrained(*args, **kwargs)
+        if not model.config.save_base_weights:
+            model._load_base_weights()
+        elif model.config.use_lora:
+            # A frozen base goes back to its own dtype (e.g. bf16); LoRA and the new layers stay as loaded.
+            base_dtype = getattr(model.config.backbone_config, "dtype", None)
+            if isinstance(base_dtype, str):
+                base_dtype = getattr(torch, base_dtype)
+            if isinstance(base_dtype, torch.dtype):
+                for name, p in model.backbone.named_parameters():
+                    if "lora_" not in name:
+                        p.data = p.data.to(base_dtype)
         # Loading materialises fresh parameters (requires_grad=True); restore the LoRA freeze.
         model.freeze_backbone_base()
         return model
+
+    def _load_base_weights(self) -> None:
+        """Fill the frozen base weights from ``config.backbone_name_or_path``, strictly."""
+        path = self.config.backbone_name_or_path
+        base = AutoModel.from_pretrained(path, dtype="auto").state_dict()
+        # peft wraps each targeted Linear: its weight moves to `<module>.base_layer.weight`.
+        wanted = {n.removeprefix("backbone."): n for n in self.base_weight_names()}
+        renamed = {}
+        for key, value in base.items():
+            lora_key = key
+            for target in self.config.lora_target_modules:
+                lora_key = lora_key.replace(f".{target}.", f".{target}.base_layer.")
+            renamed[lora_key if lora_key in wanted else key] = value
+        missing = sorted(set(wanted) - set(renamed))
+        if missing:
+            raise RuntimeError(f"backbone at {path} lacks {len(missing)} weights this model needs, e.g. {missing[:3]}")
+        # assign=True keeps the checkpoint's dtype (bf16 stays bf16) instead of casting into fp32.
+        self.backbone.load_state_dict({k: renamed[k] for k in wanted}, strict=False, assign=True)
 
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
         """Wrap a local (or hub) decoder-only checkpoint, e.g. Llama-2-7b-hf, with fresh ETEGRec layers."""
         backbone = AutoModel.from_pretrained(backbone_name_or_path, dtype=dtype)
         config = LlamaRecConfig(backbone_config=backbone.config, backbone_name_or_path=backbone_name_or_path, **config_kwargs)
-        model = cls(config, backbone=backbone)
-        return model.to(backbone.dtype)
+        # The backbone keeps its (e.g. bf16) dtype; the new, trainable layers stay fp32 so the
+        # optimizer never holds bf16 master weights. Values are cast where the two meet.
+        config.save_base_weights = not config.use_lora
+        return cls(config, backbone=backbone)
 
     # ------------------------------------------------------------------- item code table
     def set_item_codes(self, codes: torch.Tensor) -> None:
@@ -193,11 +257,25 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
         emb = self.scid_projector(F.embedding(flat, table).to(self.scid_projector.weight.dtype))
         if mask is not None:
             emb = emb * mask.unsqueeze(-1).to(emb.dtype)
-        return emb
+        return emb.to(self.backbone_dtype)
+
+    @property
+    def backbone_dtype(self) -> torch.dtype:
+        """Dtype the backbone computes in (its input embedding's); ``inputs_embeds`` are cast to it."""
+        return self.backbone.get_input_embeddings().weight.dtype
+
+    def head_dtype(self) -> torch.dtype:
+        return self.output_projector.weight.dtype
+
+    @property
+    def dtype(self) -> torch.dtype:
+        # The dtype of what trains (and what save_pretrained records), not of a frozen bf16 backbone
+        # whose first weight would otherwise make from_pretrained load the fp32 layers as bf16.
+        return self.head_dtype()
 
     def level_logits(self, hidden: torch.Tensor, level: int) -> torch.Tensor:
         """Scores of every code of ``level`` from hidden states ``[..., hidden]`` -> ``[..., code_vocab]``."""
-        query = self.output_projector(hidden)
+        query = self.output_projector(hidden.to(self.head_dtype()))
         book = self.codebooks[level] if level < self.config.num_levels else self.suffix_embedding
         logits = query @ book.weight.to(query.dtype).t()
         pad = self.config.code_vocab - logits.shape[-1]
@@ -235,7 +313,7 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        seq_latents = hidden[rows, seq_end_positions]
+        seq_latents = hidden[rows, seq_end_positions].to(self.head_dtype())
         target_hidden = hidden[rows.unsqueeze(1), target_positions]  # [B, L, H]
         logits = torch.stack([self.level_logits(target_hidden[:, lvl], lvl) for lvl in range(self.config.code_length)], 1)
         loss = None
