@@ -66,6 +66,7 @@ class DataArguments:
         default=5e-4, metadata={"help": "lr of the final stage (ETEGRec: 5e-4, code loss only)"}
     )
     early_stopping_patience: int = 4
+    estimate_memory: bool = field(default=False, metadata={"help": "print the training memory estimate and exit"})
 
 
 # Defaults for the embedded CPU run; every one can be overridden on the command line.
@@ -108,6 +109,42 @@ def with_defaults(argv: list[str]) -> list[str]:
     return argv + extra
 
 
+def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
+    """The GPU memory this configuration needs for training, from the config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from hf_genrec import LlamaRecConfig
+    from hf_genrec.memory import estimate_training_memory
+
+    backbone_config = AutoConfig.from_pretrained(margs.model_name_or_path) if margs.model_name_or_path else backbone
+    config = LlamaRecConfig(
+        backbone_config=backbone_config,
+        num_levels=margs.num_levels,
+        code_num=margs.codebook_size,
+        suffix_size=margs.suffix_size,
+        codebook_dim=margs.codebook_dim,
+        use_lora=use_lora,
+        lora_r=margs.lora_r,
+        lora_alpha=margs.lora_alpha,
+    )
+    seq_len = targs.max_history * config.code_length + config.code_length - 1
+    checkpointing = bool(targs.gradient_checkpointing or getattr(targs, "activation_checkpointing", False))
+    est = estimate_training_memory(
+        config,
+        targs.per_device_train_batch_size,
+        seq_len,
+        optim=str(getattr(targs.optim, "value", targs.optim)),
+        gradient_checkpointing=checkpointing,
+        weight_dtype=torch.bfloat16 if targs.bf16 else torch.float32,
+    )
+    print(
+        f"Training memory estimate per device (batch {targs.per_device_train_batch_size} x {seq_len} tokens, "
+        f"optim {getattr(targs.optim, 'value', targs.optim)}):"
+    )
+    print(est.table())
+    return est.to_dict()
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, GenRecTrainingArguments))
     margs, dargs, targs = parser.parse_args_into_dataclasses(args=with_defaults(sys.argv[1:] if argv is None else argv))
@@ -117,6 +154,17 @@ def main(argv: list[str] | None = None) -> dict:
         level=logging.INFO if targs.process_index == 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    use_lora = margs.use_lora if margs.use_lora is not None else margs.model_name_or_path is not None
+    backbone = dict(
+        DEFAULT_BACKBONE,
+        hidden_size=margs.hidden_size,
+        intermediate_size=4 * margs.hidden_size,
+        num_hidden_layers=margs.num_hidden_layers,
+        num_attention_heads=margs.num_attention_heads,
+        num_key_value_heads=margs.num_attention_heads,
+    )
+    if dargs.estimate_memory:
+        return print_memory_estimate(margs, targs, backbone, use_lora)
     set_seed(targs.seed)
     work = targs.output_dir
     os.makedirs(work, exist_ok=True)
@@ -150,15 +198,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     tokenizer = get_item_tokenizer(emb, margs.rqvae_path, work, rq_config, margs.rqvae_epochs, use_cpu=targs.use_cpu)
 
-    use_lora = margs.use_lora if margs.use_lora is not None else margs.model_name_or_path is not None
-    backbone = dict(
-        DEFAULT_BACKBONE,
-        hidden_size=margs.hidden_size,
-        intermediate_size=4 * margs.hidden_size,
-        num_hidden_layers=margs.num_hidden_layers,
-        num_attention_heads=margs.num_attention_heads,
-        num_key_value_heads=margs.num_attention_heads,
-    )
     model = build_recommender(
         tokenizer,
         emb,

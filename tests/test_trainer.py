@@ -205,6 +205,16 @@ def test_resume_mid_phase_continues_in_the_right_phase(tmp_path):
     assert torch.equal(full.recommender.item_codes, resumed.recommender.item_codes)
 
 
+def test_gradient_checkpointing_through_training_arguments(tmp_path):
+    dsd, emb, tok, rec = setup()
+    a = args(tmp_path, num_train_epochs=2, eval_strategy="no", gradient_checkpointing=True)
+    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+    before = rec.scid_projector.weight.detach().clone()
+    trainer.train()
+    assert rec.backbone.gradient_checkpointing
+    assert not torch.equal(before, rec.scid_projector.weight)
+
+
 def test_losses_against_hand_computed_values():
     ids = torch.tensor([5, 3, 5, 7, 3])
     assert first_occurrence(ids).tolist() == [1, 0, 3]  # order of sorted unique ids 3, 5, 7

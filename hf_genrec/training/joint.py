@@ -57,6 +57,32 @@ class ETEGRecJointModel(nn.Module):
     def config(self):  # lets Trainer code that reads model.config see the recommender's
         return self.recommender.config
 
+    # TrainingArguments(gradient_checkpointing=True) calls these on the trained module; only the
+    # recommender's backbone is deep enough to checkpoint.
+    supports_gradient_checkpointing = True
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        kw = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
+        rec = self.recommender
+        # transformers renamed the hook (and its kwargs) within 5.x; call whichever this release has.
+        if hasattr(rec, "activation_checkpointing_enable"):
+            rec.activation_checkpointing_enable(activation_checkpointing_kwargs=kw, **kwargs)
+        else:
+            rec.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
+
+    def activation_checkpointing_disable(self) -> None:
+        rec = self.recommender
+        getattr(rec, "activation_checkpointing_disable", rec.gradient_checkpointing_disable)()
+
+    gradient_checkpointing_disable = activation_checkpointing_disable
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.recommender.is_gradient_checkpointing
+
     def forward(self, targets: torch.Tensor, **batch) -> JointOutput:
         rec = self.recommender(**batch)
         target_emb = self.item_embeddings[targets].to(self.item_tokenizer.dtype)

@@ -1,0 +1,145 @@
+"""Estimate the GPU memory a LlamaRec training configuration needs, before running it.
+
+Parameter counts are exact: the model is built on the meta device (no memory). Activation
+memory is measured, not guessed: one forward + loss of 1- and 2-layer copies of the backbone
+at the real width runs on CPU with a short sequence, and every tensor autograd saves for
+backward is counted (parameters and shared storages once). The 2-minus-1 difference is the
+per-layer cost; both scale linearly with tokens under SDPA attention (no T x T matrix saved).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
+
+GB = 2**30
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes, split by what holds them. ``total`` uses ``activations_checkpointed`` when
+    ``gradient_checkpointing`` is on, else ``activations``."""
+
+    frozen_weights: float
+    trainable_weights: float
+    gradients: float
+    optimizer_states: float
+    activations: float
+    activations_checkpointed: float
+    gradient_checkpointing: bool
+    trainable_params: int
+    frozen_params: int
+    tokens_per_step: int
+
+    @property
+    def total(self) -> float:
+        act = self.activations_checkpointed if self.gradient_checkpointing else self.activations
+        return self.frozen_weights + self.trainable_weights + self.gradients + self.optimizer_states + act
+
+    def table(self) -> str:
+        rows = [
+            ("frozen weights", self.frozen_weights),
+            ("trainable weights (fp32)", self.trainable_weights),
+            ("gradients (fp32)", self.gradients),
+            ("optimizer states", self.optimizer_states),
+            ("activations, no checkpointing", self.activations),
+            ("activations, checkpointing", self.activations_checkpointed),
+            (f"total ({'with' if self.gradient_checkpointing else 'without'} checkpointing)", self.total),
+        ]
+        head = f"{self.trainable_params / 1e6:.1f}M trainable / {self.frozen_params / 1e6:.1f}M frozen params, "
+        head += f"{self.tokens_per_step} tokens per step (framework/allocator overhead not included)"
+        return head + "\n" + "\n".join(f"  {name:<42}{b / GB:>9.2f} GB" for name, b in rows)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"total": self.total}
+
+
+def _saved_activation_bytes(config: LlamaRecConfig, num_layers: int, tokens: int, dtype: torch.dtype) -> int:
+    """Bytes autograd saves for backward in one forward + code loss over ``tokens`` tokens."""
+    cfg = copy.deepcopy(config)
+    cfg.backbone_config.num_hidden_layers = num_layers
+    cfg.backbone_config.vocab_size = 8  # the token embedding is never used by code inputs
+    cfg.num_items = 1
+    torch.manual_seed(0)
+    model = LlamaRecForCodeGeneration(cfg)
+    model.backbone.to(dtype)
+    model.train()
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t: torch.Tensor):
+        nonlocal total
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in param_ptrs and ptr not in seen:
+            seen.add(ptr)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    length = tokens
+    input_ids = torch.randint(0, cfg.code_num, (1, length))
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "seq_end_positions": torch.tensor([length - cfg.code_length]),
+        "target_positions": (length - cfg.code_length + torch.arange(cfg.code_length)).unsqueeze(0),
+        "labels": torch.zeros(1, cfg.code_length, dtype=torch.long),
+    }
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(**batch)
+        (out.loss + out.seq_project_latents.sum() + out.dec_latents.sum()).backward()
+    return total
+
+
+def estimate_training_memory(
+    config: LlamaRecConfig,
+    batch_size: int,
+    seq_len: int,
+    optim: str = "adamw_bnb_8bit",
+    gradient_checkpointing: bool = True,
+    weight_dtype: torch.dtype = torch.bfloat16,
+    probe_tokens: int = 64,
+) -> MemoryEstimate:
+    """Estimate training memory for ``config`` at ``batch_size`` sequences of ``seq_len`` tokens.
+
+    Args:
+        optim: ``adamw_bnb_8bit`` (2 bytes of state per parameter, 32-bit for tensors under 4096
+            elements as bitsandbytes does) or any 32-bit AdamW (8 bytes per parameter).
+        weight_dtype: dtype of the frozen backbone (and of activations).
+    """
+    with torch.device("meta"):
+        model = LlamaRecForCodeGeneration(config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    n_train = sum(p.numel() for p in trainable)
+    n_frozen = sum(p.numel() for p in frozen)
+    wbytes = torch.finfo(weight_dtype).bits // 8
+    if "8bit" in optim:
+        opt = sum(2 * p.numel() if p.numel() >= 4096 else 8 * p.numel() for p in trainable)
+    else:
+        opt = 8 * n_train
+    one = _saved_activation_bytes(config, 1, probe_tokens, weight_dtype)
+    two = _saved_activation_bytes(config, 2, probe_tokens, weight_dtype)
+    per_layer_token = max(two - one, 0) / probe_tokens
+    fixed_token = max(one - (two - one), 0) / probe_tokens
+    tokens = batch_size * seq_len
+    layers = config.backbone_config.num_hidden_layers
+    full = tokens * (layers * per_layer_token + fixed_token)
+    # Checkpointing keeps each layer's input (hidden states) and recomputes one layer at a time.
+    ckpt = tokens * (layers * config.hidden_size * wbytes + per_layer_token + fixed_token)
+    return MemoryEstimate(
+        frozen_weights=n_frozen * wbytes,
+        trainable_weights=4 * n_train,
+        gradients=4 * n_train,
+        optimizer_states=opt,
+        activations=full,
+        activations_checkpointed=ckpt,
+        gradient_checkpointing=gradient_checkpointing,
+        trainable_params=n_train,
+        frozen_params=n_frozen,
+        tokens_per_step=tokens,
+    )

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from hf_genrec import LlamaRecConfig, LlamaRecForCodeGeneration
+from hf_genrec.memory import _saved_activation_bytes, estimate_training_memory
+
+from .conftest import TINY_LLAMA
+
+
+def config(layers=3, **kw):
+    return LlamaRecConfig(
+        backbone_config=dict(TINY_LLAMA, num_hidden_layers=layers),
+        num_items=50,
+        code_num=4,
+        suffix_size=4,
+        codebook_dim=8,
+        semantic_dim=16,
+        lora_r=4,
+        lora_alpha=8,
+        **kw,
+    )
+
+
+def test_parameter_counts_are_exact():
+    cfg = config()
+    est = estimate_training_memory(cfg, batch_size=2, seq_len=16, optim="adamw_torch", weight_dtype=torch.float32)
+    model = LlamaRecForCodeGeneration(cfg)
+    assert est.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert est.frozen_params == sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert est.optimizer_states == 8 * est.trainable_params
+    assert est.gradients == est.trainable_weights == 4 * est.trainable_params
+
+
+def test_activation_extrapolation_matches_a_traced_deeper_longer_run():
+    cfg = config(layers=3)
+    est = estimate_training_memory(cfg, batch_size=1, seq_len=96, weight_dtype=torch.float32, probe_tokens=32)
+    traced = _saved_activation_bytes(cfg, 3, 96, torch.float32)
+    assert est.activations == pytest.approx(traced, rel=0.1)
+    assert est.activations_checkpointed < est.activations
+
+
+def test_8bit_states_are_smaller_and_checkpointing_lowers_total():
+    # Wide enough that LoRA tensors reach 4096 elements (bitsandbytes keeps smaller ones in 32 bit).
+    cfg = LlamaRecConfig(
+        backbone_config=dict(TINY_LLAMA, hidden_size=128, intermediate_size=256),
+        num_items=50,
+        code_num=4,
+        suffix_size=4,
+        codebook_dim=8,
+        semantic_dim=16,
+        lora_r=64,
+        lora_alpha=128,
+    )
+    a = estimate_training_memory(cfg, 4, 32, optim="adamw_bnb_8bit", gradient_checkpointing=True)
+    b = estimate_training_memory(cfg, 4, 32, optim="adamw_torch", gradient_checkpointing=False)
+    assert a.optimizer_states < b.optimizer_states and a.total < b.total
+    assert "total (with checkpointing)" in a.table()
