@@ -31,23 +31,25 @@ def unique_codes(num_items: int, code_num: int = 4, levels: int = 4, seed: int =
     return every[torch.randperm(len(every), generator=gen)[:num_items]]
 
 
-def tiny_recommender(num_items: int = 30, use_lora: bool = True, semantic_dim: int = 16, seed: int = 0, **kw):
-    from hf_genrec import LlamaRecConfig, LlamaRecForCodeGeneration
+def tiny_config(num_items: int = 30, use_lora: bool = True, semantic_dim: int = 16, layers: int = 2, **kw):
+    """A LlamaRecConfig on TINY_LLAMA with 4-code vocabularies and 8-d codebooks."""
+    from hf_genrec import LlamaRecConfig
 
-    torch.manual_seed(seed)
-    cfg = LlamaRecConfig(
-        backbone_config=TINY_LLAMA,
+    base = dict(code_num=4, suffix_size=4, codebook_dim=8, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    return LlamaRecConfig(
+        backbone_config=dict(TINY_LLAMA, num_hidden_layers=layers),
         num_items=num_items,
-        code_num=4,
-        suffix_size=4,
-        codebook_dim=8,
         semantic_dim=semantic_dim,
         use_lora=use_lora,
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        **kw,
+        **(base | kw),
     )
+
+
+def tiny_recommender(num_items: int = 30, use_lora: bool = True, semantic_dim: int = 16, seed: int = 0, **kw):
+    from hf_genrec import LlamaRecForCodeGeneration
+
+    torch.manual_seed(seed)
+    cfg = tiny_config(num_items, use_lora, semantic_dim, **kw)
     model = LlamaRecForCodeGeneration(cfg)
     model.set_item_codes(unique_codes(num_items, seed=seed))
     if use_lora:  # LoRA B starts at zero; give it weight so round-trips test real adapter values

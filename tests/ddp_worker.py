@@ -11,30 +11,21 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hf_genrec import GenRecTrainer, GenRecTrainingArguments  # noqa: E402
+from hf_genrec import GenRecTrainer  # noqa: E402
 from hf_genrec.data_collator import DataCollatorForCodeSeq  # noqa: E402
 from hf_genrec.metrics import ranking_metrics  # noqa: E402
+from tests.test_trainer import args as trainer_test_args  # noqa: E402
 from tests.test_trainer import setup  # noqa: E402
 
 
 def main(out_dir: str) -> None:
     dsd, emb, tok, rec = setup(num_items=20)
-    args = GenRecTrainingArguments(
-        output_dir=os.path.join(out_dir, "run"),
-        num_train_epochs=4,
+    args = trainer_test_args(
+        out_dir + "/run",
         per_device_train_batch_size=8,
         per_device_eval_batch_size=5,
-        learning_rate=5e-3,
-        tokenizer_learning_rate=5e-3,
-        eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=1,
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        eval_num_beams=10,
-        seed=0,
-        logging_steps=2,
     )
     # 47 users: the distributed sampler pads to 48, so a duplicate would show in the metrics.
     validation = dsd["validation"].select(range(47))

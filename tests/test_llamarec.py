@@ -5,7 +5,7 @@ from transformers import AutoConfig, AutoModel
 from hf_genrec import DataCollatorForCodeSeq, LlamaRecConfig, LlamaRecForCodeGeneration, RQVAEConfig, RQVAEModel
 from hf_genrec.data import UnknownItemError
 
-from .conftest import TINY_LLAMA, tiny_recommender
+from .conftest import TINY_LLAMA, tiny_config, tiny_recommender
 
 ROWS = [{"history": [1, 2, 3], "target": 4}, {"history": [5], "target": 6}, {"history": [7, 8, 9, 10, 11], "target": 12}]
 
@@ -315,18 +315,8 @@ def test_adapter_only_checkpoint_of_a_pretrained_backbone(tmp_path):
 
 
 def test_lora_starts_as_identity():
-    model = LlamaRecForCodeGeneration(
-        LlamaRecConfig(
-            backbone_config=TINY_LLAMA,
-            num_items=3,
-            code_num=4,
-            suffix_size=4,
-            codebook_dim=8,
-            semantic_dim=16,
-            lora_r=4,
-            lora_alpha=8,
-        )
-    )
+    torch.manual_seed(0)
+    model = LlamaRecForCodeGeneration(tiny_config(num_items=3))
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)

@@ -4,21 +4,11 @@ import torch
 from hf_genrec import LlamaRecConfig, LlamaRecForCodeGeneration
 from hf_genrec.memory import _saved_activation_bytes, estimate_training_memory
 
-from .conftest import TINY_LLAMA
+from .conftest import TINY_LLAMA, tiny_config
 
 
 def config(layers=3, **kw):
-    return LlamaRecConfig(
-        backbone_config=dict(TINY_LLAMA, num_hidden_layers=layers),
-        num_items=50,
-        code_num=4,
-        suffix_size=4,
-        codebook_dim=8,
-        semantic_dim=16,
-        lora_r=4,
-        lora_alpha=8,
-        **kw,
-    )
+    return tiny_config(num_items=50, layers=layers, **kw)
 
 
 def test_parameter_counts_are_exact():

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         with open(f"{a.output_dir}/item_text.json", "w") as f:
-            json.dump({str(dsd.item_map.to_dense(k)): v for k, v in data.item_text.items() if k in dsd.item_map._to_dense}, f)
+            json.dump({str(dsd.item_map.to_dense(k)): v for k, v in data.item_text.items() if k in dsd.item_map}, f)
     print(
         f"{len(data.sequences)} users, {dsd.num_items} items, {data.num_interactions} interactions; "
         f"rows: train {len(dsd['train'])}, validation {len(dsd['validation'])}, test {len(dsd['test'])}; "

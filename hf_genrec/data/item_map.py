@@ -58,6 +58,9 @@ class ItemIdMap:
         with open(os.path.join(directory, ITEM_MAP_FILE), encoding="utf-8") as f:
             return cls(json.load(f)["original_ids"])
 
+    def __contains__(self, item) -> bool:
+        return item in self._to_dense
+
     def __len__(self) -> int:
         return self.num_items
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.splits import GenRecDatasetDict
 from .collaborative import SASRecCollator, collaborative_item_embeddings, train_sasrec
-from .text import text_item_embeddings
+from .text import count_missing_text, text_item_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def build_item_embeddings(
             if not item_text:
                 raise ValueError("'text' embeddings need item text, and this dataset has none")
             emb = text_item_embeddings(item_text, dsd.item_map, text_model)
-            report["text_items_without_text"] = text_item_embeddings.missing
+            report["text_items_without_text"] = count_missing_text(item_text, dsd.item_map)
         else:
             emb = load_item_embeddings(source, dsd.num_items)
         report["dims"][source] = int(emb.shape[1])

@@ -28,16 +28,19 @@ def text_item_embeddings(
 ) -> np.ndarray:
     """Encode each item's text, ``[N, d]`` float32 aligned with ``item_map`` (row i = dense id i + 1).
 
-    Items without text are encoded from an empty string; how many there were is left in
-    ``text_item_embeddings.missing`` for the caller's report. All items lacking text is an error.
+    Items without text are encoded from an empty string (see :func:`count_missing_text`); all
+    items lacking text is an error.
     """
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_name_or_path or default_text_model_path(), device=device)
     texts = [item_text.get(orig, "") for orig in item_map.original_ids]
-    missing = sum(1 for t in texts if not t)
-    if missing == len(texts):
+    if count_missing_text(item_text, item_map) == len(texts):
         raise ValueError("none of the items has text; text embeddings need item_text")
     emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    text_item_embeddings.missing = missing
     return emb.astype(np.float32)
+
+
+def count_missing_text(item_text: dict, item_map: ItemIdMap) -> int:
+    """How many of the mapped items have no (or empty) text."""
+    return sum(1 for orig in item_map.original_ids if not item_text.get(orig))
