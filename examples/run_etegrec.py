@@ -25,7 +25,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from hf_genrec import GenRecTrainer, GenRecTrainingArguments
 from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from hf_genrec.models.rqvae import RQVAEConfig
-from hf_genrec.pipeline import build_recommender, get_item_embeddings, get_item_tokenizer, load_dataset
+from hf_genrec.pipeline import build_recommender, get_item_embeddings, get_item_tokenizer, load_dataset, with_length_grouping
 
 logger = logging.getLogger("run_etegrec")
 
@@ -67,6 +67,7 @@ class DataArguments:
     )
     early_stopping_patience: int = 4
     estimate_memory: bool = field(default=False, metadata={"help": "print the training memory estimate and exit"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch rows of similar history length (less padding)"})
 
 
 # Defaults for the embedded CPU run; every one can be overridden on the command line.
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     os.makedirs(work, exist_ok=True)
 
     dsd = load_dataset(dargs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
+    if dargs.group_by_length:
+        targs = with_length_grouping(targs, dsd)
     logger.info(
         "data: %d items; rows train %d / validation %d / test %d",
         dsd.num_items,

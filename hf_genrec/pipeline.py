@@ -35,6 +35,21 @@ def load_dataset(dataset_dir: str | None, max_history: int = 50, seed: int = 0) 
     return leave_one_out(load_interactions(dataset_file_in(dataset_dir)), max_history=max_history)
 
 
+def with_length_grouping(args, dsd: GenRecDatasetDict):
+    """Return ``args`` set to batch rows of similar history length, adding the ``length`` column to
+    splits saved before it existed. Leave-one-out histories are mostly short (Beauty: median 4
+    items, max 50), so random batches padded to their longest row hold few real tokens."""
+    import dataclasses
+
+    for split in list(dsd):
+        if "length" not in dsd[split].column_names:
+            dsd[split] = dsd[split].map(lambda r: {"length": len(r["history"])})
+    names = {f.name for f in dataclasses.fields(args)}
+    if "train_sampling_strategy" in names:  # transformers >= 5.2x
+        return dataclasses.replace(args, train_sampling_strategy="group_by_length", length_column_name="length")
+    return dataclasses.replace(args, group_by_length=True, length_column_name="length")
+
+
 def get_item_embeddings(
     dsd: GenRecDatasetDict, path: str | None, work_dir: str, sasrec_kwargs: dict | None = None
 ) -> torch.Tensor:

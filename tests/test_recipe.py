@@ -82,3 +82,29 @@ def test_example_rejects_unknown_arguments(flag):
         ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), flag], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode != 0 and flag in proc.stderr
+
+
+def test_example_estimates_memory_without_training(tmp_path):
+    proc = subprocess.run(
+        [
+            "python",
+            os.path.join(ROOT, "examples", "run_etegrec.py"),
+            "--estimate_memory",
+            "true",
+            "--hidden_size",
+            "32",
+            "--num_hidden_layers",
+            "1",
+            "--num_attention_heads",
+            "2",
+            "--output_dir",
+            str(tmp_path / "never"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Training memory estimate" in proc.stdout and "activations, checkpointing" in proc.stdout
+    assert not (tmp_path / "never").exists()

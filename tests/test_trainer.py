@@ -234,3 +234,28 @@ def test_bad_inputs_are_rejected(tmp_path):
         GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb[:5], args=args(tmp_path), train_dataset=dsd["train"])
     with pytest.raises(ValueError, match="cycle must be >= 2"):
         args(tmp_path, cycle=1)
+
+
+def test_group_by_length_batches_cut_padding(tmp_path):
+    dsd = leave_one_out(make_synthetic_sequences(num_users=300, num_items=40, min_length=4, max_length=30, seed=2))
+    _, emb, tok, rec = setup(num_items=dsd.num_items)
+    emb = torch.randn(dsd.num_items, 16)
+
+    def padding_share(**kw):
+        a = args(tmp_path, eval_strategy="no", per_device_train_batch_size=16, **kw)
+        trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+        real = total = 0
+        for b in trainer.get_train_dataloader():
+            real += int(b["attention_mask"].sum())
+            total += b["attention_mask"].numel()
+        return 1 - real / total
+
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}:
+        grouped = padding_share(train_sampling_strategy="group_by_length")
+    else:
+        grouped = padding_share(group_by_length=True)
+    assert grouped < 0.5 * padding_share()

@@ -12,12 +12,15 @@ from .readers import SequenceData
 
 logger = logging.getLogger(__name__)
 
-FEATURES = Features({"user": Value("string"), "history": Sequence(Value("int32")), "target": Value("int32")})
+FEATURES = Features(
+    {"user": Value("string"), "history": Sequence(Value("int32")), "target": Value("int32"), "length": Value("int32")}
+)
 
 
 class GenRecDatasetDict(DatasetDict):
     """A ``DatasetDict`` (splits ``train`` / ``validation`` / ``test``; columns ``user``,
-    ``history`` (dense item ids, oldest first), ``target``) that carries its :class:`ItemIdMap`.
+    ``history`` (dense item ids, oldest first), ``target``, ``length`` (history items, for the
+    Trainer's group-by-length sampling)) that carries its :class:`ItemIdMap`.
 
     ``save_to_disk`` writes the mapping beside the splits; :func:`load_genrec_dataset` reads both.
     """
@@ -83,12 +86,15 @@ def leave_one_out(
         raise ValueError("every user was dropped as too short; nothing to split")
 
     item_map = ItemIdMap(i for s in kept.values() for i in s)
-    rows: dict[str, dict[str, list]] = {k: {"user": [], "history": [], "target": []} for k in ("train", "validation", "test")}
+    rows: dict[str, dict[str, list]] = {
+        k: {"user": [], "history": [], "target": [], "length": []} for k in ("train", "validation", "test")
+    }
 
     def add(split: str, user: str, history: list[int], target: int) -> None:
         rows[split]["user"].append(user)
         rows[split]["history"].append(history[-max_history:])
         rows[split]["target"].append(target)
+        rows[split]["length"].append(min(len(history), max_history))
 
     for user, seq in kept.items():
         dense = [item_map.to_dense(i) for i in seq]
