@@ -137,6 +137,10 @@ def main(argv=None) -> dict:
             "true",
             "--dataloader_num_workers",
             "2",
+            # Beauty histories: median 4 items, max 50; random batches are ~18% real tokens. Grouping
+            # is what fits the run in the GPU time budget (it cost ~0.02 NDCG@10 on the embedded default).
+            "--group_by_length",
+            "true",
             *VARIANTS[name],
             *a.extra.split(),
         ]
