@@ -121,6 +121,8 @@ def train_sasrec(
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
     )
     trainer.train()
+    # The final reports use other metric prefixes; early stopping has nothing to watch there.
+    trainer.remove_callback(EarlyStoppingCallback)
     metrics = {}
     for split, prefix in (("validation", "val"), ("test", "test")):
         m = trainer.evaluate(list(dsd[split]), metric_key_prefix=prefix)
