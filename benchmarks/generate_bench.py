@@ -1,5 +1,7 @@
 """Time LlamaRecForCodeGeneration.generate() against the design document's generate().
 
+A third variant, a plain KV cache copied for every beam, uses the same trie: its ranking must equal
+ours (printed as ``same_ranking_as_ours``), only the prefix sharing differs.
 The design version (etegrec-llama-v3.3.md) re-runs the full prefix for every beam at every code
 level with no KV cache, in chunks of 4 sequences, and does not constrain beams to real items.
 Ours prefills each history once, shares that prefix across beams (tree attention), and follows a
@@ -81,6 +83,51 @@ def design_generate(model, input_ids, attention_mask, num_beams: int, k: int, ch
     return torch.stack(codes, -1)[:, :k]
 
 
+@torch.no_grad()
+def copied_cache_generate(model, input_ids, attention_mask, num_beams: int, k: int) -> torch.Tensor:
+    """Beam search with a plain KV cache: prefill once, then copy the cache for every beam
+    (``batch_repeat_interleave``) and reorder it after each step. Same trie as ours, so its
+    ranking must equal ours; only the memory layout differs. ``[B, k]`` item ids."""
+    from transformers import DynamicCache
+
+    cfg, trie = model.config, model.trie
+    bsz = input_ids.shape[0]
+    kw = model._cache_kwarg()
+    pos = model.position_ids_from_mask(attention_mask)
+    cache = DynamicCache(config=model.backbone.config)
+    h = model.backbone(
+        inputs_embeds=model.embed_codes(input_ids, pos % cfg.code_length, attention_mask),
+        attention_mask=attention_mask,
+        position_ids=pos,
+        use_cache=True,
+        **{kw: cache},
+    ).last_hidden_state
+    logp = torch.log_softmax(model.level_logits(h[:, -1], 0).float(), -1)
+    child = trie.children[0][0].expand(bsz, -1)
+    scores, codes = torch.where(child >= 0, logp, torch.tensor(float("-inf"))).topk(num_beams, 1)
+    nodes = child.gather(1, codes)
+    cache.batch_repeat_interleave(num_beams)
+    mask = attention_mask.repeat_interleave(num_beams, 0)
+    next_pos = pos[:, -1:].repeat_interleave(num_beams, 0) + 1
+    offset = torch.arange(bsz).unsqueeze(1) * num_beams
+    for level in range(1, cfg.code_length):
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        tok = model.embed_codes(codes.reshape(-1, 1), torch.full_like(codes.reshape(-1, 1), level - 1))
+        h = model.backbone(
+            inputs_embeds=tok, attention_mask=mask, position_ids=next_pos, use_cache=True, **{kw: cache}
+        ).last_hidden_state[:, -1]
+        logp = torch.log_softmax(model.level_logits(h, level).float(), -1).view(bsz, num_beams, -1)
+        child = trie.children[level][nodes.clamp_min(0)]
+        cand = torch.where((child >= 0) & (nodes >= 0).unsqueeze(-1), scores.unsqueeze(-1) + logp, torch.tensor(float("-inf")))
+        scores, flat = cand.flatten(1).topk(num_beams, 1)
+        parent, codes = flat // cand.shape[-1], flat % cand.shape[-1]
+        nodes = child.flatten(1).gather(1, flat)
+        beam_idx = (parent + offset).reshape(-1)
+        cache.reorder_cache(beam_idx)
+        mask, next_pos = mask[beam_idx], next_pos + 1
+    return torch.where(torch.isfinite(scores), nodes, torch.full_like(nodes, -1))[:, :k]
+
+
 def peak_memory_gb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**30
@@ -142,6 +189,22 @@ def main(argv=None) -> dict:
         "ms_per_user": 1000 * secs / a.num_users,
         "peak_memory_gb": mem,
         "valid_items": float((out.item_ids > 0).float().mean()),
+    }
+    ids, secs, mem = timed(
+        lambda: torch.cat(
+            [
+                copied_cache_generate(model, input_ids[i : i + a.chunk_size], mask[i : i + a.chunk_size], a.num_beams, a.top_k)
+                for i in range(0, a.num_users, a.chunk_size)
+            ]
+        ),
+        a.device,
+    )
+    report["copied_cache"] = {
+        "users": a.num_users,
+        "users_per_s": a.num_users / secs,
+        "ms_per_user": 1000 * secs / a.num_users,
+        "peak_memory_gb": mem,
+        "same_ranking_as_ours": bool(torch.equal(ids, out.item_ids)),
     }
     if not a.skip_design:
         n = min(a.design_users, a.num_users)
