@@ -134,6 +134,10 @@ def peak_memory_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process RSS (KiB -> GiB)
 
 
+def speed(users: int, secs: float, mem: float) -> dict:
+    return {"users": users, "users_per_s": users / secs, "ms_per_user": 1000 * secs / users, "peak_memory_gb": mem}
+
+
 def timed(fn, device: str):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -183,13 +187,7 @@ def main(argv=None) -> dict:
         lambda: model.generate(input_ids, mask, num_beams=a.num_beams, num_return_sequences=a.top_k, chunk_size=a.chunk_size),
         a.device,
     )
-    report["ours"] = {
-        "users": a.num_users,
-        "users_per_s": a.num_users / secs,
-        "ms_per_user": 1000 * secs / a.num_users,
-        "peak_memory_gb": mem,
-        "valid_items": float((out.item_ids > 0).float().mean()),
-    }
+    report["ours"] = speed(a.num_users, secs, mem) | {"valid_items": float((out.item_ids > 0).float().mean())}
     ids, secs, mem = timed(
         lambda: torch.cat(
             [
@@ -199,25 +197,13 @@ def main(argv=None) -> dict:
         ),
         a.device,
     )
-    report["copied_cache"] = {
-        "users": a.num_users,
-        "users_per_s": a.num_users / secs,
-        "ms_per_user": 1000 * secs / a.num_users,
-        "peak_memory_gb": mem,
-        "same_ranking_as_ours": bool(torch.equal(ids, out.item_ids)),
-    }
+    report["copied_cache"] = speed(a.num_users, secs, mem) | {"same_ranking_as_ours": bool(torch.equal(ids, out.item_ids))}
     if not a.skip_design:
         n = min(a.design_users, a.num_users)
         codes, secs, mem = timed(lambda: design_generate(model, input_ids[:n], mask[:n], a.num_beams, a.top_k), a.device)
         table = {tuple(c): i for i, c in enumerate(model.item_codes.tolist())}
         valid = sum(tuple(c) in table for c in codes.reshape(-1, codes.shape[-1]).tolist()) / codes[..., 0].numel()
-        report["design"] = {
-            "users": n,
-            "users_per_s": n / secs,
-            "ms_per_user": 1000 * secs / n,
-            "peak_memory_gb": mem,
-            "valid_items": valid,
-        }
+        report["design"] = speed(n, secs, mem) | {"valid_items": valid}
         report["speedup"] = report["ours"]["users_per_s"] / report["design"]["users_per_s"]
     print(json.dumps(report, indent=2))
     if a.json:
