@@ -102,6 +102,9 @@ def pretrain_rqvae(
         disable_tqdm=training_kwargs.pop("disable_tqdm", True),
         **training_kwargs,
     )
-    Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep]).train()
+    trainer = Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep])
+    trainer.train()
+    # Only the main process writes the best checkpoint; no rank may read it before that is done.
+    trainer.accelerator.wait_for_everyone()
     best = RQVAEModel.from_pretrained(output_dir)
     return best, keep.best
