@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import torch
+from accelerate import PartialState
 
 from .data import (
     GenRecDatasetDict,
@@ -58,8 +59,6 @@ def get_item_embeddings(
         return torch.from_numpy(load_item_embeddings(path, dsd.num_items))
     model, metrics = train_sasrec(dsd, os.path.join(work_dir, "sasrec"), **(sasrec_kwargs or {}))
     emb = collaborative_item_embeddings(model)
-    from accelerate import PartialState
-
     if PartialState().is_main_process:  # every rank holds the same table; one writes it
         np.save(os.path.join(work_dir, "item_embeddings.npy"), emb)
     logger.info("SASRec baseline: %s", metrics)
