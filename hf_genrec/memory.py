@@ -80,13 +80,12 @@ def _saved_activation_bytes(config: LlamaRecConfig, num_layers: int, tokens: int
             total += t.untyped_storage().nbytes()
         return t
 
-    length = tokens
-    input_ids = torch.randint(0, cfg.code_num, (1, length))
+    input_ids = torch.randint(0, cfg.code_num, (1, tokens))
     batch = {
         "input_ids": input_ids,
         "attention_mask": torch.ones_like(input_ids),
-        "seq_end_positions": torch.tensor([length - cfg.code_length]),
-        "target_positions": (length - cfg.code_length + torch.arange(cfg.code_length)).unsqueeze(0),
+        "seq_end_positions": torch.tensor([tokens - cfg.code_length]),
+        "target_positions": (tokens - cfg.code_length + torch.arange(cfg.code_length)).unsqueeze(0),
         "labels": torch.zeros(1, cfg.code_length, dtype=torch.long),
     }
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -3,6 +3,7 @@ embeddings, get a tokenizer, build the recommender around it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -40,8 +41,6 @@ def with_length_grouping(args, dsd: GenRecDatasetDict):
     """Return ``args`` set to batch rows of similar history length, adding the ``length`` column to
     splits saved before it existed. Leave-one-out histories are mostly short (Beauty: median 4
     items, max 50), so random batches padded to their longest row hold few real tokens."""
-    import dataclasses
-
     for split in list(dsd):
         if "length" not in dsd[split].column_names:
             dsd[split] = dsd[split].map(lambda r: {"length": len(r["history"])})

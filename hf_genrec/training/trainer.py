@@ -143,7 +143,8 @@ class GenRecTrainer(Trainer):
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(args, self.model)
         decay = set(get_parameter_names(self.recommender, [torch.nn.LayerNorm, torch.nn.Embedding]))
         decay = {n for n in decay if "bias" not in n and "norm" not in n}
-        rec_named = [(n, p) for n, p in self.recommender.named_parameters() if any(p is q for q in self._rec_trainable)]
+        trainable_ids = {id(p) for p in self._rec_trainable}
+        rec_named = [(n, p) for n, p in self.recommender.named_parameters() if id(p) in trainable_ids]
         shared = {n for n, _ in rec_named if n.startswith("codebooks.")}
         codebook_lr = args.codebook_learning_rate if args.codebook_learning_rate is not None else args.tokenizer_learning_rate
         groups = [

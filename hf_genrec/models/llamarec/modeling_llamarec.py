@@ -264,18 +264,15 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
         """Dtype the backbone computes in (its input embedding's); ``inputs_embeds`` are cast to it."""
         return self.backbone.get_input_embeddings().weight.dtype
 
-    def head_dtype(self) -> torch.dtype:
-        return self.output_projector.weight.dtype
-
     @property
     def dtype(self) -> torch.dtype:
-        # The dtype of what trains (and what save_pretrained records), not of a frozen bf16 backbone
-        # whose first weight would otherwise make from_pretrained load the fp32 layers as bf16.
-        return self.head_dtype()
+        # The dtype of what trains (the heads; also what save_pretrained records), not of a frozen bf16
+        # backbone whose first weight would otherwise make from_pretrained load the fp32 layers as bf16.
+        return self.output_projector.weight.dtype
 
     def level_logits(self, hidden: torch.Tensor, level: int) -> torch.Tensor:
         """Scores of every code of ``level`` from hidden states ``[..., hidden]`` -> ``[..., code_vocab]``."""
-        query = self.output_projector(hidden.to(self.head_dtype()))
+        query = self.output_projector(hidden.to(self.dtype))
         book = self.codebooks[level] if level < self.config.num_levels else self.suffix_embedding
         logits = query @ book.weight.to(query.dtype).t()
         pad = self.config.code_vocab - logits.shape[-1]
@@ -313,7 +310,7 @@ class LlamaRecForCodeGeneration(CodeBeamSearchMixin, LlamaRecPreTrainedModel):
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        seq_latents = hidden[rows, seq_end_positions].to(self.head_dtype())
+        seq_latents = hidden[rows, seq_end_positions].to(self.dtype)
         target_hidden = hidden[rows.unsqueeze(1), target_positions]  # [B, L, H]
         logits = torch.stack([self.level_logits(target_hidden[:, lvl], lvl) for lvl in range(self.config.code_length)], 1)
         loss = None
