@@ -1,5 +1,10 @@
-"""Run by tests/test_ddp.py under ``accelerate launch --num_processes 2 --cpu``: a few steps of
-alternating training on a tiny model; every rank writes what it ended with."""
+"""Run by tests/test_ddp.py under ``accelerate launch`` with 2 CPU processes (gloo): a few steps of
+alternating training on a tiny model; every rank writes what it ended with.
+
+``python ddp_worker.py OUT_DIR [ddp|fsdp]``. accelerate enables FSDP only on accelerators, so the
+``fsdp`` mode turns its multi-CPU state into an FSDP one (the plugin comes from the launch
+config, as on GPUs); from there on the run takes accelerate's and the Trainer's real FSDP2 path.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,52 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hf_genrec import GenRecTrainer  # noqa: E402
+from hf_genrec import GenRecTrainer, LlamaRecForCodeGeneration  # noqa: E402
 from hf_genrec.data_collator import DataCollatorForCodeSeq  # noqa: E402
 from hf_genrec.metrics import ranking_metrics  # noqa: E402
+from hf_genrec.training.distributed import gathered_root_parameters  # noqa: E402
 from tests.test_trainer import args as trainer_test_args  # noqa: E402
 from tests.test_trainer import setup  # noqa: E402
 
 
-def main(out_dir: str) -> None:
+def emulate_fsdp_on_cpu() -> None:
+    import accelerate.state as accelerate_state
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    init = accelerate_state.AcceleratorState.__init__
+
+    def fsdp_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        # Every AcceleratorState() re-reads the process-level type (MULTI_CPU), so override it each time.
+        if self.distributed_type == DistributedType.MULTI_CPU:
+            if getattr(self, "fsdp_plugin", None) is None:
+                self.fsdp_plugin = kwargs.get("fsdp_plugin") or FullyShardedDataParallelPlugin()
+            self.distributed_type = DistributedType.FSDP
+
+    accelerate_state.AcceleratorState.__init__ = fsdp_init
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """A parameter's whole value (gathers a sharded DTensor; a collective, so every rank calls it)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def main(out_dir: str, mode: str) -> None:
+    if mode == "fsdp":
+        emulate_fsdp_on_cpu()
     dsd, emb, tok, rec = setup(num_items=20)
     args = trainer_test_args(
         out_dir + "/run",
         per_device_train_batch_size=8,
         per_device_eval_batch_size=5,
         save_strategy="epoch",
-        save_total_limit=1,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="ndcg@10",
     )
+    writes = []
+    save_pretrained = rec.save_pretrained
+    rec.save_pretrained = lambda *a, **kw: writes.append(a[0]) or save_pretrained(*a, **kw)
     # 47 users: the distributed sampler pads to 48, so a duplicate would show in the metrics.
     validation = dsd["validation"].select(range(47))
     trainer = GenRecTrainer(
@@ -34,28 +69,45 @@ def main(out_dir: str) -> None:
     )
     trainer.train()
     metrics = trainer.evaluate()
+    final_dir = os.path.join(out_dir, "final")
+    trainer.save_model(final_dir)
     # The same model scored on one process, every user once.
     batch = DataCollatorForCodeSeq(rec.item_codes.cpu())(list(validation))
     n = batch["input_ids"].shape[1] - 3
-    with torch.no_grad():
+    with torch.no_grad(), gathered_root_parameters(trainer.model):
         top = rec.generate(batch["input_ids"][:, :n], batch["attention_mask"][:, :n], num_beams=10, num_return_sequences=10)
     single = ranking_metrics(top.item_ids, batch["targets"])
+    with torch.no_grad():
+        state = {
+            "codebooks": [full(b.weight).tolist() for b in rec.codebooks],
+            "tokenizer_codebooks": [full(b.weight).tolist() for b in tok.codebooks],
+            "lora_sum": float(sum(full(p).double().sum() for n, p in rec.named_parameters() if "lora_" in n)),
+        }
+    torch.distributed.barrier()  # rank 0 has finished writing final_dir
+    reloaded = LlamaRecForCodeGeneration.from_pretrained(final_dir).eval()
+    with torch.no_grad():
+        top_reloaded = reloaded.generate(
+            batch["input_ids"][:, :n], batch["attention_mask"][:, :n], num_beams=10, num_return_sequences=10
+        )
     rank = trainer.args.process_index
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(
             {
+                **state,
                 "world_size": trainer.args.world_size,
-                "codebooks": [b.weight.tolist() for b in rec.codebooks],
-                "tokenizer_codebooks": [b.weight.tolist() for b in tok.codebooks],
+                "fsdp": trainer.is_fsdp_enabled,
                 "item_codes": rec.item_codes.tolist(),
-                "lora_sum": float(sum(p.double().sum() for n, p in rec.named_parameters() if "lora_" in n)),
                 "metrics": {k: v for k, v in metrics.items() if "@" in k},
                 "single_process_metrics": single,
+                "top_items": top.item_ids.tolist(),
+                "reloaded_top_items": top_reloaded.item_ids.tolist(),
+                "best_checkpoint": os.path.basename(trainer.state.best_model_checkpoint or ""),
                 "checkpoints": sorted(os.listdir(args.output_dir)) if os.path.isdir(args.output_dir) else [],
+                "writes": writes,
             },
             f,
         )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "ddp")

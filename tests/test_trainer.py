@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from hf_genrec import GenRecTrainer, GenRecTrainingArguments, RQVAEConfig, RQVAE
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.pipeline import build_recommender
 from hf_genrec.training import first_occurrence, psa_loss, sia_loss
+from hf_genrec.training.checkpoint import read_weights
 
 from .conftest import TINY_LLAMA
 
@@ -127,7 +129,7 @@ def test_optimizer_has_every_parameter_and_a_tokenizer_group(tmp_path):
     a = args(tmp_path, eval_strategy="no")
     trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
     # Before train() both sides are trainable (DDP hooks only parameters that require grad when it wraps).
-    assert all(p.requires_grad for p in tok.parameters()) and all(p.requires_grad for p in trainer._rec_trainable)
+    assert all(p.requires_grad for p in tok.parameters()) and all(p.requires_grad for p in trainer._rec_trainable())
     opt = trainer.create_optimizer()
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     assert all(id(p) in in_opt for p in tok.parameters())
@@ -259,3 +261,34 @@ def test_group_by_length_batches_cut_padding(tmp_path):
     else:
         grouped = padding_share(group_by_length=True)
     assert grouped < 0.5 * padding_share()
+
+
+def test_adapter_only_checkpoints_resume_and_reload_best(tmp_path):
+    """A pretrained backbone with LoRA saves adapter-only checkpoints (no base weights); resuming and
+    loading the best checkpoint must accept exactly those and nothing less."""
+    from transformers import AutoConfig, AutoModel
+
+    backbone_dir = tmp_path / "backbone"
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.for_model(**TINY_LLAMA)).save_pretrained(backbone_dir)
+    dsd, emb, tok, _ = setup()
+    rec = build_recommender(tok, emb, str(backbone_dir), use_lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    assert not rec.config.save_base_weights
+    a = args(tmp_path / "run", save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="ndcg@10")
+    trainer = GenRecTrainer(
+        model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"], eval_dataset=dsd["validation"]
+    )
+    trainer.train()  # ends by loading the best (adapter-only) checkpoint
+    best = trainer.state.best_model_checkpoint
+    saved = set(read_weights(best))
+    assert any("lora_" in k for k in saved) and not any(k.startswith("backbone.") and "lora_" not in k for k in saved)
+    trainer._load_joint(best)  # and again, explicitly: nothing missing but the frozen base
+    # A checkpoint that lacks a trained weight is refused.
+    from safetensors.torch import load_file, save_file
+
+    weights = os.path.join(best, "model.safetensors")
+    state = load_file(weights)
+    state.pop("scid_projector.weight")
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(RuntimeError, match="missing.*scid_projector.weight"):
+        trainer._load_joint(best)

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 class AlternatingTrainingCallback(TrainerCallback):
     """Switches between tokenizer and recommender epochs.
 
+    - ``on_train_begin``: finishes FSDP2 set-up once the Trainer has sharded the model.
     - ``on_epoch_begin``: picks the phase from the epoch index (so a resumed run continues in the
       right phase), freezes the other side and sets the loss weights.
     - ``on_epoch_end`` of a tokenizer epoch: copies tokenizer -> recommender codebooks and
@@ -32,6 +33,9 @@ class AlternatingTrainingCallback(TrainerCallback):
     def epoch_index(state) -> int:
         # state.epoch is fractional mid-epoch (resume) and may carry float error at a boundary.
         return math.floor((state.epoch or 0.0) + 1e-6)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.finish_distributed_setup()
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = self.epoch_index(state)

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
+import torch
 from safetensors.torch import load_file
-from torch import nn
 
 
-def load_weights_strict(module: nn.Module, folder: str) -> None:
-    """Load every ``*.safetensors`` file of ``folder`` into ``module``, failing on any missing or
-    unexpected key (ETEGRec's official code loads with ``strict=False`` and silently loads nothing
-    when keys differ; we never do that)."""
+def read_weights(folder: str) -> dict[str, torch.Tensor]:
+    """Every tensor of ``folder``'s ``*.safetensors`` files."""
     files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
     if not files:
         raise FileNotFoundError(f"no *.safetensors weights in {folder}")
     state = {}
     for f in files:
         state.update(load_file(f))
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    return state
+
+
+def check_keys(folder: str, loaded: set[str], expected: set[str], may_be_missing: list[str] | None = None) -> None:
+    """Fail on any key the checkpoint lacks (other than ``may_be_missing`` regexes) or has in excess.
+
+    ETEGRec's official code loads with ``strict=False`` and silently loads nothing when keys
+    differ; we never do that.
+    """
+    patterns = [re.compile(p) for p in may_be_missing or []]
+    missing = sorted(k for k in expected - loaded if not any(p.search(k) for p in patterns))
+    unexpected = sorted(loaded - expected)
+    if missing or unexpected:
         raise RuntimeError(
-            f"checkpoint {folder} does not match the model: missing {result.missing_keys[:5]}"
-            f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
+            f"checkpoint {folder} does not match the model: missing {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
         )

@@ -16,7 +16,8 @@ from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, GenRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
-from .checkpoint import load_weights_strict
+from .checkpoint import check_keys, read_weights
+from .distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, load_full_state_dict
 from .joint import ETEGRecJointModel
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,12 @@ class GenRecTrainer(Trainer):
             raise ValueError("the recommender has no item codes; call model.set_item_codes(rqvae.get_codes(embeddings))")
         self.recommender = model
         self.item_tokenizer = item_tokenizer
-        joint = ETEGRecJointModel(model, item_tokenizer, torch.as_tensor(item_embeddings))
+        joint = self._joint_module(model, item_tokenizer, torch.as_tensor(item_embeddings))
         joint.sia_temperature, joint.psa_temperature = args.sia_temperature, args.psa_temperature
         # The collator keeps a CPU copy of the code table; reassign_item_codes updates both.
         data_collator = data_collator or DataCollatorForCodeSeq(model.item_codes.detach().cpu().clone(), args.max_history)
-        self._rec_trainable = [p for p in model.parameters() if p.requires_grad]
+        # Names, not tensors: FSDP2 replaces every parameter object when it shards the model.
+        self._rec_trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
         self._loss_sums: dict[str, float] = defaultdict(float)
         self._loss_count = 0
         self.phase, self.epoch = RECOMMENDER_PHASE, 0
@@ -87,8 +89,34 @@ class GenRecTrainer(Trainer):
         # construction, so both sides stay trainable until the first on_epoch_begin freezes one.
         for p in self.item_tokenizer.parameters():
             p.requires_grad_(True)
+        if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
+            raise ValueError(
+                "GenRecTrainer saves loadable LlamaRecForCodeGeneration checkpoints, which under FSDP needs "
+                "fsdp_state_dict_type: FULL_STATE_DICT (see examples/accelerate/fsdp2.yaml)"
+            )
+
+    @staticmethod
+    def _joint_module(model, item_tokenizer, item_embeddings: torch.Tensor) -> ETEGRecJointModel:
+        """The module to train. A pair already sharded by FSDP2 (e.g. by the trainer of an earlier
+        stage) keeps its sharded joint module: sharding it again inside a new root would fail."""
+        joint = model.__dict__.get("_genrec_fsdp_joint")
+        if joint is not None and joint.item_tokenizer is item_tokenizer:
+            joint.item_embeddings[1:].copy_(item_embeddings.to(joint.item_embeddings))
+            return joint
+        return ETEGRecJointModel(model, item_tokenizer, item_embeddings)
+
+    def finish_distributed_setup(self) -> None:
+        """Called once the Trainer has wrapped the model (``on_train_begin``)."""
+        if is_fsdp2(self.model):
+            finish_fsdp_setup(self.model)
+            # Plain attribute, not a submodule (that would put the joint inside its own recommender).
+            self.recommender.__dict__["_genrec_fsdp_joint"] = self.model
 
     # ------------------------------------------------------------------------ phases
+    def _rec_trainable(self) -> list[torch.nn.Parameter]:
+        """The recommender's trained parameters (LoRA or the full backbone, and the new layers)."""
+        return [p for n, p in self.recommender.named_parameters() if n in self._rec_trainable_names]
+
     def set_phase(self, phase: str, epoch: int) -> None:
         """Freeze the side that does not train in ``phase``."""
         self.phase, self.epoch = phase, epoch
@@ -96,7 +124,7 @@ class GenRecTrainer(Trainer):
         train_tok = phase == TOKENIZER_PHASE
         for p in self.item_tokenizer.parameters():
             p.requires_grad_(train_tok)
-        for p in self._rec_trainable:
+        for p in self._rec_trainable():
             p.requires_grad_(not train_tok)
 
     @torch.no_grad()
@@ -107,7 +135,8 @@ class GenRecTrainer(Trainer):
         was_training = tok.training
         tok.eval()
         emb = self.model.item_embeddings[1:]
-        prefix = tok.get_prefix_codes(emb)
+        with gathered_root_parameters(self.model):
+            prefix = tok.get_prefix_codes(emb)
         codes = assign_suffix(prefix, tok.config.suffix_size)
         tok.train(was_training)
         changed = (codes.to(self.recommender.item_codes.device) != self.recommender.item_codes[1:]).any(1).float().mean().item()
@@ -143,8 +172,7 @@ class GenRecTrainer(Trainer):
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(args, self.model)
         decay = set(get_parameter_names(self.recommender, [torch.nn.LayerNorm, torch.nn.Embedding]))
         decay = {n for n in decay if "bias" not in n and "norm" not in n}
-        trainable_ids = {id(p) for p in self._rec_trainable}
-        rec_named = [(n, p) for n, p in self.recommender.named_parameters() if id(p) in trainable_ids]
+        rec_named = [(n, p) for n, p in self.recommender.named_parameters() if n in self._rec_trainable_names]
         shared = {n for n, _ in rec_named if n.startswith("codebooks.")}
         codebook_lr = args.codebook_learning_rate if args.codebook_learning_rate is not None else args.tokenizer_learning_rate
         groups = [
@@ -171,6 +199,11 @@ class GenRecTrainer(Trainer):
         return self.optimizer
 
     # ------------------------------------------------------------------- evaluation
+    def evaluation_loop(self, *args, **kwargs):
+        # generate() runs outside the joint module's forward: gather FSDP2's root group once per evaluation.
+        with gathered_root_parameters(self.model):
+            return super().evaluation_loop(*args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Generate top-k items for each history and return each target's rank (a miss = k)."""
         inputs = self._prepare_inputs(inputs)
@@ -189,11 +222,23 @@ class GenRecTrainer(Trainer):
     # ---------------------------------------------------------------- save / load
     def _save(self, output_dir: str | None = None, state_dict=None):
         """Save the recommender as a loadable ``LlamaRecForCodeGeneration`` checkpoint, and the
-        tokenizer beside it in ``item_tokenizer/`` (needed to resume or keep training)."""
+        tokenizer beside it in ``item_tokenizer/`` (needed to resume or keep training).
+
+        ``state_dict``: the joint module's full state dict, which ``Trainer.save_model`` gathers on
+        every rank under FSDP before calling this; otherwise the modules' own state is saved.
+        """
+        if not self.args.should_save:
+            return  # every rank gets here (after any gather); only the main process writes
         output_dir = output_dir or self.args.output_dir
+        rec_state = tok_state = None
+        if state_dict is not None:
+            rec_state = {k.removeprefix("recommender."): v for k, v in state_dict.items() if k.startswith("recommender.")}
+            tok_state = {k.removeprefix("item_tokenizer."): v for k, v in state_dict.items() if k.startswith("item_tokenizer.")}
+        elif is_fsdp2(self.model):
+            raise RuntimeError("under FSDP the weights are sharded: save with trainer.save_model(), which gathers them")
         os.makedirs(output_dir, exist_ok=True)
-        self.recommender.save_pretrained(output_dir)
-        self.item_tokenizer.save_pretrained(os.path.join(output_dir, TOKENIZER_SUBDIR))
+        self.recommender.save_pretrained(output_dir, state_dict=rec_state)
+        self.item_tokenizer.save_pretrained(os.path.join(output_dir, TOKENIZER_SUBDIR), state_dict=tok_state)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -204,8 +249,15 @@ class GenRecTrainer(Trainer):
         self._load_joint(self.state.best_model_checkpoint)
 
     def _load_joint(self, folder: str) -> None:
-        load_weights_strict(self.recommender, folder)
-        load_weights_strict(self.item_tokenizer, os.path.join(folder, TOKENIZER_SUBDIR))
+        """Load a checkpoint written by :meth:`_save` into the trained pair, strictly (sharded or not)."""
+        state = {f"recommender.{k}": v for k, v in read_weights(folder).items()}
+        state.update({f"item_tokenizer.{k}": v for k, v in read_weights(os.path.join(folder, TOKENIZER_SUBDIR)).items()})
+        # An adapter-only checkpoint lacks the frozen base weights by design (they stay as loaded).
+        may_be_missing = [
+            "^recommender\\." + p.removeprefix("^") for p in (self.recommender._keys_to_ignore_on_load_missing or [])
+        ]
+        check_keys(folder, set(state), set(self.model.state_dict()), may_be_missing)
+        load_full_state_dict(self.model, state)
         self.recommender._trie = None
         if isinstance(self.data_collator, DataCollatorForCodeSeq):
             self.data_collator.item_codes.copy_(self.recommender.item_codes.cpu())
