@@ -1,7 +1,9 @@
 """Run by tests/test_ddp.py under ``accelerate launch`` with 2 CPU processes (gloo): a few steps of
 alternating training on a tiny model; every rank writes what it ended with.
 
-``python ddp_worker.py OUT_DIR [ddp|fsdp]``. accelerate enables FSDP only on accelerators, so the
+``python ddp_worker.py OUT_DIR [ddp|fsdp]``; ``python ddp_worker.py OUT_DIR fsdp-example ARGS...`` runs
+``examples/run_etegrec.py ARGS...`` (every stage: SASRec, RQ-VAE, alternating, fine-tuning) under FSDP.
+accelerate enables FSDP only on accelerators, so the
 ``fsdp`` mode turns its multi-CPU state into an FSDP one (the plugin comes from the launch
 config, as on GPUs); from there on the run takes accelerate's and the Trainer's real FSDP2 path.
 """
@@ -18,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hf_genrec import GenRecTrainer, LlamaRecForCodeGeneration  # noqa: E402
 from hf_genrec.data_collator import DataCollatorForCodeSeq  # noqa: E402
+from hf_genrec.distributed import gathered_root_parameters  # noqa: E402
 from hf_genrec.metrics import ranking_metrics  # noqa: E402
-from hf_genrec.training.distributed import gathered_root_parameters  # noqa: E402
 from tests.test_trainer import args as trainer_test_args  # noqa: E402
 from tests.test_trainer import setup  # noqa: E402
 
@@ -33,7 +35,7 @@ def emulate_fsdp_on_cpu() -> None:
     def fsdp_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
         # Every AcceleratorState() re-reads the process-level type (MULTI_CPU), so override it each time.
-        if self.distributed_type == DistributedType.MULTI_CPU:
+        if self.distributed_type == DistributedType.MULTI_CPU and os.environ.get("ACCELERATE_USE_FSDP") == "true":
             if getattr(self, "fsdp_plugin", None) is None:
                 self.fsdp_plugin = kwargs.get("fsdp_plugin") or FullyShardedDataParallelPlugin()
             self.distributed_type = DistributedType.FSDP
@@ -109,5 +111,18 @@ def main(out_dir: str, mode: str) -> None:
         )
 
 
+def run_example_under_fsdp(example_args: list[str]) -> None:
+    import runpy
+
+    emulate_fsdp_on_cpu()
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "run_etegrec.py")
+    sys.argv = [example, *example_args]
+    runpy.run_path(example, run_name="__main__")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "ddp")
+    mode = sys.argv[2] if len(sys.argv) > 2 else "ddp"
+    if mode == "fsdp-example":
+        run_example_under_fsdp(["--output_dir", sys.argv[1], *sys.argv[3:]])
+    else:
+        main(sys.argv[1], mode)

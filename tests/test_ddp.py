@@ -24,8 +24,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(mode: str, out_dir) -> list[dict]:
-    if mode == "fsdp":
+def launch(mode: str, out_dir, *extra: str) -> subprocess.CompletedProcess:
+    if mode.startswith("fsdp"):
         # The shipped config, with 2 processes and fp32 (the CPU has no bf16 autocast to compare with).
         distributed = ["--config_file", FSDP_CONFIG]
     else:
@@ -33,16 +33,21 @@ def launch(mode: str, out_dir) -> list[dict]:
         # use_cpu=True runs DDP over gloo on a machine without GPUs.
         distributed = ["--multi_gpu", "--num_machines", "1", "--dynamo_backend", "no"]
     cmd = ["accelerate", "launch", *distributed, "--num_processes", "2", "--mixed_precision", "no"]
-    cmd += ["--main_process_port", str(free_port()), WORKER, str(out_dir), mode]
+    cmd += ["--main_process_port", str(free_port()), WORKER, str(out_dir), mode, *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return [json.load(open(out_dir / f"rank{r}.json")) for r in (0, 1)]
+    return proc
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, list[dict]]:
-    return {mode: launch(mode, tmp_path_factory.mktemp(mode)) for mode in ("ddp", "fsdp")}
+    out = {}
+    for mode in ("ddp", "fsdp"):
+        folder = tmp_path_factory.mktemp(mode)
+        launch(mode, folder)
+        out[mode] = [json.load(open(folder / f"rank{r}.json")) for r in (0, 1)]
+    return out
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
@@ -74,3 +79,27 @@ def test_fsdp_trains_what_ddp_trains(runs):
     assert ddp["lora_sum"] == pytest.approx(fsdp["lora_sum"], abs=1e-4)
     assert ddp["item_codes"] == fsdp["item_codes"]
     assert ddp["top_items"] == fsdp["top_items"]
+
+
+def test_example_runs_every_stage_under_fsdp(tmp_path):
+    """SASRec and RQ-VAE pre-training (plain DDP inside the FSDP launch), alternating training and
+    the fine-tuning stage (a second Trainer on the already-sharded model), then a gathered save."""
+    launch(
+        "fsdp-example",
+        tmp_path,
+        "--num_train_epochs",
+        "2",
+        "--finetune_epochs",
+        "1",
+        "--rqvae_epochs",
+        "5",
+        "--sasrec_epochs",
+        "1",
+    )
+    metrics = json.load(open(tmp_path / "test_metrics.json"))
+    assert set(metrics) >= {"recall@10", "ndcg@10"}
+    from hf_genrec import LlamaRecForCodeGeneration
+
+    model = LlamaRecForCodeGeneration.from_pretrained(tmp_path / "final")
+    assert (model.item_codes[1:] >= 0).all()
+    assert model.recommend([[1, 2, 3]], top_k=5).item_ids.shape == (1, 5)

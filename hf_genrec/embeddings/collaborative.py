@@ -15,6 +15,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from ..collate import left_pad
 from ..data.splits import GenRecDatasetDict, train_sequences
+from ..distributed import without_model_sharding
 from ..metrics import ranking_metrics_from_ranks, ranks_from_scores
 from ..models.sasrec import SASRecConfig, SASRecModel
 
@@ -88,45 +89,47 @@ def train_sasrec(
     )
     torch.manual_seed(seed)
     model = SASRecModel(config)
-    args = TrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=num_train_epochs,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size * 2,
-        learning_rate=learning_rate,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="ndcg@10",
-        greater_is_better=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        report_to=[],
-        seed=seed,
-        use_cpu=use_cpu,
-        logging_strategy="epoch",
-        **training_kwargs,
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=_sequence_rows(dsd),
-        eval_dataset=list(dsd["validation"]),
-        data_collator=SASRecCollator(),
-        compute_metrics=rank_metrics_for_trainer(),
-        # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
-        # memory stays O(users) instead of O(users x items).
-        preprocess_logits_for_metrics=ranks_from_scores,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
-    )
-    trainer.train()
-    # The final reports use other metric prefixes; early stopping has nothing to watch there.
-    trainer.remove_callback(EarlyStoppingCallback)
-    metrics = {}
-    for split, prefix in (("validation", "val"), ("test", "test")):
-        m = trainer.evaluate(list(dsd[split]), metric_key_prefix=prefix)
-        metrics.update({k: v for k, v in m.items() if "@" in k})
+    # A small model: plain data parallel even inside an FSDP / DeepSpeed launch.
+    with without_model_sharding():
+        args = TrainingArguments(
+            output_dir=output_dir,
+            num_train_epochs=num_train_epochs,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=batch_size * 2,
+            learning_rate=learning_rate,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=1,
+            load_best_model_at_end=True,
+            metric_for_best_model="ndcg@10",
+            greater_is_better=True,
+            remove_unused_columns=False,
+            label_names=["labels"],
+            report_to=[],
+            seed=seed,
+            use_cpu=use_cpu,
+            logging_strategy="epoch",
+            **training_kwargs,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=_sequence_rows(dsd),
+            eval_dataset=list(dsd["validation"]),
+            data_collator=SASRecCollator(),
+            compute_metrics=rank_metrics_for_trainer(),
+            # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
+            # memory stays O(users) instead of O(users x items).
+            preprocess_logits_for_metrics=ranks_from_scores,
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+        )
+        trainer.train()
+        # The final reports use other metric prefixes; early stopping has nothing to watch there.
+        trainer.remove_callback(EarlyStoppingCallback)
+        metrics = {}
+        for split, prefix in (("validation", "val"), ("test", "test")):
+            m = trainer.evaluate(list(dsd[split]), metric_key_prefix=prefix)
+            metrics.update({k: v for k, v in m.items() if "@" in k})
     logger.info("SASRec metrics: %s", metrics)
     return model, metrics
 

@@ -54,6 +54,16 @@ class ETEGRecJointModel(nn.Module):
         self.psa_temperature = 0.07
 
     @property
+    def _no_split_modules(self) -> list[str]:
+        # FSDP's transformer auto-wrap reads this: each backbone block (LlamaDecoderLayer,
+        # Qwen2DecoderLayer, ...) becomes its own FSDP unit with no per-backbone config. Names are
+        # those of the classes present now: a block FSDP2 already sharded is an FSDP<Block> subclass,
+        # which accelerate must still find when a later stage's Trainer prepares the same module.
+        blocks = set(self.recommender.backbone._no_split_modules or [])
+        present = {type(m) for m in self.recommender.backbone.modules()}
+        return sorted(cls.__name__ for cls in present if blocks & {c.__name__ for c in cls.__mro__})
+
+    @property
     def config(self):  # lets Trainer code that reads model.config see the recommender's
         return self.recommender.config
 

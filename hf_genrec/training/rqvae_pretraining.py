@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from ..distributed import without_model_sharding
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 
 logger = logging.getLogger(__name__)
@@ -88,23 +89,25 @@ def pretrain_rqvae(
     model = RQVAEModel(config)
     model.kmeans_init(embeddings, seed=seed)
     keep = KeepLowestCollisionCallback(embeddings, output_dir, every=eval_every)
-    args = TrainingArguments(
-        output_dir=os.path.join(output_dir, "trainer"),
-        num_train_epochs=num_train_epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        lr_scheduler_type="constant",
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        logging_steps=50,
-        disable_tqdm=training_kwargs.pop("disable_tqdm", True),
-        **training_kwargs,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep])
-    trainer.train()
-    # Only the main process writes the best checkpoint; no rank may read it before that is done.
-    trainer.accelerator.wait_for_everyone()
+    # A small model: plain data parallel even inside an FSDP / DeepSpeed launch.
+    with without_model_sharding():
+        args = TrainingArguments(
+            output_dir=os.path.join(output_dir, "trainer"),
+            num_train_epochs=num_train_epochs,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            lr_scheduler_type="constant",
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            logging_steps=50,
+            disable_tqdm=training_kwargs.pop("disable_tqdm", True),
+            **training_kwargs,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep])
+        trainer.train()
+        # Only the main process writes the best checkpoint; no rank may read it before that is done.
+        trainer.accelerator.wait_for_everyone()
     best = RQVAEModel.from_pretrained(output_dir)
     return best, keep.best

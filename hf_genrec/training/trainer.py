@@ -11,13 +11,13 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
 from ..data_collator import DataCollatorForCodeSeq
+from ..distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, load_full_state_dict
 from ..metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks
 from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, GenRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
 from .checkpoint import check_keys, read_weights
-from .distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, load_full_state_dict
 from .joint import ETEGRecJointModel
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ Everything here is a no-op without FSDP2, so DDP and single-process runs take th
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
@@ -64,3 +65,35 @@ def load_full_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor])
         set_model_state_dict(module, state_dict, options=StateDictOptions(full_state_dict=True, strict=False))
     else:
         module.load_state_dict(state_dict, strict=False)
+
+
+_SHARDING_ENV = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+
+
+@contextmanager
+def without_model_sharding():
+    """Inside an FSDP / DeepSpeed launch, run the Trainers created in this block as plain DDP.
+
+    The small stage models (SASRec, the RQ-VAE) gain nothing from sharding, and accelerate's FSDP
+    plugin is a process-wide singleton that would otherwise wrap them with the recommender's
+    auto-wrap policy (whose layer classes they lack) and fix that policy for the recommender.
+    accelerate's state is reset on the way in and out (the process group is kept), so the next
+    Trainer after the block builds its FSDP / DeepSpeed state from the launch config again.
+    """
+    saved = {k: os.environ.get(k) for k in _SHARDING_ENV}
+    if not any((v or "").lower() == "true" for v in saved.values()):
+        yield
+        return
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    os.environ.update({k: "false" for k in _SHARDING_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        AcceleratorState._reset_state()
