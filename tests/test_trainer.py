@@ -230,8 +230,12 @@ def test_losses_against_hand_computed_values():
     assert psa_loss(a, a * 3, temperature=0.1).item() == pytest.approx(expected, rel=1e-3)  # float32 logsumexp
 
 
-def test_bad_inputs_are_rejected(tmp_path):
+def test_bad_inputs_are_rejected(tmp_path, monkeypatch):
     dsd, emb, tok, rec = setup()
+    with monkeypatch.context() as m:
+        m.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch --use_deepspeed` sets
+        with pytest.raises(ValueError, match="does not support DeepSpeed.*FSDP2"):
+            GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path), train_dataset=dsd["train"])
     with pytest.raises(ValueError, match=r"item_embeddings must be \[20, 16\]"):
         GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb[:5], args=args(tmp_path), train_dataset=dsd["train"])
     with pytest.raises(ValueError, match="cycle must be >= 2"):

@@ -63,6 +63,16 @@ class GenRecTrainer(Trainer):
     ):
         if not isinstance(args, GenRecTrainingArguments):
             raise TypeError("GenRecTrainer needs GenRecTrainingArguments")
+        if args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            # ZeRO keeps its own fp32 master copy of every parameter: the codebook copies between the
+            # recommender and the tokenizer would be overwritten at its next step, and it steps the
+            # frozen side of a phase with zero gradients (Adam moments and weight decay still move it).
+            raise ValueError(
+                "GenRecTrainer does not support DeepSpeed: ZeRO's fp32 master weights would silently undo the "
+                "codebook copies between the recommender and the RQ-VAE, and its optimizer moves the side a phase "
+                "freezes. Shard with FSDP2 instead (accelerate launch --config_file examples/accelerate/fsdp2.yaml), "
+                "which shards parameters, gradients and optimizer states like ZeRO-3, or use plain DDP."
+            )
         if (model.item_codes[1:] < 0).any():
             raise ValueError("the recommender has no item codes; call model.set_item_codes(rqvae.get_codes(embeddings))")
         self.recommender = model
