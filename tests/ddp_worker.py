@@ -1,11 +1,13 @@
 """Run by tests/test_ddp.py under ``accelerate launch`` with 2 CPU processes (gloo): a few steps of
 alternating training on a tiny model; every rank writes what it ended with.
 
-``python ddp_worker.py OUT_DIR [ddp|fsdp]``; ``python ddp_worker.py OUT_DIR fsdp-example ARGS...`` runs
-``examples/run_etegrec.py ARGS...`` (every stage: SASRec, RQ-VAE, alternating, fine-tuning) under FSDP.
-accelerate enables FSDP only on accelerators, so the
-``fsdp`` mode turns its multi-CPU state into an FSDP one (the plugin comes from the launch
-config, as on GPUs); from there on the run takes accelerate's and the Trainer's real FSDP2 path.
+- ``python ddp_worker.py OUT_DIR [ddp|fsdp|fsdp-bf16]`` (launch fsdp-bf16 with ``--mixed_precision bf16``);
+- ``python ddp_worker.py OUT_DIR fsdp-example ARGS...`` runs ``examples/run_etegrec.py ARGS...`` (every
+  stage: SASRec, RQ-VAE, alternating, fine-tuning) under FSDP.
+
+accelerate enables FSDP only on accelerators, so the fsdp modes turn its multi-CPU state into an
+FSDP one (the plugin comes from the launch config, as on GPUs); from there on the run takes
+accelerate's and the Trainer's real FSDP2 path.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def emulate_fsdp_on_cpu() -> None:
         if self.distributed_type == DistributedType.MULTI_CPU and os.environ.get("ACCELERATE_USE_FSDP") == "true":
             if getattr(self, "fsdp_plugin", None) is None:
                 self.fsdp_plugin = kwargs.get("fsdp_plugin") or FullyShardedDataParallelPlugin()
+                if self._mixed_precision != "no":  # as accelerate's accelerator branch does
+                    self.fsdp_plugin.set_mixed_precision(self._mixed_precision)
             self.distributed_type = DistributedType.FSDP
 
     accelerate_state.AcceleratorState.__init__ = fsdp_init
@@ -49,7 +53,7 @@ def full(t: torch.Tensor) -> torch.Tensor:
 
 
 def main(out_dir: str, mode: str) -> None:
-    if mode == "fsdp":
+    if mode.startswith("fsdp"):
         emulate_fsdp_on_cpu()
     dsd, emb, tok, rec = setup(num_items=20)
     args = trainer_test_args(
@@ -60,6 +64,7 @@ def main(out_dir: str, mode: str) -> None:
         save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model="ndcg@10",
+        bf16=os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16",
     )
     writes = []
     save_pretrained = rec.save_pretrained
