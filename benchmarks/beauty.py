@@ -9,7 +9,8 @@ Steps: leave-one-out split -> SASRec item embeddings (also the baseline) -> RQ-V
 fine-tuning, test). Every variant shares the same embeddings and pre-trained RQ-VAE.
 Variants: ``full`` (ETEGRec), ``no_alternating`` (tokenizer frozen: static codes, SIA/PSA kept),
 ``no_alignment`` (alternating, SIA and PSA weights 0).
-Writes ``<out>/beauty_metrics.json`` and prints a table.
+Writes ``<out>/beauty_metrics.json`` and prints a table. Stages already done in ``--out`` (SASRec,
+RQ-VAE, each variant's test metrics) are reused, so the run can be split over several invocations.
 """
 
 from __future__ import annotations
@@ -83,22 +84,35 @@ def main(argv=None) -> dict:
     split_dir = os.path.join(a.out, "data")
     dsd.save_to_disk(split_dir)
 
+    # Every stage's result is kept in --out and reused by a later invocation, so the benchmark can be
+    # split over several calls (a lent GPU runs one command for at most 10 minutes).
     emb_path = os.path.join(a.out, "item_emb.npy")
-    sasrec, sas_metrics = train_sasrec(
-        dsd,
-        os.path.join(a.out, "sasrec"),
-        hidden_size=a.sasrec_hidden,
-        num_train_epochs=a.sasrec_epochs,
-        use_cpu=use_cpu,
-        disable_tqdm=True,
-        patience=5,
-    )
-    emb = collaborative_item_embeddings(sasrec)
-    np.save(emb_path, emb)
+    sas_path = os.path.join(a.out, "sasrec_metrics.json")
+    if os.path.exists(emb_path) and os.path.exists(sas_path):
+        emb, sas_metrics = np.load(emb_path), json.load(open(sas_path))
+        print(f"reusing SASRec embeddings and metrics from {a.out}")
+    else:
+        sasrec, sas_metrics = train_sasrec(
+            dsd,
+            os.path.join(a.out, "sasrec"),
+            hidden_size=a.sasrec_hidden,
+            num_train_epochs=a.sasrec_epochs,
+            use_cpu=use_cpu,
+            disable_tqdm=True,
+            patience=5,
+        )
+        emb = collaborative_item_embeddings(sasrec)
+        np.save(emb_path, emb)
+        with open(sas_path, "w") as f:
+            json.dump(sas_metrics, f, indent=2)
     rq_dir = os.path.join(a.out, "rqvae")
-    _, rq_stats = pretrain_rqvae(
-        torch.from_numpy(emb), rq_dir, RQVAEConfig(in_dim=emb.shape[1]), num_train_epochs=a.rqvae_epochs, use_cpu=use_cpu
-    )
+    if os.path.exists(os.path.join(rq_dir, "code_stats.json")):
+        rq_stats = json.load(open(os.path.join(rq_dir, "code_stats.json")))
+        print(f"reusing the RQ-VAE in {rq_dir}")
+    else:
+        _, rq_stats = pretrain_rqvae(
+            torch.from_numpy(emb), rq_dir, RQVAEConfig(in_dim=emb.shape[1]), num_train_epochs=a.rqvae_epochs, use_cpu=use_cpu
+        )
     results = {
         "device": device,
         "sasrec": {k.removeprefix("test_"): v for k, v in sas_metrics.items() if k.startswith("test_")},
@@ -146,6 +160,11 @@ def main(argv=None) -> dict:
         ]
         if not use_cpu:
             args += ["--bf16", "true"]
+        done = os.path.join(a.out, name, "test_metrics.json")
+        if os.path.exists(done):
+            print(f"reusing the {name} result in {done}")
+            results["variants"][name] = json.load(open(done))
+            continue
         results["variants"][name] = run_etegrec(args)
         results["seconds"][name] = time.time() - t0
     results["seconds"]["total"] = time.time() - start
