@@ -143,10 +143,12 @@ def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
         optim=str(getattr(targs.optim, "value", targs.optim)),
         gradient_checkpointing=checkpointing,
         weight_dtype=torch.bfloat16 if targs.bf16 else torch.float32,
+        # Under `accelerate launch --config_file examples/accelerate/fsdp2.yaml` the model is split over the processes.
+        shard_over=targs.world_size if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" else 1,
     )
     print(
         f"Training memory estimate per device (batch {targs.per_device_train_batch_size} x {seq_len} tokens, "
-        f"optim {getattr(targs.optim, 'value', targs.optim)}):"
+        f"optim {getattr(targs.optim, 'value', targs.optim)}, {targs.world_size} process(es)):"
     )
     print(est.table())
     return est.to_dict()

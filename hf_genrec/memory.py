@@ -30,6 +30,7 @@ class MemoryEstimate:
     optimizer_states: float
     activations: float
     activations_checkpointed: float
+    gathered_weights: float
     gradient_checkpointing: bool
     trainable_params: int
     frozen_params: int
@@ -38,7 +39,7 @@ class MemoryEstimate:
     @property
     def total(self) -> float:
         act = self.activations_checkpointed if self.gradient_checkpointing else self.activations
-        return self.frozen_weights + self.trainable_weights + self.gradients + self.optimizer_states + act
+        return self.frozen_weights + self.trainable_weights + self.gradients + self.optimizer_states + self.gathered_weights + act
 
     def table(self) -> str:
         rows = [
@@ -46,6 +47,7 @@ class MemoryEstimate:
             ("trainable weights (fp32)", self.trainable_weights),
             ("gradients (fp32)", self.gradients),
             ("optimizer states", self.optimizer_states),
+            ("gathered FSDP units (root + 2 layers)", self.gathered_weights),
             ("activations, no checkpointing", self.activations),
             ("activations, checkpointing", self.activations_checkpointed),
             (f"total ({'with' if self.gradient_checkpointing else 'without'} checkpointing)", self.total),
@@ -102,14 +104,20 @@ def estimate_training_memory(
     gradient_checkpointing: bool = True,
     weight_dtype: torch.dtype = torch.bfloat16,
     probe_tokens: int = 64,
+    shard_over: int = 1,
 ) -> MemoryEstimate:
-    """Estimate training memory for ``config`` at ``batch_size`` sequences of ``seq_len`` tokens.
+    """Estimate training memory per device for ``config`` at ``batch_size`` sequences of ``seq_len`` tokens.
 
     Args:
         optim: ``adamw_bnb_8bit`` (2 bytes of state per parameter, 32-bit for tensors under 4096
             elements as bitsandbytes does) or any 32-bit AdamW (8 bytes per parameter).
         weight_dtype: dtype of the frozen backbone (and of activations).
+        shard_over: FSDP processes (``examples/accelerate/fsdp2.yaml``): weights, gradients and
+            optimizer states are split over them; each device also holds the root unit and up
+            to two decoder layers (the running one and the prefetched one) gathered in ``weight_dtype``.
     """
+    if shard_over < 1:
+        raise ValueError(f"shard_over must be >= 1, got {shard_over}")
     with torch.device("meta"):
         model = LlamaRecForCodeGeneration(config)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -130,13 +138,19 @@ def estimate_training_memory(
     full = tokens * (layers * per_layer_token + fixed_token)
     # Checkpointing keeps each layer's input (hidden states) and recomputes one layer at a time.
     ckpt = tokens * (layers * config.hidden_size * wbytes + per_layer_token + fixed_token)
+    gathered = 0.0
+    if shard_over > 1:
+        layer_params = sum(p.numel() for p in model.backbone.layers[0].parameters())
+        root_params = n_train + n_frozen - layers * layer_params
+        gathered = (root_params + 2 * layer_params) * wbytes
     return MemoryEstimate(
-        frozen_weights=n_frozen * wbytes,
-        trainable_weights=4 * n_train,
-        gradients=4 * n_train,
-        optimizer_states=opt,
+        frozen_weights=n_frozen * wbytes / shard_over,
+        trainable_weights=4 * n_train / shard_over,
+        gradients=4 * n_train / shard_over,
+        optimizer_states=opt / shard_over,
         activations=full,
         activations_checkpointed=ckpt,
+        gathered_weights=gathered,
         gradient_checkpointing=gradient_checkpointing,
         trainable_params=n_train,
         frozen_params=n_frozen,

@@ -45,3 +45,18 @@ def test_8bit_states_are_smaller_and_checkpointing_lowers_total():
     b = estimate_training_memory(cfg, 4, 32, optim="adamw_torch", gradient_checkpointing=False)
     assert a.optimizer_states < b.optimizer_states and a.total < b.total
     assert "total (with checkpointing)" in a.table()
+
+
+def test_fsdp_sharding_splits_model_state_but_not_activations():
+    cfg = config(layers=4)
+    one = estimate_training_memory(cfg, 2, 32, optim="adamw_torch", weight_dtype=torch.float32)
+    four = estimate_training_memory(cfg, 2, 32, optim="adamw_torch", weight_dtype=torch.float32, shard_over=4)
+    for part in ("frozen_weights", "trainable_weights", "gradients", "optimizer_states"):
+        assert getattr(four, part) == pytest.approx(getattr(one, part) / 4)
+    assert four.activations == one.activations and one.gathered_weights == 0
+    model = LlamaRecForCodeGeneration(cfg)
+    layer = sum(p.numel() for p in model.backbone.layers[0].parameters())
+    everything = sum(p.numel() for p in model.parameters())
+    assert four.gathered_weights == 4 * (everything - 4 * layer + 2 * layer)  # fp32: root unit + 2 layers
+    with pytest.raises(ValueError, match="shard_over"):
+        estimate_training_memory(cfg, 2, 32, shard_over=0)
