@@ -232,10 +232,11 @@ def test_losses_against_hand_computed_values():
 
 def test_bad_inputs_are_rejected(tmp_path, monkeypatch):
     dsd, emb, tok, rec = setup()
+    plain = args(tmp_path)
     with monkeypatch.context() as m:
         m.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch --use_deepspeed` sets
         with pytest.raises(ValueError, match="does not support DeepSpeed.*FSDP2"):
-            GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path), train_dataset=dsd["train"])
+            GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=plain, train_dataset=dsd["train"])
     with pytest.raises(ValueError, match=r"item_embeddings must be \[20, 16\]"):
         GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb[:5], args=args(tmp_path), train_dataset=dsd["train"])
     with pytest.raises(ValueError, match="cycle must be >= 2"):
