@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
             "num_train_epochs": dargs.sasrec_epochs,
             "use_cpu": targs.use_cpu,
             "disable_tqdm": True,
+            "seed": targs.seed,
+            "full_determinism": targs.full_determinism,
         },
     )
     rq_config = RQVAEConfig(
@@ -207,7 +209,16 @@ def main(argv: list[str] | None = None) -> dict:
         codebook_size=margs.codebook_size,
         suffix_size=margs.suffix_size,
     )
-    tokenizer = get_item_tokenizer(emb, margs.rqvae_path, work, rq_config, margs.rqvae_epochs, use_cpu=targs.use_cpu)
+    tokenizer = get_item_tokenizer(
+        emb,
+        margs.rqvae_path,
+        work,
+        rq_config,
+        margs.rqvae_epochs,
+        use_cpu=targs.use_cpu,
+        seed=targs.seed,
+        full_determinism=targs.full_determinism,
+    )
 
     model = build_recommender(
         tokenizer,
