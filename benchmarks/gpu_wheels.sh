@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare what a lent GPU machine (python 3.12, no network) lacks, in git-ignored folders that a
-# device call carries: .whl/ (bitsandbytes, datasets, evaluate and their missing needs) and
-# outputs/gpu-data/amazon-beauty (../shared does not travel). Run once, here, from the repo root.
+# device call carries: .whl/ (bitsandbytes, datasets, evaluate and their missing needs),
+# outputs/gpu-data/amazon-beauty (../shared does not travel) and, where earlier CPU runs left them,
+# outputs/beauty-gpu's SASRec/RQ-VAE stages. Run once, here, from the repo root:
+#   bash benchmarks/gpu_wheels.sh [DATA_DIR] [STAGES_DIR]
 # See benchmarks/GPU.md for the calls that use them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +14,16 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     -d .whl "bitsandbytes==0.50.2" "datasets==5.2.0" "evaluate==0.4.6" "dill==0.4.1" "multiprocess==0.70.19"
 data=${1:-../shared/data/amazon-beauty}
 cp -r "$data" outputs/gpu-data/
-du -sh .whl outputs/gpu-data
+# Stage outputs already computed here (SASRec embeddings + metrics, the RQ-VAE) spare GPU minutes:
+# benchmarks/beauty.py --out outputs/beauty-gpu reuses them. From `hf-genrec-embeddings` /
+# `hf-genrec-pretrain-rqvae` runs on Beauty (README's figures) when present.
+src=${2:-outputs/beauty2}
+if [ -f "$src/item_emb.npy" ] && [ -f "$src/rqvae/code_stats.json" ]; then
+    mkdir -p outputs/beauty-gpu/rqvae
+    cp "$src/item_emb.npy" outputs/beauty-gpu/
+    cp "$src"/rqvae/{config.json,model.safetensors,code_stats.json} outputs/beauty-gpu/rqvae/
+    python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1]))['sasrec'], open(sys.argv[2], 'w'), indent=2)" \
+        "$src/item_emb.report.json" outputs/beauty-gpu/sasrec_metrics.json
+    echo "seeded outputs/beauty-gpu from $src"
+fi
+du -sh .whl outputs/gpu-data outputs/beauty-gpu 2>/dev/null
