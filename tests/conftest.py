@@ -31,13 +31,15 @@ def unique_codes(num_items: int, code_num: int = 4, levels: int = 4, seed: int =
     return every[torch.randperm(len(every), generator=gen)[:num_items]]
 
 
-def tiny_config(num_items: int = 30, use_lora: bool = True, semantic_dim: int = 16, layers: int = 2, **kw):
-    """A LlamaRecConfig on TINY_LLAMA with 4-code vocabularies and 8-d codebooks."""
+def tiny_config(
+    num_items: int = 30, use_lora: bool = True, semantic_dim: int = 16, layers: int = 2, backbone: dict | None = None, **kw
+):
+    """A LlamaRecConfig on TINY_LLAMA (or ``backbone``) with 4-code vocabularies and 8-d codebooks."""
     from hf_genrec import LlamaRecConfig
 
     base = dict(code_num=4, suffix_size=4, codebook_dim=8, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     return LlamaRecConfig(
-        backbone_config=dict(TINY_LLAMA, num_hidden_layers=layers),
+        backbone_config=dict(backbone or TINY_LLAMA, num_hidden_layers=layers),
         num_items=num_items,
         semantic_dim=semantic_dim,
         use_lora=use_lora,

@@ -320,3 +320,30 @@ def test_lora_starts_as_identity():
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)
+
+
+@pytest.mark.parametrize("model_type", ["qwen2", "mistral"])
+def test_other_decoder_only_backbones(tmp_path, model_type):
+    """Qwen2 (q/k/v biases) and Mistral take the same path: exact constrained generation, LoRA
+    training, round-trip, and their own block class for FSDP's auto-wrap."""
+    from hf_genrec.training.joint import ETEGRecJointModel
+
+    model = tiny_recommender(num_items=30, backbone=dict(TINY_LLAMA, model_type=model_type))
+    assert model.backbone.config.model_type == model_type
+    model.eval()
+    out = model.generate(*history_part(model, batch(model)), num_beams=30, num_return_sequences=30)
+    expected = brute_force_scores(model, ROWS)[:, 1:].argsort(1, descending=True) + 1
+    assert torch.equal(out.item_ids, expected)
+
+    model.train()
+    model(**batch(model)).loss.backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any("lora_" in n for n in trained) and "codebooks.0.weight" in trained
+    assert not any(n.startswith("backbone.") and "lora_" not in n for n in trained)
+
+    model.save_pretrained(tmp_path)
+    assert_same_model(model, LlamaRecForCodeGeneration.from_pretrained(tmp_path))
+    tok = RQVAEModel(RQVAEConfig(in_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4, suffix_size=4))
+    joint = ETEGRecJointModel(model, tok, torch.randn(30, 16))
+    block = {"qwen2": "Qwen2DecoderLayer", "mistral": "MistralDecoderLayer"}[model_type]
+    assert joint._no_split_modules == [block]
