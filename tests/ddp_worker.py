@@ -81,6 +81,12 @@ def main(out_dir: str, mode: str) -> None:
     # The same model scored on one process, every user once.
     batch = DataCollatorForCodeSeq(rec.item_codes.cpu())(list(validation))
     n = batch["input_ids"].shape[1] - 3
+    sharded_error = ""
+    if trainer.is_fsdp_enabled:
+        try:
+            rec.generate(batch["input_ids"][:, :n], batch["attention_mask"][:, :n])
+        except RuntimeError as e:
+            sharded_error = str(e)
     with torch.no_grad(), gathered_root_parameters(trainer.model):
         top = rec.generate(batch["input_ids"][:, :n], batch["attention_mask"][:, :n], num_beams=10, num_return_sequences=10)
     single = ranking_metrics(top.item_ids, batch["targets"])
@@ -111,6 +117,7 @@ def main(out_dir: str, mode: str) -> None:
                 "best_checkpoint": os.path.basename(trainer.state.best_model_checkpoint or ""),
                 "checkpoints": sorted(os.listdir(args.output_dir)) if os.path.isdir(args.output_dir) else [],
                 "writes": writes,
+                "sharded_error": sharded_error,
             },
             f,
         )

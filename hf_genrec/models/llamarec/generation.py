@@ -21,6 +21,14 @@ from ...collate import left_pad
 from .trie import CodeTrie
 
 
+def _is_sharded(t: torch.Tensor) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed support
+        return False
+    return isinstance(t, DTensor)
+
+
 @dataclass
 class RecommendationOutput(ModelOutput):
     """Top-k recommendations per user.
@@ -65,6 +73,11 @@ class CodeBeamSearchMixin:
             num_return_sequences: items returned per user (default ``config.default_num_return_sequences``; at most num_beams).
             chunk_size: users per backbone call (default ``config.generation_chunk_size``), bounding memory.
         """
+        if _is_sharded(self.codebooks[0].weight):
+            raise RuntimeError(
+                "this model's parameters are FSDP shards: call generate() on every rank inside "
+                "hf_genrec.distributed.gathered_root_parameters(trainer.model), or reload a saved checkpoint"
+            )
         num_beams = num_beams or self.config.default_num_beams
         k = num_return_sequences or self.config.default_num_return_sequences
         if k > num_beams:
