@@ -297,3 +297,28 @@ def test_adapter_only_checkpoints_resume_and_reload_best(tmp_path):
     save_file(state, weights, metadata={"format": "pt"})
     with pytest.raises(RuntimeError, match="missing.*scid_projector.weight"):
         trainer._load_joint(best)
+
+
+def test_a_later_stage_trains_after_a_run_that_ended_in_a_tokenizer_epoch(tmp_path):
+    """An odd epoch count ends alternating training in a tokenizer epoch (recommender frozen); the
+    fine-tuning stage's trainer must still train the recommender, not silently nothing."""
+    dsd, emb, tok, rec = setup()
+    GenRecTrainer(
+        model=rec,
+        item_tokenizer=tok,
+        item_embeddings=emb,
+        args=args(tmp_path / "a", num_train_epochs=3, eval_strategy="no"),
+        train_dataset=dsd["train"],
+    ).train()
+    before = {n: p.detach().clone() for n, p in rec.named_parameters()}
+    ft = GenRecTrainer(
+        model=rec,
+        item_tokenizer=tok,
+        item_embeddings=emb,
+        args=args(tmp_path / "b", num_train_epochs=1, alternating=False, eval_strategy="no"),
+        train_dataset=dsd["train"],
+    )
+    ft.train()
+    moved = {n for n, p in rec.named_parameters() if not torch.equal(before[n], p)}
+    assert any("lora_" in n for n in moved) and "scid_projector.weight" in moved
+    assert not any(n.startswith("backbone.") and "lora_" not in n for n in moved)

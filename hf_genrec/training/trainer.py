@@ -115,6 +115,14 @@ class GenRecTrainer(Trainer):
             return joint
         return ETEGRecJointModel(model, item_tokenizer, item_embeddings)
 
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            # Leave the pair as it was given, both sides trainable, also when the run ended in a
+            # tokenizer epoch (or failed): a later stage's trainer reads what trains from requires_grad.
+            self.set_phase(None, self.epoch)
+
     def finish_distributed_setup(self) -> None:
         """Called once the Trainer has wrapped the model (``on_train_begin``)."""
         if is_fsdp2(self.model):
@@ -127,15 +135,15 @@ class GenRecTrainer(Trainer):
         """The recommender's trained parameters (LoRA or the full backbone, and the new layers)."""
         return [p for n, p in self.recommender.named_parameters() if n in self._rec_trainable_names]
 
-    def set_phase(self, phase: str, epoch: int) -> None:
-        """Freeze the side that does not train in ``phase``."""
-        self.phase, self.epoch = phase, epoch
-        self.model.phase = phase
-        train_tok = phase == TOKENIZER_PHASE
+    def set_phase(self, phase: str | None, epoch: int) -> None:
+        """Freeze the side that does not train in ``phase``; ``None`` unfreezes both (outside training)."""
+        if phase is not None:
+            self.phase, self.epoch = phase, epoch
+            self.model.phase = phase
         for p in self.item_tokenizer.parameters():
-            p.requires_grad_(train_tok)
+            p.requires_grad_(phase in (None, TOKENIZER_PHASE))
         for p in self._rec_trainable():
-            p.requires_grad_(not train_tok)
+            p.requires_grad_(phase in (None, RECOMMENDER_PHASE))
 
     @torch.no_grad()
     def reassign_item_codes(self) -> dict[str, float]:
