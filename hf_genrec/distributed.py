@@ -77,8 +77,8 @@ def without_model_sharding():
     The small stage models (SASRec, the RQ-VAE) gain nothing from sharding, and accelerate's FSDP
     plugin is a process-wide singleton that would otherwise wrap them with the recommender's
     auto-wrap policy (whose layer classes they lack) and fix that policy for the recommender.
-    accelerate's state is reset on the way in and out (the process group is kept), so the next
-    Trainer after the block builds its FSDP / DeepSpeed state from the launch config again.
+    accelerate's state is reset on the way in (the process group is kept) and restored on the way
+    out, so the Trainers after the block get the launch's FSDP state again.
     """
     saved = {k: os.environ.get(k) for k in _SHARDING_ENV}
     if not any((v or "").lower() == "true" for v in saved.values()):
@@ -86,6 +86,9 @@ def without_model_sharding():
         return
     from accelerate.state import AcceleratorState
 
+    # An accelerate state built before this block (e.g. by the caller's own Trainer) comes back as it
+    # was on the way out, so objects holding it keep working; with none, the next Trainer builds it anew.
+    earlier = dict(AcceleratorState._shared_state)
     AcceleratorState._reset_state()
     os.environ.update({k: "false" for k in _SHARDING_ENV})
     try:
@@ -97,3 +100,4 @@ def without_model_sharding():
             else:
                 os.environ[k] = v
         AcceleratorState._reset_state()
+        AcceleratorState._shared_state.update(earlier)
