@@ -121,6 +121,7 @@ def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
     from transformers import AutoConfig
 
     from hf_genrec import LlamaRecConfig
+    from hf_genrec.distributed import launched_with
     from hf_genrec.memory import estimate_training_memory
 
     backbone_config = AutoConfig.from_pretrained(margs.model_name_or_path) if margs.model_name_or_path else backbone
@@ -144,7 +145,7 @@ def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
         gradient_checkpointing=checkpointing,
         weight_dtype=torch.bfloat16 if targs.bf16 else torch.float32,
         # Under `accelerate launch --config_file examples/accelerate/fsdp2.yaml` the model is split over the processes.
-        shard_over=targs.world_size if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" else 1,
+        shard_over=targs.world_size if launched_with("FSDP") else 1,
     )
     print(
         f"Training memory estimate per device (batch {targs.per_device_train_batch_size} x {seq_len} tokens, "

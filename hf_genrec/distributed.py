@@ -27,6 +27,20 @@ def is_fsdp2(module: nn.Module) -> bool:
     return FSDPModule is not None and isinstance(module, FSDPModule)
 
 
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a ``DTensor`` (e.g. an FSDP2 shard outside its unit's forward)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed support
+        return False
+    return isinstance(tensor, DTensor)
+
+
+def launched_with(backend: str) -> bool:
+    """Whether this process runs under ``accelerate launch`` with ``backend`` ("FSDP" or "DEEPSPEED")."""
+    return os.environ.get(f"ACCELERATE_USE_{backend}", "false").lower() == "true"
+
+
 @contextmanager
 def gathered_root_parameters(module: nn.Module):
     """All-gather the FSDP2 root group's parameters for read-only use outside ``forward``.
@@ -67,7 +81,7 @@ def load_full_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor])
         module.load_state_dict(state_dict, strict=False)
 
 
-_SHARDING_ENV = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+_SHARDING_BACKENDS = ("FSDP", "DEEPSPEED")
 
 
 @contextmanager
@@ -80,17 +94,17 @@ def without_model_sharding():
     accelerate's state is reset on the way in (the process group is kept) and restored on the way
     out, so the Trainers after the block get the launch's FSDP state again.
     """
-    saved = {k: os.environ.get(k) for k in _SHARDING_ENV}
-    if not any((v or "").lower() == "true" for v in saved.values()):
+    if not any(launched_with(b) for b in _SHARDING_BACKENDS):
         yield
         return
+    saved = {f"ACCELERATE_USE_{b}": os.environ.get(f"ACCELERATE_USE_{b}") for b in _SHARDING_BACKENDS}
     from accelerate.state import AcceleratorState
 
     # An accelerate state built before this block (e.g. by the caller's own Trainer) comes back as it
     # was on the way out, so objects holding it keep working; with none, the next Trainer builds it anew.
     earlier = dict(AcceleratorState._shared_state)
     AcceleratorState._reset_state()
-    os.environ.update({k: "false" for k in _SHARDING_ENV})
+    os.environ.update({k: "false" for k in saved})
     try:
         yield
     finally:

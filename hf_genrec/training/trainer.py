@@ -11,7 +11,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
 from ..data_collator import DataCollatorForCodeSeq
-from ..distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, load_full_state_dict
+from ..distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, launched_with, load_full_state_dict
 from ..metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks
 from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
@@ -63,7 +63,7 @@ class GenRecTrainer(Trainer):
     ):
         if not isinstance(args, GenRecTrainingArguments):
             raise TypeError("GenRecTrainer needs GenRecTrainingArguments")
-        if args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        if args.deepspeed or launched_with("DEEPSPEED"):
             # ZeRO keeps its own fp32 master copy of every parameter: the codebook copies between the
             # recommender and the tokenizer would be overwritten at its next step, and it steps the
             # frozen side of a phase with zero gradients (Adam moments and weight decay still move it).

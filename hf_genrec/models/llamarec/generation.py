@@ -18,15 +18,8 @@ from transformers import DynamicCache
 from transformers.utils import ModelOutput
 
 from ...collate import left_pad
+from ...distributed import is_sharded
 from .trie import CodeTrie
-
-
-def _is_sharded(t: torch.Tensor) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # a torch build without distributed support
-        return False
-    return isinstance(t, DTensor)
 
 
 @dataclass
@@ -73,7 +66,7 @@ class CodeBeamSearchMixin:
             num_return_sequences: items returned per user (default ``config.default_num_return_sequences``; at most num_beams).
             chunk_size: users per backbone call (default ``config.generation_chunk_size``), bounding memory.
         """
-        if _is_sharded(self.codebooks[0].weight):
+        if is_sharded(self.codebooks[0].weight):
             raise RuntimeError(
                 "this model's parameters are FSDP shards: call generate() on every rank inside "
                 "hf_genrec.distributed.gathered_root_parameters(trainer.model), or reload a saved checkpoint"
