@@ -18,20 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-
-from run_etegrec import main as run_etegrec  # noqa: E402
-
-from hf_genrec.data import dataset_file_in, leave_one_out, load_interactions  # noqa: E402
-from hf_genrec.embeddings import collaborative_item_embeddings, train_sasrec  # noqa: E402
-from hf_genrec.models.rqvae import RQVAEConfig  # noqa: E402
-from hf_genrec.training import pretrain_rqvae  # noqa: E402
+from hf_genrec.data import dataset_file_in, leave_one_out, load_interactions
+from hf_genrec.embeddings import collaborative_item_embeddings, train_sasrec
+from hf_genrec.models.rqvae import RQVAEConfig
+from hf_genrec.recipes.etegrec import main as run_etegrec
+from hf_genrec.training import pretrain_rqvae
 
 PUBLISHED = {  # Recall@5, Recall@10, NDCG@5, NDCG@10 (amazon-beauty/README.md)
     "SASRec (TIGER paper)": (0.0387, 0.0605, 0.0249, 0.0318),
@@ -111,7 +107,11 @@ def main(argv=None) -> dict:
         print(f"reusing the RQ-VAE in {rq_dir}")
     else:
         _, rq_stats = pretrain_rqvae(
-            torch.from_numpy(emb), rq_dir, RQVAEConfig(in_dim=emb.shape[1]), num_train_epochs=a.rqvae_epochs, use_cpu=use_cpu
+            torch.from_numpy(emb),
+            rq_dir,
+            RQVAEConfig(semantic_dim=emb.shape[1]),
+            num_train_epochs=a.rqvae_epochs,
+            use_cpu=use_cpu,
         )
     results = {
         "device": device,

@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     model.freeze_backbone_base()  # LoRA adapters back to fp32 after the cast
     gen = torch.Generator().manual_seed(0)
     model.set_item_codes(assign_suffix(torch.randint(0, 256, (a.num_items, 3), generator=gen), 256))
-    tok = RQVAEModel(RQVAEConfig(in_dim=256))
+    tok = RQVAEModel(RQVAEConfig(semantic_dim=256))
     emb = torch.randn(a.num_items, 256, generator=gen)
     rows = [
         {

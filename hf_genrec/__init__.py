@@ -6,18 +6,22 @@ Importing the package registers every model family with the Auto classes, so
 
 from transformers import AutoConfig, AutoModel
 
-from .data_collator import DataCollatorForCodeSeq
+from .data import DataCollatorForRecommendation
 from .metrics import ranking_metrics
-from .models.llamarec import (
-    CodeTrie,
-    LlamaRecConfig,
-    LlamaRecForCodeGeneration,
-    LlamaRecOutput,
-    RecommendationOutput,
-)
+from .models.llamarec import CodeTrie, LlamaRecConfig, LlamaRecForCodeGeneration, LlamaRecOutput
+from .models.recommender import RecommendationOutput, RecommenderMixin
 from .models.rqvae import CodebookCollisionError, RQVAEConfig, RQVAEModel, RQVAEOutput
 from .models.sasrec import SASRecConfig, SASRecModel
-from .training import AlternatingTrainingCallback, GenRecTrainer, GenRecTrainingArguments
+from .training import (
+    AlternatingTrainingCallback,
+    ETEGRecTrainer,
+    ETEGRecTrainingArguments,
+    GenRecTrainer,
+    GenRecTrainingArguments,
+    RecommenderTrainer,
+    RecommenderTrainingArguments,
+)
+from .utils import EmptyHistoryError, ItemIdMap, UnknownItemError
 
 __version__ = "0.1.0"
 
@@ -31,11 +35,15 @@ for _config, _model in (
 
 __all__ = [
     "AlternatingTrainingCallback",
-    "GenRecTrainer",
-    "GenRecTrainingArguments",
     "CodeTrie",
     "CodebookCollisionError",
-    "DataCollatorForCodeSeq",
+    "DataCollatorForRecommendation",
+    "ETEGRecTrainer",
+    "ETEGRecTrainingArguments",
+    "EmptyHistoryError",
+    "GenRecTrainer",
+    "GenRecTrainingArguments",
+    "ItemIdMap",
     "LlamaRecConfig",
     "LlamaRecForCodeGeneration",
     "LlamaRecOutput",
@@ -43,7 +51,11 @@ __all__ = [
     "RQVAEModel",
     "RQVAEOutput",
     "RecommendationOutput",
+    "RecommenderMixin",
+    "RecommenderTrainer",
+    "RecommenderTrainingArguments",
     "SASRecConfig",
     "SASRecModel",
+    "UnknownItemError",
     "ranking_metrics",
 ]

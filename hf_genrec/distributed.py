@@ -27,15 +27,6 @@ def is_fsdp2(module: nn.Module) -> bool:
     return FSDPModule is not None and isinstance(module, FSDPModule)
 
 
-def is_sharded(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is a ``DTensor`` (e.g. an FSDP2 shard outside its unit's forward)."""
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # a torch build without distributed support
-        return False
-    return isinstance(tensor, DTensor)
-
-
 def launched_with(backend: str) -> bool:
     """Whether this process runs under ``accelerate launch`` with ``backend`` ("FSDP" or "DEEPSPEED")."""
     return os.environ.get(f"ACCELERATE_USE_{backend}", "false").lower() == "true"

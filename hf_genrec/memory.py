@@ -60,16 +60,20 @@ class MemoryEstimate:
         return asdict(self) | {"total": self.total}
 
 
-def _saved_activation_bytes(config: LlamaRecConfig, num_layers: int, tokens: int, dtype: torch.dtype) -> int:
-    """Bytes autograd saves for backward in one forward + code loss over ``tokens`` tokens."""
+def _saved_activation_bytes_per_token(config: LlamaRecConfig, num_layers: int, tokens: int, dtype: torch.dtype) -> float:
+    """Bytes per token autograd saves for backward in one forward + code loss over about ``tokens`` tokens."""
     cfg = copy.deepcopy(config)
     cfg.backbone_config.num_hidden_layers = num_layers
     cfg.backbone_config.vocab_size = 8  # the token embedding is never used by code inputs
-    cfg.num_items = 1
+    items = max(tokens // cfg.code_length, 1)
+    cfg.num_items = items + 1
     torch.manual_seed(0)
     model = LlamaRecForCodeGeneration(cfg)
     model.backbone.to(dtype)
     model.train()
+    # Random codes, written straight into the table: the probe needs the layout, not unique items.
+    gen = torch.Generator().manual_seed(0)
+    model.item_codes[1:] = torch.randint(0, min(cfg.codebook_size, cfg.suffix_size), (items + 1, cfg.code_length), generator=gen)
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: set[int] = set()
     total = 0
@@ -82,18 +86,11 @@ def _saved_activation_bytes(config: LlamaRecConfig, num_layers: int, tokens: int
             total += t.untyped_storage().nbytes()
         return t
 
-    input_ids = torch.randint(0, cfg.code_num, (1, tokens))
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "seq_end_positions": torch.tensor([tokens - cfg.code_length]),
-        "target_positions": (tokens - cfg.code_length + torch.arange(cfg.code_length)).unsqueeze(0),
-        "labels": torch.zeros(1, cfg.code_length, dtype=torch.long),
-    }
+    batch = {"history": torch.arange(1, items + 1).unsqueeze(0), "targets": torch.tensor([items + 1])}
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(**batch)
         (out.loss + out.seq_project_latents.sum() + out.dec_latents.sum()).backward()
-    return total
+    return total / (items * cfg.code_length + cfg.code_length - 1)
 
 
 def estimate_training_memory(
@@ -129,10 +126,10 @@ def estimate_training_memory(
         opt = sum(2 * p.numel() if p.numel() >= 4096 else 8 * p.numel() for p in trainable)
     else:
         opt = 8 * n_train
-    one = _saved_activation_bytes(config, 1, probe_tokens, weight_dtype)
-    two = _saved_activation_bytes(config, 2, probe_tokens, weight_dtype)
-    per_layer_token = max(two - one, 0) / probe_tokens
-    fixed_token = max(one - (two - one), 0) / probe_tokens
+    one = _saved_activation_bytes_per_token(config, 1, probe_tokens, weight_dtype)
+    two = _saved_activation_bytes_per_token(config, 2, probe_tokens, weight_dtype)
+    per_layer_token = max(two - one, 0)
+    fixed_token = max(one - (two - one), 0)
     tokens = batch_size * seq_len
     layers = config.backbone_config.num_hidden_layers
     full = tokens * (layers * per_layer_token + fixed_token)

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-DEFAULT_KS = (1, 5, 10)
+# The one default list of cutoffs (Trainer evaluation, SASRec, benchmarks).
+DEFAULT_KS = (1, 5, 10, 20)
 
 
 def target_ranks(ranked: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -58,3 +59,13 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 def ndcg_single(rank: int, k: int) -> float:
     """NDCG@k of one user whose target sits at 0-based ``rank`` (for tests and docs)."""
     return 1.0 / math.log2(rank + 2) if rank < k else 0.0
+
+
+def ranking_metrics_for_trainer(ks: Sequence[int] = DEFAULT_KS):
+    """``compute_metrics`` for a ``Trainer`` whose predictions are 0-based target ranks ``[B]``
+    (what :class:`~hf_genrec.training.RecommenderTrainer` and :func:`ranks_from_scores` produce)."""
+
+    def compute(pred) -> dict[str, float]:
+        return ranking_metrics_from_ranks(torch.as_tensor(pred.predictions).reshape(-1), ks)
+
+    return compute

@@ -20,8 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hf_genrec import GenRecTrainer, LlamaRecForCodeGeneration  # noqa: E402
-from hf_genrec.data_collator import DataCollatorForCodeSeq  # noqa: E402
+from hf_genrec import DataCollatorForRecommendation, GenRecTrainer, LlamaRecForCodeGeneration  # noqa: E402
 from hf_genrec.distributed import gathered_root_parameters  # noqa: E402
 from hf_genrec.metrics import ranking_metrics  # noqa: E402
 from tests.test_trainer import args as trainer_test_args  # noqa: E402
@@ -79,17 +78,17 @@ def main(out_dir: str, mode: str) -> None:
     final_dir = os.path.join(out_dir, "final")
     trainer.save_model(final_dir)
     # The same model scored on one process, every user once.
-    batch = DataCollatorForCodeSeq(rec.item_codes.cpu())(list(validation))
-    n = batch["input_ids"].shape[1] - 3
+    batch = DataCollatorForRecommendation()(list(validation))
+    k = max(args.metric_ks)
     sharded_error = ""
     if trainer.is_fsdp_enabled:
         try:
-            rec.generate(batch["input_ids"][:, :n], batch["attention_mask"][:, :n])
+            rec.top_k_items(batch["history"], k)
         except RuntimeError as e:
             sharded_error = str(e)
     with torch.no_grad(), gathered_root_parameters(trainer.model):
-        top = rec.generate(batch["input_ids"][:, :n], batch["attention_mask"][:, :n], num_beams=10, num_return_sequences=10)
-    single = ranking_metrics(top.item_ids, batch["targets"])
+        top = rec.top_k_items(batch["history"], k, num_beams=args.eval_num_beams)
+    single = ranking_metrics(top.item_ids, batch["targets"], args.metric_ks)
     with torch.no_grad():
         state = {
             "codebooks": [full(b.weight).tolist() for b in rec.codebooks],
@@ -99,9 +98,7 @@ def main(out_dir: str, mode: str) -> None:
     torch.distributed.barrier()  # rank 0 has finished writing final_dir
     reloaded = LlamaRecForCodeGeneration.from_pretrained(final_dir).eval()
     with torch.no_grad():
-        top_reloaded = reloaded.generate(
-            batch["input_ids"][:, :n], batch["attention_mask"][:, :n], num_beams=10, num_return_sequences=10
-        )
+        top_reloaded = reloaded.top_k_items(batch["history"], k, num_beams=args.eval_num_beams)
     rank = trainer.args.process_index
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(
@@ -124,12 +121,10 @@ def main(out_dir: str, mode: str) -> None:
 
 
 def run_example_under_fsdp(example_args: list[str]) -> None:
-    import runpy
+    from hf_genrec.recipes.etegrec import main
 
     emulate_fsdp_on_cpu()
-    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "run_etegrec.py")
-    sys.argv = [example, *example_args]
-    runpy.run_path(example, run_name="__main__")
+    main(example_args)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from hf_genrec import DataCollatorForCodeSeq, LlamaRecConfig, LlamaRecForCodeGeneration, RQVAEConfig, RQVAEModel
-from hf_genrec.data import UnknownItemError
+from hf_genrec import DataCollatorForRecommendation, LlamaRecConfig, LlamaRecForCodeGeneration, RQVAEConfig, RQVAEModel
+from hf_genrec.utils import EmptyHistoryError, UnknownItemError
 
 from .conftest import TINY_LLAMA, tiny_config, tiny_recommender
 
@@ -11,7 +11,8 @@ ROWS = [{"history": [1, 2, 3], "target": 4}, {"history": [5], "target": 6}, {"hi
 
 
 def batch(model, rows=ROWS):
-    return DataCollatorForCodeSeq(model.item_codes.clone(), max_history=10)(rows)
+    """What the Trainer feeds the model: item ids (the model looks codes up in its own table)."""
+    return DataCollatorForRecommendation(max_history=10)(rows)
 
 
 def brute_force_scores(model, rows):
@@ -21,18 +22,28 @@ def brute_force_scores(model, rows):
         for item in range(1, model.config.num_items + 1):
             b = batch(model, [{"history": r["history"], "target": item} for r in rows])
             logp = model(**b).logits.float().log_softmax(-1)
-            scores[:, item] = logp.gather(2, b["labels"].unsqueeze(-1)).squeeze(-1).sum(1)
+            labels = model.codes_for_items(b["targets"])
+            scores[:, item] = logp.gather(2, labels.unsqueeze(-1)).squeeze(-1).sum(1)
     return scores
 
 
 def history_part(model, b):
-    n = b["input_ids"].shape[1] - (model.config.code_length - 1)
-    return b["input_ids"][:, :n], b["attention_mask"][:, :n]
+    """The left-padded history codes ``generate()`` reads."""
+    inputs = model.code_inputs(b["history"])
+    return inputs["input_ids"], inputs["attention_mask"]
 
 
-def test_collator_layout_has_no_target_leak():
+def test_collator_passes_left_padded_item_ids():
+    b = batch(None)
+    assert b["history"].tolist() == [[0, 0, 1, 2, 3], [0, 0, 0, 0, 5], [7, 8, 9, 10, 11]]
+    assert b["targets"].tolist() == [4, 6, 12]
+    assert DataCollatorForRecommendation(max_history=2)(ROWS[:1])["history"].tolist() == [[2, 3]]
+
+
+def test_code_layout_has_no_target_leak():
     model = tiny_recommender()
-    b = batch(model)
+    ids = batch(model)
+    b = model.code_inputs(ids["history"], ids["targets"])
     codes = model.item_codes
     assert b["input_ids"].shape == (3, 5 * 4 + 3)
     assert b["seq_end_positions"].tolist() == [19, 19, 19]
@@ -50,12 +61,16 @@ def test_collator_layout_has_no_target_leak():
             assert b["input_ids"][0, pos + 1] == b["labels"][0, lvl]
 
 
-def test_collator_rejects_empty_history_and_unknown_items():
+def test_collator_and_model_reject_empty_history_and_unknown_items():
     model = tiny_recommender()
-    with pytest.raises(ValueError, match="empty history"):
+    with pytest.raises(EmptyHistoryError, match="empty history"):
         batch(model, [{"history": [], "target": 3}])
-    with pytest.raises(ValueError, match="unknown item id 99"):
-        batch(model, [{"history": [99], "target": 3}])
+    with pytest.raises(UnknownItemError, match="unknown item id 99"):
+        model(**batch(model, [{"history": [99], "target": 3}]))
+    with pytest.raises(UnknownItemError, match="unknown item id 31"):
+        model(**batch(model, [{"history": [1], "target": 31}]))
+    with pytest.raises(EmptyHistoryError):
+        model(history=torch.zeros(1, 3, dtype=torch.long), targets=torch.tensor([1]))
 
 
 def test_forward_shapes_and_finite_loss():
@@ -148,7 +163,7 @@ def test_recommend_validates_input():
     model = tiny_recommender().eval()
     with pytest.raises(ValueError, match="history 1 is empty"):
         model.recommend([[1], []])
-    with pytest.raises(UnknownItemError, match="unknown item id 31"):
+    with pytest.raises(UnknownItemError, match="unknown item id.* 31"):
         model.recommend([[31]])
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hf_genrec import LlamaRecConfig, LlamaRecForCodeGeneration
-from hf_genrec.memory import _saved_activation_bytes, estimate_training_memory
+from hf_genrec.memory import _saved_activation_bytes_per_token, estimate_training_memory
 
 from .conftest import TINY_LLAMA, tiny_config
 
@@ -24,7 +24,7 @@ def test_parameter_counts_are_exact():
 def test_activation_extrapolation_matches_a_traced_deeper_longer_run():
     cfg = config(layers=3)
     est = estimate_training_memory(cfg, batch_size=1, seq_len=96, weight_dtype=torch.float32, probe_tokens=32)
-    traced = _saved_activation_bytes(cfg, 3, 96, torch.float32)
+    traced = 96 * _saved_activation_bytes_per_token(cfg, 3, 96, torch.float32)
     assert est.activations == pytest.approx(traced, rel=0.1)
     assert est.activations_checkpointed < est.activations
 

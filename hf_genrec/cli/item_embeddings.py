@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data import load_genrec_dataset
 from ..embeddings import build_item_embeddings
+from .errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,5 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(report, indent=2))
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
+    run_cli(main, "hf-genrec-embeddings", argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from ..data import dataset_file_in, leave_one_out, load_interactions
+from .errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,5 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
+    run_cli(main, "hf-genrec-prepare", argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

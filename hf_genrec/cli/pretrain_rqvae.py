@@ -14,6 +14,7 @@ import torch
 
 from ..models.rqvae import RQVAEConfig
 from ..training.rqvae_pretraining import pretrain_rqvae
+from .errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     emb = torch.from_numpy(np.load(a.embeddings)).float()
     config = RQVAEConfig(
-        in_dim=emb.shape[1],
+        semantic_dim=emb.shape[1],
         hidden_dims=a.hidden_dims,
         codebook_dim=a.codebook_dim,
         num_levels=a.num_levels,
@@ -59,5 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(stats, indent=2))
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
+    run_cli(main, "hf-genrec-pretrain-rqvae", argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

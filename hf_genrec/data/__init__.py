@@ -1,6 +1,7 @@
 """Interaction data: readers, leave-one-out splits, item id mapping, a generated default dataset."""
 
-from .item_map import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
+from ..utils import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
+from .collator import DataCollatorForRecommendation
 from .readers import (
     InteractionFormatError,
     SequenceData,
@@ -14,6 +15,7 @@ from .splits import GenRecDatasetDict, dataset_file_in, leave_one_out, load_genr
 from .synthetic import make_synthetic_sequences
 
 __all__ = [
+    "DataCollatorForRecommendation",
     "ITEM_MAP_FILE",
     "PAD_ITEM",
     "GenRecDatasetDict",

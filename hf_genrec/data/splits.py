@@ -7,7 +7,7 @@ import os
 
 from datasets import Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
 
-from .item_map import ItemIdMap
+from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
 
 logger = logging.getLogger(__name__)

@@ -7,21 +7,18 @@ full-ranking validation / test metrics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from ..collate import left_pad
 from ..data.splits import GenRecDatasetDict, train_sequences
 from ..distributed import without_model_sharding
-from ..metrics import ranking_metrics_from_ranks, ranks_from_scores
+from ..metrics import ranking_metrics_for_trainer, ranks_from_scores
 from ..models.sasrec import SASRecConfig, SASRecModel
+from ..utils.padding import left_pad
 
 logger = logging.getLogger(__name__)
-
-EVAL_KS = (5, 10, 20)
 
 
 class SASRecCollator:
@@ -48,16 +45,6 @@ def _sequence_rows(dsd: GenRecDatasetDict) -> list[dict]:
     return rows
 
 
-def rank_metrics_for_trainer(ks: Sequence[int] = EVAL_KS):
-    """``compute_metrics`` for a Trainer whose predictions are target ranks (see
-    :func:`hf_genrec.metrics.ranks_from_scores` used as ``preprocess_logits_for_metrics``)."""
-
-    def compute(pred) -> dict[str, float]:
-        return ranking_metrics_from_ranks(torch.as_tensor(pred.predictions).reshape(-1), ks)
-
-    return compute
-
-
 def train_sasrec(
     dsd: GenRecDatasetDict,
     output_dir: str,
@@ -77,7 +64,7 @@ def train_sasrec(
     """Train SASRec with full-softmax CE on every position of each user's training sequence,
     select the epoch with the best validation NDCG@10 and evaluate it on the test split.
 
-    Returns the model and its metrics (``val_*`` and ``test_*`` recall/ndcg at 5, 10, 20).
+    Returns the model and its metrics (``val_*`` and ``test_*`` recall/ndcg at ``hf_genrec.metrics.DEFAULT_KS``).
     """
     config = SASRecConfig(
         num_items=dsd.num_items,
@@ -117,7 +104,7 @@ def train_sasrec(
             train_dataset=_sequence_rows(dsd),
             eval_dataset=list(dsd["validation"]),
             data_collator=SASRecCollator(),
-            compute_metrics=rank_metrics_for_trainer(),
+            compute_metrics=ranking_metrics_for_trainer(),
             # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
             # memory stays O(users) instead of O(users x items).
             preprocess_logits_for_metrics=ranks_from_scores,

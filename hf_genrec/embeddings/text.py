@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.item_map import ItemIdMap
+from ..utils.item_map import ItemIdMap
 
 
 def default_text_model_path() -> str:

@@ -1,21 +1,25 @@
-"""Training: alternating ETEGRec training on the HF Trainer, and RQ-VAE pre-training."""
+"""Training: the generic recommender Trainer, ETEGRec's alternating training on it, RQ-VAE pre-training."""
 
-from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, GenRecTrainingArguments
+from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments, GenRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
+from .etegrec_trainer import ETEGRecTrainer, GenRecTrainer
 from .joint import ETEGRecJointModel, JointOutput
 from .losses import first_occurrence, psa_loss, sia_loss
+from .recommender_trainer import RecommenderTrainer, RecommenderTrainingArguments
 from .rqvae_pretraining import pretrain_rqvae
-from .trainer import GenRecTrainer, compute_ranking_metrics
 
 __all__ = [
     "RECOMMENDER_PHASE",
     "TOKENIZER_PHASE",
     "AlternatingTrainingCallback",
     "ETEGRecJointModel",
+    "ETEGRecTrainer",
+    "ETEGRecTrainingArguments",
     "GenRecTrainer",
     "GenRecTrainingArguments",
     "JointOutput",
-    "compute_ranking_metrics",
+    "RecommenderTrainer",
+    "RecommenderTrainingArguments",
     "first_occurrence",
     "pretrain_rqvae",
     "psa_loss",

@@ -1,18 +1,18 @@
-"""TrainingArguments for alternating ETEGRec training."""
+"""TrainingArguments of ETEGRec's alternating training."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .recommender_trainer import RecommenderTrainingArguments
 
 TOKENIZER_PHASE = "tokenizer"
 RECOMMENDER_PHASE = "recommender"
 
 
 @dataclass
-class GenRecTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the ETEGRec schedule and loss weights (defaults from the paper).
+class ETEGRecTrainingArguments(RecommenderTrainingArguments):
+    """:class:`RecommenderTrainingArguments` plus the ETEGRec schedule and loss weights (defaults from the paper).
 
     Each cycle of ``cycle`` epochs starts with one tokenizer epoch (RQ-VAE trains, recommender
     frozen), then ``cycle - 1`` recommender epochs. ``alternating=False`` trains only the
@@ -43,7 +43,6 @@ class GenRecTrainingArguments(TrainingArguments):
     sia_temperature: float = field(default=1.0, metadata={"help": "softmax temperature of the SIA code distributions"})
     eval_num_beams: int = field(default=20, metadata={"help": "beams for validation/test generate()"})
     eval_chunk_size: int = field(default=64, metadata={"help": "users per generate() chunk during evaluation"})
-    max_history: int = field(default=50, metadata={"help": "history items kept per example"})
     eval_after_tokenizer_epochs: bool = field(
         default=False,
         metadata={
@@ -52,15 +51,11 @@ class GenRecTrainingArguments(TrainingArguments):
             "those scores would only feed noise to early stopping and best-checkpoint selection"
         },
     )
-    # The collator consumes the raw `history` / `target` columns, so they must survive.
-    remove_unused_columns: bool = field(default=False)
 
     def __post_init__(self):
         super().__post_init__()
         if self.cycle < 2 and self.alternating:
             raise ValueError("cycle must be >= 2 (one tokenizer epoch and at least one recommender epoch)")
-        if self.label_names is None:
-            self.label_names = ["labels"]
         if self.ddp_find_unused_parameters is None:
             # Each phase leaves one side without gradients; DDP must be told to expect that.
             self.ddp_find_unused_parameters = True
@@ -83,3 +78,7 @@ class GenRecTrainingArguments(TrainingArguments):
             "sia_loss": self.rec_sia_weight * warm,
             "psa_loss": self.rec_psa_weight * warm,
         }
+
+
+# The name before other families existed; kept for existing code.
+GenRecTrainingArguments = ETEGRecTrainingArguments

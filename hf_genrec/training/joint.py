@@ -38,13 +38,13 @@ class ETEGRecJointModel(nn.Module):
     def __init__(self, recommender: LlamaRecForCodeGeneration, item_tokenizer: RQVAEModel, item_embeddings: torch.Tensor):
         super().__init__()
         n = recommender.config.num_items
-        if tuple(item_embeddings.shape) != (n, item_tokenizer.config.in_dim):
+        if tuple(item_embeddings.shape) != (n, item_tokenizer.config.semantic_dim):
             raise ValueError(
-                f"item_embeddings must be [{n}, {item_tokenizer.config.in_dim}] (items x RQ-VAE in_dim), got "
+                f"item_embeddings must be [{n}, {item_tokenizer.config.semantic_dim}] (items x RQ-VAE semantic_dim), got "
                 f"{tuple(item_embeddings.shape)}"
             )
-        if recommender.config.semantic_dim != item_tokenizer.config.in_dim:
-            raise ValueError("recommender.config.semantic_dim must equal the RQ-VAE in_dim (PSA compares them)")
+        if recommender.config.semantic_dim != item_tokenizer.config.semantic_dim:
+            raise ValueError("recommender.config.semantic_dim must equal the RQ-VAE semantic_dim (PSA compares them)")
         self.recommender = recommender
         self.item_tokenizer = item_tokenizer
         padded = torch.cat([item_embeddings.new_zeros(1, item_embeddings.shape[1]), item_embeddings.float()])
@@ -93,8 +93,9 @@ class ETEGRecJointModel(nn.Module):
     def is_gradient_checkpointing(self) -> bool:
         return self.recommender.is_gradient_checkpointing
 
-    def forward(self, targets: torch.Tensor, **batch) -> JointOutput:
-        rec = self.recommender(**batch)
+    def forward(self, history: torch.Tensor, targets: torch.Tensor) -> JointOutput:
+        """``history`` ``[B, H]`` (item ids, left padded with 0) and ``targets`` ``[B]``, as the collator builds them."""
+        rec = self.recommender(history=history, targets=targets)
         target_emb = self.item_embeddings[targets].to(self.item_tokenizer.dtype)
         tok = self.item_tokenizer(target_emb)
         keep = first_occurrence(targets)

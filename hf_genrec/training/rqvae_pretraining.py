@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddingRows(Dataset):
-    """Rows ``{"embeddings": [in_dim]}`` of an item-embedding table ``[N, in_dim]``."""
+    """Rows ``{"embeddings": [semantic_dim]}`` of an item-embedding table ``[N, semantic_dim]``."""
 
     def __init__(self, embeddings: torch.Tensor):
         self.embeddings = embeddings
@@ -76,15 +76,15 @@ def pretrain_rqvae(
     seed: int = 42,
     **training_kwargs,
 ) -> tuple[RQVAEModel, dict]:
-    """Train an RQ-VAE on ``embeddings`` ``[N, in_dim]`` (k-means initialised codebooks).
+    """Train an RQ-VAE on ``embeddings`` ``[N, semantic_dim]`` (k-means initialised codebooks).
 
     Saves the lowest-collision checkpoint to ``output_dir`` (with ``code_stats.json``) and
     returns it reloaded, with its statistics.
     """
     embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
-    config = config or RQVAEConfig(in_dim=embeddings.shape[1])
-    if config.in_dim != embeddings.shape[1]:
-        raise ValueError(f"config.in_dim={config.in_dim} but the embeddings have dimension {embeddings.shape[1]}")
+    config = config or RQVAEConfig(semantic_dim=embeddings.shape[1])
+    if config.semantic_dim != embeddings.shape[1]:
+        raise ValueError(f"config.semantic_dim={config.semantic_dim} but the embeddings have dimension {embeddings.shape[1]}")
     torch.manual_seed(seed)
     model = RQVAEModel(config)
     model.kmeans_init(embeddings, seed=seed)

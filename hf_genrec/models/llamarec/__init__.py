@@ -1,5 +1,4 @@
 from .configuration_llamarec import LlamaRecConfig
-from .generation import RecommendationOutput
 from .modeling_llamarec import LlamaRecForCodeGeneration, LlamaRecOutput, LlamaRecPreTrainedModel
 from .trie import CodeTrie
 
@@ -9,5 +8,4 @@ __all__ = [
     "LlamaRecForCodeGeneration",
     "LlamaRecOutput",
     "LlamaRecPreTrainedModel",
-    "RecommendationOutput",
 ]

@@ -28,7 +28,8 @@ class LlamaRecConfig(PretrainedConfig):
             are saved in this model's own checkpoint).
         num_items: catalogue size N; the item code table holds N + 1 rows (row 0 = padding).
         num_levels: RQ-VAE levels (codebooks); the item id has ``num_levels + 1`` codes with the suffix.
-        code_num: codes per codebook. suffix_size: range of the collision suffix.
+        codebook_size: codes per codebook (``code_num`` in checkpoints before 0.2, still accepted).
+        suffix_size: range of the collision suffix.
         codebook_dim: code vector size (the RQ-VAE latent). semantic_dim: size of the item
             semantic embedding (the PSA target).
         use_lora / lora_*: LoRA injected into the backbone with peft; ``use_lora=False`` trains it in full.
@@ -38,10 +39,14 @@ class LlamaRecConfig(PretrainedConfig):
             checkpoint then takes megabytes, not 13 GB. Needs ``use_lora`` and that path.
         default_num_beams / default_num_return_sequences / generation_chunk_size: ``generate()`` defaults
             (not named ``num_beams`` etc.: transformers reserves those for ``GenerationConfig``).
+        evaluation_results: ``{"dataset", "split", "metrics"}`` for the model card (set by
+            ``record_evaluation``).
     """
 
     model_type = "genrec_llamarec"
     sub_configs = {"backbone_config": AutoConfig}
+    # One name per quantity across the package; configs saved before the rename still load.
+    attribute_map = {"code_num": "codebook_size"}
 
     def __init__(
         self,
@@ -49,7 +54,7 @@ class LlamaRecConfig(PretrainedConfig):
         backbone_name_or_path: str | None = None,
         num_items: int = 0,
         num_levels: int = 3,
-        code_num: int = 256,
+        codebook_size: int = 256,
         suffix_size: int = 256,
         codebook_dim: int = 128,
         semantic_dim: int = 256,
@@ -63,6 +68,7 @@ class LlamaRecConfig(PretrainedConfig):
         default_num_return_sequences: int = 10,
         generation_chunk_size: int = 64,
         save_base_weights: bool = True,
+        evaluation_results: dict | None = None,
         **kwargs,
     ):
         if backbone_config is None:
@@ -75,7 +81,7 @@ class LlamaRecConfig(PretrainedConfig):
         self.backbone_name_or_path = backbone_name_or_path
         self.num_items = num_items
         self.num_levels = num_levels
-        self.code_num = code_num
+        self.codebook_size = kwargs.pop("code_num", codebook_size)
         self.suffix_size = suffix_size
         self.codebook_dim = codebook_dim
         self.semantic_dim = semantic_dim
@@ -89,6 +95,7 @@ class LlamaRecConfig(PretrainedConfig):
         self.default_num_return_sequences = default_num_return_sequences
         self.generation_chunk_size = generation_chunk_size
         self.save_base_weights = save_base_weights
+        self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 
@@ -100,7 +107,7 @@ class LlamaRecConfig(PretrainedConfig):
     @property
     def code_vocab(self) -> int:
         """Width of the logits: the larger of a codebook and the suffix range."""
-        return max(self.code_num, self.suffix_size)
+        return max(self.codebook_size, self.suffix_size)
 
     @property
     def hidden_size(self) -> int:

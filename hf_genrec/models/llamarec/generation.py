@@ -10,39 +10,29 @@ keeps every beam on the code sequence of a real item.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
-from transformers.utils import ModelOutput
 
-from ...collate import left_pad
-from ...distributed import is_sharded
+from ...utils import is_sharded
+from ..recommender import RecommendationOutput
 from .trie import CodeTrie
 
 
-@dataclass
-class RecommendationOutput(ModelOutput):
-    """Top-k recommendations per user.
-
-    item_ids: ``[B, k]`` best first; -1 where fewer than k items exist.
-    scores: ``[B, k]`` sum over levels of log p(code | history, previous codes); -inf where item_ids is -1.
-    codes: ``[B, k, code_length]`` the generated code sequences.
-    """
-
-    item_ids: torch.Tensor | None = None
-    scores: torch.Tensor | None = None
-    codes: torch.Tensor | None = None
-
-
 class CodeBeamSearchMixin:
-    """``generate()`` / ``recommend()`` for :class:`LlamaRecForCodeGeneration`."""
+    """``generate()`` and the family's ``top_k_items()`` for :class:`LlamaRecForCodeGeneration`.
+
+    Scores are the sum over levels of log p(code | history, previous codes).
+    """
 
     @property
     def trie(self) -> CodeTrie:
-        if self._trie is None or self._trie.children[0].device != self.item_codes.device:
+        """The prefix trie of ``item_codes``, rebuilt whenever the table changed (any in-place write,
+        e.g. ``set_item_codes`` or a checkpoint load, bumps the tensor's version) or moved."""
+        key = (self.item_codes._version, self.item_codes.data_ptr(), self.item_codes.device)
+        if self._trie is None or self._trie_key != key:
             self._trie = CodeTrie(self.item_codes, self.config.code_vocab).to(self.item_codes.device)
+            self._trie_key = key
         return self._trie
 
     def can_generate(self) -> bool:  # our generate() is not GenerationMixin's
@@ -86,18 +76,18 @@ class CodeBeamSearchMixin:
         ]
         return RecommendationOutput(**{f: torch.cat([o[f] for o in outs]) for f in ("item_ids", "scores", "codes")})
 
-    def recommend(self, histories: Sequence[Sequence[int]], top_k: int = 10, num_beams: int | None = None, **kw):
-        """Recommend ``top_k`` item ids for each history of item ids (dense ids 1..N, oldest first)."""
-        if not len(histories):
-            raise ValueError("no histories given")
-        for i, h in enumerate(histories):
-            if len(h) == 0:
-                raise ValueError(f"history {i} is empty; at least one item is needed")
-        codes = [self.codes_for_items(torch.as_tensor(list(h))).flatten().tolist() for h in histories]
-        input_ids = left_pad(codes, -1).to(self.device)
-        mask = (input_ids >= 0).long()
+    def top_k_items(
+        self, history: torch.Tensor, k: int, num_beams: int | None = None, chunk_size: int | None = None
+    ) -> RecommendationOutput:
+        """Best ``k`` items for ``[B, H]`` left-padded histories of item ids (the recommender contract):
+        constrained beam search with ``max(k, num_beams or config.default_num_beams)`` beams."""
+        inputs = self.code_inputs(history)
         return self.generate(
-            input_ids, mask, num_beams=num_beams or max(top_k, self.config.default_num_beams), num_return_sequences=top_k, **kw
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            num_beams=max(k, num_beams or self.config.default_num_beams),
+            num_return_sequences=k,
+            chunk_size=chunk_size,
         )
 
     def _cache_kwarg(self) -> str:

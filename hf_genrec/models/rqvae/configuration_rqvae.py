@@ -10,8 +10,9 @@ class RQVAEConfig(PretrainedConfig):
     semantic embedding into ``num_levels`` codes (plus a collision suffix, see ``get_codes``).
 
     Args:
-        in_dim: dimension of the input item embedding (256 collaborative, 768 text, 1024 both).
-        hidden_dims: encoder MLP widths between ``in_dim`` and ``codebook_dim``; the decoder mirrors them.
+        semantic_dim: dimension of the input item (semantic) embedding (256 collaborative, 768 text,
+            1024 both); ``in_dim`` in checkpoints before 0.2, still accepted.
+        hidden_dims: encoder MLP widths between ``semantic_dim`` and ``codebook_dim``; the decoder mirrors them.
         codebook_dim: dimension of the latent and of every code vector.
         num_levels: number of residual codebooks.
         codebook_size: codes per codebook.
@@ -22,10 +23,12 @@ class RQVAEConfig(PretrainedConfig):
     """
 
     model_type = "genrec_rqvae"
+    # One name per quantity across the package; configs saved before the rename still load.
+    attribute_map = {"in_dim": "semantic_dim"}
 
     def __init__(
         self,
-        in_dim: int = 256,
+        semantic_dim: int = 256,
         hidden_dims: list[int] | None = None,
         codebook_dim: int = 128,
         num_levels: int = 3,
@@ -36,7 +39,7 @@ class RQVAEConfig(PretrainedConfig):
         kmeans_iters: int = 50,
         **kwargs,
     ):
-        self.in_dim = in_dim
+        self.semantic_dim = kwargs.pop("in_dim", semantic_dim)
         self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [512, 256]
         self.codebook_dim = codebook_dim
         self.num_levels = num_levels

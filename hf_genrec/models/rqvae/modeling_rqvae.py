@@ -45,9 +45,9 @@ class QuantizerOutput(ModelOutput):
 
 @dataclass
 class RQVAEOutput(ModelOutput):
-    """Output of :meth:`RQVAEModel.forward` for item embeddings ``[B, in_dim]``.
+    """Output of :meth:`RQVAEModel.forward` for item embeddings ``[B, semantic_dim]``.
 
-    loss: reconstruction MSE + quantisation loss. reconstruction: ``[B, in_dim]``.
+    loss: reconstruction MSE + quantisation loss. reconstruction: ``[B, semantic_dim]``.
     latents: encoder output ``[B, D]``. codes: ``[B, L]``. code_logits: ``[B, L, K]``.
     """
 
@@ -109,7 +109,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
 
     Example::
 
-        model = RQVAEModel(RQVAEConfig(in_dim=256))
+        model = RQVAEModel(RQVAEConfig(semantic_dim=256))
         model.kmeans_init(item_embeddings)            # [N, 256]
         out = model(item_embeddings[:1024])           # out.loss, out.codes [1024, 3]
         codes = model.get_codes(item_embeddings)      # [N, 4], unique rows (suffix in the last column)
@@ -117,7 +117,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
 
     def __init__(self, config: RQVAEConfig):
         super().__init__(config)
-        dims = [config.in_dim, *config.hidden_dims, config.codebook_dim]
+        dims = [config.semantic_dim, *config.hidden_dims, config.codebook_dim]
         self.encoder = mlp(dims, config.dropout)
         self.quantizer = ResidualQuantizer(config.num_levels, config.codebook_size, config.codebook_dim, config.beta)
         self.decoder = mlp(dims[::-1], config.dropout)
@@ -128,20 +128,20 @@ class RQVAEModel(RQVAEPreTrainedModel):
         return self.quantizer.codebooks
 
     def _check_input(self, embeddings: torch.Tensor) -> None:
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.in_dim:
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.semantic_dim:
             raise ValueError(
-                f"RQ-VAE expects item embeddings [N, {self.config.in_dim}], got {tuple(embeddings.shape)} "
+                f"RQ-VAE expects item embeddings [N, {self.config.semantic_dim}], got {tuple(embeddings.shape)} "
                 "(wrong embedding dimension?)"
             )
         if not torch.isfinite(embeddings).all():
             raise ValueError("item embeddings contain NaN or inf")
 
     def encode(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``[B, in_dim]`` -> latents ``[B, codebook_dim]``."""
+        """``[B, semantic_dim]`` -> latents ``[B, codebook_dim]``."""
         return self.encoder(embeddings)
 
     def forward(self, embeddings: torch.Tensor, **kwargs) -> RQVAEOutput:
-        """Reconstruct ``embeddings`` ``[B, in_dim]`` through the quantiser; ``loss`` = MSE + quantisation loss."""
+        """Reconstruct ``embeddings`` ``[B, semantic_dim]`` through the quantiser; ``loss`` = MSE + quantisation loss."""
         self._check_input(embeddings)
         latents = self.encode(embeddings)
         q = self.quantizer(latents)
@@ -160,7 +160,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
 
     @torch.no_grad()
     def kmeans_init(self, embeddings: torch.Tensor, seed: int = 0) -> None:
-        """Initialise each level's codebook with k-means over that level's residuals of ``embeddings`` ``[N, in_dim]``."""
+        """Initialise each level's codebook with k-means over that level's residuals of ``embeddings`` ``[N, semantic_dim]``."""
         self._check_input(embeddings)
         gen = torch.Generator().manual_seed(seed)
         residual = self.encode(embeddings.to(self.device, self.dtype)).float().cpu()

@@ -1,5 +1,4 @@
-"""Building blocks shared by the example scripts and benchmarks: load data, get item
-embeddings, get a tokenizer, build the recommender around it."""
+"""Stages the recipes share: load data, get item embeddings, get a tokenizer, build the recommender around it."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from .data import (
+from ..data import (
     GenRecDatasetDict,
     dataset_file_in,
     leave_one_out,
@@ -19,10 +18,10 @@ from .data import (
     load_interactions,
     make_synthetic_sequences,
 )
-from .embeddings import collaborative_item_embeddings, load_item_embeddings, train_sasrec
-from .models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
-from .models.rqvae import RQVAEConfig, RQVAEModel
-from .training.rqvae_pretraining import pretrain_rqvae
+from ..embeddings import collaborative_item_embeddings, load_item_embeddings, train_sasrec
+from ..models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
+from ..models.rqvae import RQVAEConfig, RQVAEModel
+from ..training.rqvae_pretraining import pretrain_rqvae
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +69,8 @@ def get_item_tokenizer(
     """Load a pre-trained RQ-VAE from ``path`` or pre-train one on ``embeddings``."""
     if path:
         tok = RQVAEModel.from_pretrained(path)
-        if tok.config.in_dim != embeddings.shape[1]:
-            raise ValueError(f"RQ-VAE at {path} expects {tok.config.in_dim}-d embeddings, got {embeddings.shape[1]}-d")
+        if tok.config.semantic_dim != embeddings.shape[1]:
+            raise ValueError(f"RQ-VAE at {path} expects {tok.config.semantic_dim}-d embeddings, got {embeddings.shape[1]}-d")
         return tok
     tok, stats = pretrain_rqvae(embeddings, os.path.join(work_dir, "rqvae"), config, num_train_epochs=epochs, **kwargs)
     logger.info("RQ-VAE pre-trained: %s", stats)
@@ -90,7 +89,7 @@ def build_recommender(
     shape = dict(
         num_items=embeddings.shape[0],
         num_levels=tc.num_levels,
-        code_num=tc.codebook_size,
+        codebook_size=tc.codebook_size,
         suffix_size=tc.suffix_size,
         codebook_dim=tc.codebook_dim,
         semantic_dim=embeddings.shape[1],

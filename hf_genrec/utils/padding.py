@@ -1,4 +1,4 @@
-"""Small padding helpers shared by the collators."""
+"""Padding of integer rows (item ids, codes) into batches."""
 
 from __future__ import annotations
 

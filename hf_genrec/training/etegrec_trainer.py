@@ -1,4 +1,9 @@
-"""``GenRecTrainer``: ETEGRec's end-to-end training as a ``transformers.Trainer`` extension."""
+"""``ETEGRecTrainer``: ETEGRec's end-to-end training on :class:`RecommenderTrainer`.
+
+What is ETEGRec's own lives here: the joint module (recommender + RQ-VAE), phases, codebook
+copies, code re-assignment, the two-sided optimizer and checkpoints that carry the tokenizer.
+Evaluation is the generic one (``top_k_items`` = constrained beam search).
+"""
 
 from __future__ import annotations
 
@@ -7,39 +12,32 @@ import os
 from collections import defaultdict
 
 import torch
-from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
-from ..data_collator import DataCollatorForCodeSeq
 from ..distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, launched_with, load_full_state_dict
-from ..metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks
 from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
-from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, GenRecTrainingArguments
+from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
 from .checkpoint import check_keys, read_weights
 from .joint import ETEGRecJointModel
+from .recommender_trainer import RecommenderTrainer
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_SUBDIR = "item_tokenizer"
 
 
-def compute_ranking_metrics(pred, ks=DEFAULT_KS) -> dict[str, float]:
-    """``compute_metrics`` for :class:`GenRecTrainer`: its predictions are 0-based target ranks."""
-    return ranking_metrics_from_ranks(torch.as_tensor(pred.predictions).reshape(-1), ks)
-
-
-class GenRecTrainer(Trainer):
+class ETEGRecTrainer(RecommenderTrainer):
     """Trains :class:`LlamaRecForCodeGeneration` and its RQ-VAE tokenizer end to end.
 
     Args:
         model: the recommender (its ``item_codes`` must be set).
         item_tokenizer: the RQ-VAE whose codebooks the recommender copies.
-        item_embeddings: ``[N, in_dim]`` frozen semantic embeddings (row i = item i + 1).
-        args: :class:`GenRecTrainingArguments`.
-        Everything else is passed to ``Trainer``; ``data_collator`` defaults to
-        :class:`DataCollatorForCodeSeq` and ``compute_metrics`` to Recall/NDCG@1/5/10.
+        item_embeddings: ``[N, semantic_dim]`` frozen semantic embeddings (row i = item i + 1).
+        args: :class:`ETEGRecTrainingArguments`.
+        Everything else is passed to :class:`RecommenderTrainer` (collator: item ids; metrics:
+        Recall/NDCG at ``args.metric_ks``).
 
     Loss: the weighted sum of the current phase (``args.loss_weights``). Optimizer: one
     optimizer of ``args.optim`` (e.g. ``adamw_bnb_8bit``) with the recommender's trainable
@@ -47,7 +45,7 @@ class GenRecTrainer(Trainer):
     as a separate group (own lr / weight decay; 32-bit states under bitsandbytes, i.e. plain AdamW).
     Every parameter is registered up front and the phase gates updates by freezing the other
     side: a frozen parameter has no gradient, so AdamW skips it.
-    Evaluation runs ``generate()`` and reports Recall@k / NDCG@k on exact 4-code matches.
+    Evaluation runs ``top_k_items`` (constrained beam search); a hit is an exact match of all codes.
     """
 
     def __init__(
@@ -55,53 +53,41 @@ class GenRecTrainer(Trainer):
         model: LlamaRecForCodeGeneration,
         item_tokenizer: RQVAEModel,
         item_embeddings: torch.Tensor,
-        args: GenRecTrainingArguments,
-        data_collator=None,
-        compute_metrics=None,
+        args: ETEGRecTrainingArguments,
         callbacks=None,
         **kwargs,
     ):
-        if not isinstance(args, GenRecTrainingArguments):
-            raise TypeError("GenRecTrainer needs GenRecTrainingArguments")
+        if not isinstance(args, ETEGRecTrainingArguments):
+            raise TypeError("ETEGRecTrainer needs ETEGRecTrainingArguments")
         if args.deepspeed or launched_with("DEEPSPEED"):
             # ZeRO keeps its own fp32 master copy of every parameter: the codebook copies between the
             # recommender and the tokenizer would be overwritten at its next step, and it steps the
             # frozen side of a phase with zero gradients (Adam moments and weight decay still move it).
             raise ValueError(
-                "GenRecTrainer does not support DeepSpeed: ZeRO's fp32 master weights would silently undo the "
+                "ETEGRecTrainer does not support DeepSpeed: ZeRO's fp32 master weights would silently undo the "
                 "codebook copies between the recommender and the RQ-VAE, and its optimizer moves the side a phase "
                 "freezes. Shard with FSDP2 instead (accelerate launch --config_file examples/accelerate/fsdp2.yaml), "
                 "which shards parameters, gradients and optimizer states like ZeRO-3, or use plain DDP."
             )
         if (model.item_codes[1:] < 0).any():
             raise ValueError("the recommender has no item codes; call model.set_item_codes(rqvae.get_codes(embeddings))")
-        self.recommender = model
         self.item_tokenizer = item_tokenizer
         joint = self._joint_module(model, item_tokenizer, torch.as_tensor(item_embeddings))
         joint.sia_temperature, joint.psa_temperature = args.sia_temperature, args.psa_temperature
-        # The collator keeps a CPU copy of the code table; reassign_item_codes updates both.
-        data_collator = data_collator or DataCollatorForCodeSeq(model.item_codes.detach().cpu().clone(), args.max_history)
         # Names, not tensors: FSDP2 replaces every parameter object when it shards the model.
         self._rec_trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
         self._loss_sums: dict[str, float] = defaultdict(float)
         self._loss_count = 0
         self.phase, self.epoch = RECOMMENDER_PHASE, 0
         callbacks = [AlternatingTrainingCallback(self), *(callbacks or [])]
-        super().__init__(
-            model=joint,
-            args=args,
-            data_collator=data_collator,
-            compute_metrics=compute_metrics or compute_ranking_metrics,
-            callbacks=callbacks,
-            **kwargs,
-        )
+        super().__init__(model=joint, args=args, recommender=model, callbacks=callbacks, **kwargs)
         # No phase yet: DDP (built when train() starts) only hooks parameters that require grad at
         # construction, so both sides stay trainable until the first on_epoch_begin freezes one.
         for p in self.item_tokenizer.parameters():
             p.requires_grad_(True)
         if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
             raise ValueError(
-                "GenRecTrainer saves loadable LlamaRecForCodeGeneration checkpoints, which under FSDP needs "
+                "ETEGRecTrainer saves loadable LlamaRecForCodeGeneration checkpoints, which under FSDP needs "
                 "fsdp_state_dict_type: FULL_STATE_DICT (see examples/accelerate/fsdp2.yaml)"
             )
 
@@ -148,7 +134,8 @@ class GenRecTrainer(Trainer):
     @torch.no_grad()
     def reassign_item_codes(self) -> dict[str, float]:
         """Recompute every item's codes with the current tokenizer (suffix included) and install
-        them in the recommender and the collator. Returns the collision statistics."""
+        them in the recommender's code table (the one table; the collator passes item ids).
+        Returns the collision statistics."""
         tok = self.item_tokenizer
         was_training = tok.training
         tok.eval()
@@ -159,8 +146,6 @@ class GenRecTrainer(Trainer):
         tok.train(was_training)
         changed = (codes.to(self.recommender.item_codes.device) != self.recommender.item_codes[1:]).any(1).float().mean().item()
         self.recommender.set_item_codes(codes)
-        if isinstance(self.data_collator, DataCollatorForCodeSeq):
-            self.data_collator.item_codes.copy_(self.recommender.item_codes.cpu())
         return {"collision_rate": collision_rate(prefix), "changed_items": changed}
 
     # ------------------------------------------------------------------------ loss
@@ -222,20 +207,8 @@ class GenRecTrainer(Trainer):
         with gathered_root_parameters(self.model):
             return super().evaluation_loop(*args, **kwargs)
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Generate top-k items for each history and return each target's rank (a miss = k)."""
-        inputs = self._prepare_inputs(inputs)
-        k = max(DEFAULT_KS)
-        history = inputs["input_ids"].shape[1] - (self.recommender.config.code_length - 1)
-        out = self.recommender.generate(
-            inputs["input_ids"][:, :history],
-            inputs["attention_mask"][:, :history],
-            num_beams=max(self.args.eval_num_beams, k),
-            num_return_sequences=k,
-            chunk_size=self.args.eval_chunk_size,
-        )
-        ranks = target_ranks(out.item_ids, inputs["targets"])
-        return None, ranks, inputs["targets"]
+    def top_k_kwargs(self) -> dict:
+        return {"num_beams": self.args.eval_num_beams, "chunk_size": self.args.eval_chunk_size}
 
     # ---------------------------------------------------------------- save / load
     def _save(self, output_dir: str | None = None, state_dict=None):
@@ -276,6 +249,7 @@ class GenRecTrainer(Trainer):
         ]
         check_keys(folder, set(state), set(self.model.state_dict()), may_be_missing)
         load_full_state_dict(self.model, state)
-        self.recommender._trie = None
-        if isinstance(self.data_collator, DataCollatorForCodeSeq):
-            self.data_collator.item_codes.copy_(self.recommender.item_codes.cpu())
+
+
+# The name before other families existed; kept for existing code.
+GenRecTrainer = ETEGRecTrainer

@@ -6,15 +6,10 @@ import json
 import os
 from collections.abc import Iterable
 
+from .errors import UnknownItemError
+
 ITEM_MAP_FILE = "item_map.json"
 PAD_ITEM = 0
-
-
-class UnknownItemError(KeyError):
-    """An item id that the mapping (and so the model) has never seen."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
 
 
 class ItemIdMap:
@@ -46,6 +41,34 @@ class ItemIdMap:
             raise UnknownItemError(f"dense item id {dense_id} is outside 1..{self.num_items}")
         return self.original_ids[dense_id - 1]
 
+    @classmethod
+    def identity(cls, num_items: int) -> ItemIdMap:
+        """The map of a catalogue whose item ids already are ``1..num_items``."""
+        return cls(range(1, num_items + 1))
+
+    def to_dense_many(self, items: Iterable, unknown: str = "error") -> tuple[list[int], list]:
+        """Dense ids of ``items`` (order kept) and the unknown ids that were dropped.
+
+        ``unknown="error"`` raises :class:`UnknownItemError` naming every unknown id; ``"drop"`` skips them.
+        """
+        if unknown not in ("error", "drop"):
+            raise ValueError(f"unknown must be 'error' or 'drop', got {unknown!r}")
+        dense, missing = [], []
+        for item in items:
+            idx = self._to_dense.get(item)
+            if idx is None:
+                missing.append(item)
+            else:
+                dense.append(idx)
+        if missing and unknown == "error":
+            shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise UnknownItemError(f"unknown item id(s) {shown} (not in the item map of {self.num_items} items)")
+        return dense, missing
+
+    def to_original_many(self, dense_ids: Iterable[int]) -> list:
+        """Original ids of dense ids; ``-1`` or ``0`` (no item) map to ``None``."""
+        return [self.original_ids[i - 1] if 1 <= i <= self.num_items else None for i in map(int, dense_ids)]
+
     def save(self, directory: str) -> str:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, ITEM_MAP_FILE)
@@ -54,8 +77,12 @@ class ItemIdMap:
         return path
 
     @classmethod
-    def load(cls, directory: str) -> ItemIdMap:
-        with open(os.path.join(directory, ITEM_MAP_FILE), encoding="utf-8") as f:
+    def load(cls, directory_or_file: str) -> ItemIdMap:
+        """Read ``item_map.json`` from a folder (or the file itself)."""
+        path = directory_or_file
+        if os.path.isdir(path):
+            path = os.path.join(path, ITEM_MAP_FILE)
+        with open(path, encoding="utf-8") as f:
             return cls(json.load(f)["original_ids"])
 
     def __contains__(self, item) -> bool:

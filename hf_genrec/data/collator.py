@@ -1,0 +1,39 @@
+"""The collator every model family trains and evaluates on: item ids in, item ids out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..utils import EmptyHistoryError, left_pad
+
+
+@dataclass
+class DataCollatorForRecommendation:
+    """Batches rows ``{"history": [item ids, oldest first], "target": item id}``.
+
+    Output:
+        history ``[B, H]``: the last ``max_history`` items of each history, left padded with 0
+        (``H`` = the longest row of the batch). targets ``[B]``: the next item.
+
+    Item ids stay item ids: a family looks up what it needs (codes, embeddings) in its own
+    tables, so re-assigning an ETEGRec model's codes never leaves a stale copy here. Unknown ids
+    are rejected by the model, which knows its catalogue. An empty history raises
+    :class:`~hf_genrec.utils.EmptyHistoryError` (silently padding it would train on an
+    all-padding row).
+    """
+
+    max_history: int = 50
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        histories = []
+        for r in rows:
+            hist = list(r["history"])[-self.max_history :]
+            if not hist:
+                raise EmptyHistoryError("a row has an empty history; drop it or give it at least one item")
+            histories.append(hist)
+        return {
+            "history": left_pad(histories, 0),
+            "targets": torch.tensor([int(r["target"]) for r in rows], dtype=torch.long),
+        }

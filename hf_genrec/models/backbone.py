@@ -1,0 +1,225 @@
+"""The LLM-backbone lifecycle every model family shares: LoRA injection, the fixes needed after
+``post_init``, fp32 adapters on a bf16 base, and adapter-only checkpoints that reload the frozen base.
+
+A family model is a ``PreTrainedModel`` holding one or more HF backbones as submodules (ETEGRec:
+``backbone``; HLLM: an item LLM and a user LLM). It lists them in ``backbone_slots`` (attribute
+name -> prefix of that backbone's config fields) and mixes in :class:`BackboneHolderMixin`.
+The config carries, for each prefix ``p``: ``{p}backbone_config``, ``{p}backbone_name_or_path``,
+``{p}use_lora``, ``{p}lora_r``, ``{p}lora_alpha``, ``{p}lora_dropout``,
+``{p}lora_target_modules`` and ``{p}save_base_weights`` (see :class:`BackboneSettings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from torch import nn
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass
+class BackboneSettings:
+    """One backbone's settings, read from its family config under a field prefix."""
+
+    config: PretrainedConfig
+    name_or_path: str | None
+    use_lora: bool
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list[str]
+    save_base_weights: bool
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, prefix: str = "") -> BackboneSettings:
+        get = lambda name: getattr(config, f"{prefix}{name}")  # noqa: E731
+        return cls(
+            config=get("backbone_config"),
+            name_or_path=get("backbone_name_or_path"),
+            use_lora=bool(get("use_lora")),
+            lora_r=get("lora_r"),
+            lora_alpha=get("lora_alpha"),
+            lora_dropout=get("lora_dropout"),
+            lora_target_modules=list(get("lora_target_modules")),
+            save_base_weights=bool(get("save_base_weights")),
+        )
+
+
+def inject_lora(backbone: nn.Module, settings: BackboneSettings) -> None:
+    """Inject LoRA adapters into ``backbone`` in place (a no-op without ``use_lora``).
+
+    In-place injection keeps key paths stable for the outer ``save_pretrained`` /
+    ``from_pretrained``; wrapping with ``get_peft_model`` breaks the outer ``post_init`` (HF5-NOTES).
+    """
+    if not settings.use_lora:
+        return
+    lora = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,
+        bias="none",
+    )
+    inject_adapter_in_model(lora, backbone)
+
+
+def reset_lora_init(backbone: nn.Module) -> None:
+    """Restore peft's LoRA init (B = 0) after the outer ``post_init`` let the backbone's own
+    ``_init_weights`` re-draw the injected layers as N(0, std): a pretrained backbone must start
+    out computing exactly itself."""
+    for module in backbone.modules():
+        if isinstance(module, LoraLayer):
+            module.reset_lora_parameters("default", init_lora_weights=True)
+
+
+def freeze_base(backbone: nn.Module) -> None:
+    """Only the LoRA adapters train, in fp32 (as peft's ``autocast_adapter_dtype`` does; peft casts
+    activations at the adapter boundary); the base weights stay frozen in their own dtype."""
+    for name, p in backbone.named_parameters():
+        is_lora = "lora_" in name
+        p.requires_grad_(is_lora)
+        if is_lora and p.dtype in (torch.float16, torch.bfloat16):
+            p.data = p.data.float()
+
+
+def restore_base_dtype(backbone: nn.Module, dtype: torch.dtype | str | None) -> None:
+    """Cast the frozen base weights back to ``dtype`` (e.g. bf16) after a load made them fp32."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        return
+    for name, p in backbone.named_parameters():
+        if "lora_" not in name:
+            p.data = p.data.to(dtype)
+
+
+def base_weight_names(backbone: nn.Module, prefix: str) -> list[str]:
+    """State-dict keys (under ``prefix.``) of the frozen base weights: everything but LoRA."""
+    return [f"{prefix}.{n}" for n in backbone.state_dict() if "lora_" not in n]
+
+
+def load_base_weights(backbone: nn.Module, settings: BackboneSettings) -> None:
+    """Fill the frozen base weights of a LoRA backbone from ``settings.name_or_path``, strictly:
+    a checkpoint lacking any weight the backbone needs raises, naming some of them."""
+    path = settings.name_or_path
+    base = AutoModel.from_pretrained(path, dtype="auto").state_dict()
+    # peft wraps each targeted Linear: its weight moves to `<module>.base_layer.weight`.
+    wanted = {n.removeprefix("x.") for n in base_weight_names(backbone, "x")}
+    renamed = {}
+    for key, value in base.items():
+        lora_key = key
+        for target in settings.lora_target_modules:
+            lora_key = lora_key.replace(f".{target}.", f".{target}.base_layer.")
+        renamed[lora_key if lora_key in wanted else key] = value
+    missing = sorted(wanted - set(renamed))
+    if missing:
+        raise RuntimeError(f"backbone at {path} lacks {len(missing)} weights this model needs, e.g. {missing[:3]}")
+    # assign=True keeps the checkpoint's dtype (bf16 stays bf16) instead of casting into fp32.
+    backbone.load_state_dict({k: renamed[k] for k in wanted}, strict=False, assign=True)
+
+
+def build_backbone(settings: BackboneSettings, backbone: PreTrainedModel | None = None) -> PreTrainedModel:
+    """The given (pretrained) backbone, or a fresh one from ``settings.config``; LoRA injected."""
+    backbone = backbone if backbone is not None else AutoModel.from_config(settings.config)
+    inject_lora(backbone, settings)
+    return backbone
+
+
+class BackboneHolderMixin:
+    """For a family ``PreTrainedModel`` whose backbones are listed in ``backbone_slots``.
+
+    In ``__init__``: read each given backbone's :func:`attention_implementation`, build it with
+    :func:`build_backbone`, and call :meth:`finish_backbones` right after ``self.post_init()``.
+    Then ``save_pretrained`` drops the base weights of every backbone with
+    ``save_base_weights=False`` (megabytes instead of 13 GB for a LoRA-tuned 7B) and
+    ``from_pretrained`` reloads them, strictly, from its ``backbone_name_or_path``.
+    """
+
+    #: attribute name of each backbone -> prefix of its fields in the config
+    backbone_slots: dict[str, str] = {"backbone": ""}
+
+    def backbone_settings(self, slot: str) -> BackboneSettings:
+        return BackboneSettings.from_config(self.config, self.backbone_slots[slot])
+
+    def finish_backbones(self, attn_implementations: dict[str, str | None]) -> None:
+        """Undo what the outer ``post_init`` did to the backbones, then freeze their LoRA bases.
+
+        ``attn_implementations``: slot -> the attention implementation the backbone was built with
+        (read before ``super().__init__``). The outer init re-resolves the shared sub-config's
+        attention and leaves it ``None``, which silently drops the backbone to a fallback path.
+        """
+        for slot in self.backbone_slots:
+            backbone = getattr(self, slot)
+            if backbone.config._attn_implementation is None:
+                backbone.config._attn_implementation = attn_implementations.get(slot) or "sdpa"
+            if self.backbone_settings(slot).use_lora:
+                reset_lora_init(backbone)
+        self.freeze_backbone_bases()
+        if self.adapter_only_slots():
+            # Adapter-only checkpoints lack the frozen base weights by design; from_pretrained fills them.
+            self._keys_to_ignore_on_load_missing = [rf"^{slot}\.(?!.*lora_)" for slot in self.adapter_only_slots()]
+
+    def freeze_backbone_bases(self) -> None:
+        for slot in self.backbone_slots:
+            if self.backbone_settings(slot).use_lora:
+                freeze_base(getattr(self, slot))
+
+    def adapter_only_slots(self) -> list[str]:
+        """Backbones saved without their base weights (``save_base_weights=False``)."""
+        return [s for s in self.backbone_slots if not self.backbone_settings(s).save_base_weights]
+
+    def base_weight_names(self) -> list[str]:
+        """State-dict keys of the frozen base weights of every LoRA backbone."""
+        return [
+            n for s in self.backbone_slots if self.backbone_settings(s).use_lora for n in base_weight_names(getattr(self, s), s)
+        ]
+
+    def drop_base_weights(self, state_dict: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        """``state_dict`` without the base weights of adapter-only backbones (for ``save_pretrained``)."""
+        slots = self.adapter_only_slots()
+        if not slots:
+            return state_dict
+        base = set()
+        for slot in slots:
+            settings = self.backbone_settings(slot)
+            if not (settings.use_lora and settings.name_or_path):
+                raise ValueError(
+                    f"{slot}: save_base_weights=False needs use_lora=True and a backbone_name_or_path to reload the base from"
+                )
+            base.update(base_weight_names(getattr(self, slot), slot))
+        return {k: v for k, v in (state_dict or self.state_dict()).items() if k not in base}
+
+    def restore_backbones_after_load(self) -> None:
+        """After ``from_pretrained``: reload adapter-only bases, give a frozen base its own dtype back,
+        and re-freeze (loading materialises fresh parameters with ``requires_grad=True``)."""
+        for slot in self.backbone_slots:
+            settings = self.backbone_settings(slot)
+            backbone = getattr(self, slot)
+            if not settings.save_base_weights:
+                load_base_weights(backbone, settings)
+            elif settings.use_lora:
+                restore_base_dtype(backbone, getattr(settings.config, "dtype", None))
+        self.freeze_backbone_bases()
+
+    def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
+        return super().save_pretrained(save_directory, *args, state_dict=self.drop_base_weights(state_dict), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        model = super().from_pretrained(*args, **kwargs)
+        model.restore_backbones_after_load()
+        return model
+
+    def backbone_compute_dtype(self, slot: str = "backbone") -> torch.dtype:
+        """Dtype a backbone computes in (its input embedding's); ``inputs_embeds`` are cast to it."""
+        return getattr(self, slot).get_input_embeddings().weight.dtype
+
+
+def attention_implementation(backbone: PreTrainedModel | None) -> str | None:
+    """The attention implementation a given backbone was built with (``None`` for a fresh one)."""
+    return backbone.config._attn_implementation if backbone is not None else None

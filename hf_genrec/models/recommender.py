@@ -1,0 +1,180 @@
+"""The contract every model family implements, and what it gives them for free.
+
+A family implements one method, :meth:`Recommender.top_k_items`: dense histories in, the
+best ``k`` dense item ids out. From it the mixin provides
+
+- :meth:`~RecommenderMixin.recommend`: the user's own item ids in and out (strings, ints: whatever
+  the training data used), through the model's :class:`~hf_genrec.utils.ItemIdMap`;
+- :meth:`~RecommenderMixin.recommend_dense`: the same on dense ids ``1..N``;
+- checkpoints that stand alone: ``save_pretrained`` writes ``item_map.json`` and a model card
+  (``README.md`` with a ``model-index`` of the recorded test metrics) beside the weights, and
+  ``from_pretrained`` (local folder or Hub id) reads the map back;
+- the generic evaluation of :class:`hf_genrec.training.RecommenderTrainer`, which only calls
+  ``top_k_items``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from huggingface_hub import HfApi
+from transformers.utils import ModelOutput, cached_file
+
+from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, left_pad
+from .model_card import write_model_card
+
+UNKNOWN_ITEM_POLICIES = ("error", "drop")
+
+
+@dataclass
+class RecommendationOutput(ModelOutput):
+    """Top-k recommendations per user, best first.
+
+    item_ids: ``[B, k]`` dense item ids; -1 where fewer than k items exist.
+    scores: ``[B, k]`` the family's ranking score (higher is better); -inf where item_ids is -1.
+    items: ``B`` lists of the user's own item ids (only from :meth:`RecommenderMixin.recommend`).
+    codes: ``[B, k, code_length]`` generated code sequences (semantic-ID families only).
+    """
+
+    item_ids: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    items: list[list[Any]] | None = None
+    codes: torch.Tensor | None = None
+
+
+class Recommender(Protocol):
+    """What a family implements (the rest comes from :class:`RecommenderMixin`)."""
+
+    def top_k_items(self, history: torch.Tensor, k: int, **kwargs) -> RecommendationOutput:
+        """Best ``k`` items for each history.
+
+        Args:
+            history: ``[B, H]`` dense item ids, oldest first, left padded with 0; every row has an item.
+            k: items per user.
+        Returns: :class:`RecommendationOutput` with ``item_ids`` / ``scores`` ``[B, k]``, best first.
+        """
+        ...
+
+
+class RecommenderMixin:
+    """Mix into a family's ``PreTrainedModel`` (before it in the bases). The config needs
+    ``num_items``; the family implements :meth:`Recommender.top_k_items`."""
+
+    _item_map: ItemIdMap | None = None
+
+    # ----------------------------------------------------------------------------- item map
+    @property
+    def item_map(self) -> ItemIdMap:
+        """Original item id <-> dense id. Without one set, the item ids are the dense ids ``1..N``."""
+        if self._item_map is None:
+            self._item_map = ItemIdMap.identity(self.config.num_items)
+        return self._item_map
+
+    def set_item_map(self, item_map: ItemIdMap) -> None:
+        if item_map.num_items != self.config.num_items:
+            raise ValueError(f"the item map has {item_map.num_items} items but this model knows {self.config.num_items}")
+        self._item_map = item_map
+
+    # ------------------------------------------------------------------------ recommending
+    def recommend_dense(self, histories: Sequence[Sequence[int]], top_k: int = 10, **kwargs) -> RecommendationOutput:
+        """Recommend ``top_k`` dense item ids for histories of dense ids (``1..N``, oldest first)."""
+        if not len(histories):
+            raise ValueError("no histories given")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        for i, h in enumerate(histories):
+            if len(h) == 0:
+                raise EmptyHistoryError(f"history {i} is empty; at least one item is needed")
+        history = left_pad([list(h) for h in histories], 0).to(self.device)
+        return self.top_k_items(history, top_k, **kwargs)
+
+    def recommend(
+        self, histories: Sequence[Sequence[Any]], top_k: int = 10, unknown_items: str = "error", **kwargs
+    ) -> RecommendationOutput:
+        """Recommend ``top_k`` items for each history of the user's own item ids (oldest first).
+
+        ``unknown_items="error"`` raises :class:`~hf_genrec.utils.UnknownItemError` naming the ids
+        the model has never seen; ``"drop"`` skips them (a history left empty still raises).
+        Returns ``items`` (the user's ids, best first) beside the dense ``item_ids`` and ``scores``.
+        """
+        if unknown_items not in UNKNOWN_ITEM_POLICIES:
+            raise ValueError(f"unknown_items must be one of {UNKNOWN_ITEM_POLICIES}, got {unknown_items!r}")
+        if isinstance(histories, (str, bytes)) or not len(histories):
+            raise ValueError("histories must be a non-empty list of item-id lists")
+        dense = []
+        for i, h in enumerate(histories):
+            ids, _ = self.item_map.to_dense_many(h, unknown_items)
+            if not ids:
+                what = "is empty" if not len(h) else "has no item this model knows"
+                raise EmptyHistoryError(f"history {i} {what}; at least one known item is needed")
+            dense.append(ids)
+        out = self.recommend_dense(dense, top_k, **kwargs)
+        out.items = [[i for i in self.item_map.to_original_many(row) if i is not None] for row in out.item_ids.tolist()]
+        return out
+
+    # ---------------------------------------------------------------------- model card data
+    def record_evaluation(self, metrics: dict[str, float], dataset: str, split: str = "test") -> None:
+        """Remember evaluation results for the model card (kept in the config, so they round-trip)."""
+        self.config.evaluation_results = {
+            "dataset": dataset,
+            "split": split,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+        }
+
+    # ------------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
+        out = super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        if is_main_process:
+            self.item_map.save(save_directory)
+            write_model_card(self, save_directory)
+        return out
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str = "50GB",
+        commit_description: str | None = None,
+        **_,
+    ):
+        """Upload what :meth:`save_pretrained` writes (weights, config, item map, model card).
+
+        ``PreTrainedModel.push_to_hub`` would replace the saved card with a generic one fetched
+        from the Hub, losing the family, backbone and ``model-index`` metrics; this uploads ours.
+        """
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, max_shard_size=max_shard_size)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                commit_message=commit_message or f"Upload {type(self).__name__}",
+                commit_description=commit_description,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        path = cached_file(
+            str(pretrained_model_name_or_path),
+            ITEM_MAP_FILE,
+            _raise_exceptions_for_missing_entries=False,
+            **hub_kwargs,
+        )
+        if path is not None and os.path.exists(path):
+            model.set_item_map(ItemIdMap.load(path))
+        return model

@@ -1,0 +1,79 @@
+"""``RecommenderTrainer``: the ``transformers.Trainer`` that evaluates any model family.
+
+Evaluation asks the model for its top ``max(metric_ks)`` items through the recommender contract
+(``top_k_items``) and reports Recall@k / NDCG@k over the whole catalogue (leave-one-out: one
+held-out item per user, no sampled negatives). The Trainer's own evaluation loop gathers the
+per-user ranks across processes and drops the padding it adds, so under DDP each user counts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from ..data import DataCollatorForRecommendation
+from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
+
+
+@dataclass
+class RecommenderTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus what every recommender family's training shares."""
+
+    metric_ks: list[int] = field(
+        default_factory=lambda: list(DEFAULT_KS), metadata={"help": "cutoffs k of the Recall@k / NDCG@k reported"}
+    )
+    max_history: int = field(default=50, metadata={"help": "history items kept per example (the most recent)"})
+    # The collator consumes the raw `history` / `target` columns, so they must survive.
+    remove_unused_columns: bool = field(default=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.metric_ks or min(self.metric_ks) < 1:
+            raise ValueError(f"metric_ks must be positive cutoffs, got {self.metric_ks}")
+        self.metric_ks = sorted(set(self.metric_ks))
+        if self.label_names is None:
+            self.label_names = ["targets"]
+
+
+class RecommenderTrainer(Trainer):
+    """A ``Trainer`` for any model that implements the recommender contract
+    (:class:`hf_genrec.models.recommender.Recommender`).
+
+    Args:
+        model: the module to train (the recommender itself, or a module wrapping it).
+        args: :class:`RecommenderTrainingArguments` (or a subclass).
+        recommender: the model whose ``top_k_items`` evaluation calls; default ``model``.
+        data_collator: default :class:`~hf_genrec.data.DataCollatorForRecommendation`.
+        compute_metrics: default Recall@k / NDCG@k at ``args.metric_ks``.
+        Everything else goes to ``Trainer``.
+    """
+
+    def __init__(
+        self, model, args: RecommenderTrainingArguments, recommender=None, data_collator=None, compute_metrics=None, **kwargs
+    ):
+        if not isinstance(args, RecommenderTrainingArguments):
+            raise TypeError(f"{type(self).__name__} needs RecommenderTrainingArguments (or a subclass)")
+        self.recommender = recommender if recommender is not None else model
+        if not callable(getattr(self.recommender, "top_k_items", None)):
+            raise TypeError(f"{type(self.recommender).__name__} does not implement the recommender contract (top_k_items)")
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator or DataCollatorForRecommendation(args.max_history),
+            compute_metrics=compute_metrics or ranking_metrics_for_trainer(args.metric_ks),
+            **kwargs,
+        )
+
+    def top_k_kwargs(self) -> dict:
+        """Extra keyword arguments of ``top_k_items`` during evaluation (e.g. beams)."""
+        return {}
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Top ``max(metric_ks)`` items for each history; returns each target's 0-based rank (a miss = k)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            out = self.recommender.top_k_items(inputs["history"], max(self.args.metric_ks), **self.top_k_kwargs())
+        ranks = target_ranks(out.item_ids, inputs["targets"])
+        return None, ranks, inputs["targets"]
