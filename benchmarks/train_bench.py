@@ -1,4 +1,4 @@
-"""Training throughput of GenRecTrainer (recommender phase) for a backbone shape, with the memory
+"""Training throughput of ETEGRecTrainer (recommender phase) for a backbone shape, with the memory
 estimate beside the measured peak.
 
     python benchmarks/train_bench.py --shape tiny --steps 10                  # CPU smoke run
@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).parent))
 from generate_bench import SHAPES  # noqa: E402
 
-from hf_genrec import GenRecTrainer, GenRecTrainingArguments, LlamaRecConfig, LlamaRecForCodeGeneration  # noqa: E402
+from hf_genrec import ETEGRecTrainer, ETEGRecTrainingArguments, LlamaRecConfig, LlamaRecForCodeGeneration  # noqa: E402
 from hf_genrec.memory import estimate_training_memory  # noqa: E402
 from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel, assign_suffix  # noqa: E402
 
@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
     with torch.device("cuda" if cuda else "cpu"):
         model = LlamaRecForCodeGeneration(config)
     model.backbone.to(dtype)
-    model.freeze_backbone_base()  # LoRA adapters back to fp32 after the cast
+    model.freeze_backbone_bases()  # LoRA adapters back to fp32 after the cast
     gen = torch.Generator().manual_seed(0)
     model.set_item_codes(assign_suffix(torch.randint(0, 256, (a.num_items, 3), generator=gen), 256))
     tok = RQVAEModel(RQVAEConfig(semantic_dim=256))
@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
         for _ in range(a.batch * (a.steps + a.warmup))
     ]
     timer = StepTimer(a.warmup)
-    args = GenRecTrainingArguments(
+    args = ETEGRecTrainingArguments(
         output_dir=tempfile.mkdtemp(),
         max_steps=a.steps + a.warmup,
         per_device_train_batch_size=a.batch,
@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
         dataloader_num_workers=2,
         max_history=a.history,
     )
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=model, item_tokenizer=tok, item_embeddings=emb, args=args, train_dataset=rows, callbacks=[timer]
     )
     trainer.train()

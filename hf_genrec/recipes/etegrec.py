@@ -240,15 +240,18 @@ def main(argv: list[str] | None = None) -> dict:
         sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
     )
 
-    trainer = ETEGRecTrainer(
-        model=model,
-        item_tokenizer=tokenizer,
-        item_embeddings=emb,
-        args=targs,
-        train_dataset=dsd["train"],
-        eval_dataset=dsd["validation"],
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)],
-    )
+    def make_trainer(args: ETEGRecTrainingArguments) -> ETEGRecTrainer:
+        return ETEGRecTrainer(
+            model=model,
+            item_tokenizer=tokenizer,
+            item_embeddings=emb,
+            args=args,
+            train_dataset=dsd["train"],
+            eval_dataset=dsd["validation"],
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)],
+        )
+
+    trainer = make_trainer(targs)
     trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
 
     # Final stage: from the best checkpoint (loaded at the end of train()), fine-tune the
@@ -266,15 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
             output_dir=os.path.join(work, "finetune"),
             resume_from_checkpoint=None,
         )
-        trainer = ETEGRecTrainer(
-            model=model,
-            item_tokenizer=tokenizer,
-            item_embeddings=emb,
-            args=ft_args,
-            train_dataset=dsd["train"],
-            eval_dataset=dsd["validation"],
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)],
-        )
+        trainer = make_trainer(ft_args)
         trainer.train()
 
     test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
