@@ -1,0 +1,66 @@
+"""Serve a saved recommender over HTTP.
+
+hf-genrec-serve --model outputs/etegrec-default/final [--host 127.0.0.1] [--port 8000] \\
+    [--max_batch_size 64] [--max_wait_ms 5] [--max_queue 1024] [--timeout_ms 2000]
+
+Any family that ``AutoModel.from_pretrained`` loads after ``import hf_genrec`` works. The process
+is stateless: run one per core group or machine and put any HTTP load balancer in front. On
+SIGTERM it stops accepting, answers what is queued, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .errors import run_cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint folder (or Hub id) of any hf_genrec model family")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max_batch_size", type=int, default=64, help="histories per batched model call")
+    p.add_argument("--max_wait_ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max_queue", type=int, default=1024, help="histories allowed to wait; beyond, 503 + Retry-After")
+    p.add_argument("--timeout_ms", type=float, default=2000.0, help="a request unanswered this long gets 504")
+    p.add_argument("--max_k", type=int, default=100, help="largest k a request may ask for")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--log_level", default="info")
+    a = p.parse_args(argv)
+    try:
+        import uvicorn
+
+        from ..serving import ServingConfig, create_app
+    except ImportError as err:
+        raise ValueError(f'serving needs the "serve" extra: pip install "hf_genrec[serve]" ({err})') from None
+    import torch
+    from transformers import AutoModel
+
+    import hf_genrec  # noqa: F401  (registers every family with AutoModel)
+
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    model = AutoModel.from_pretrained(a.model).to(a.device).eval()
+    if not callable(getattr(model, "recommend_dense", None)):
+        raise ValueError(f"{a.model} holds a {type(model).__name__}, which is not a recommender (no recommend_dense)")
+    cfg = ServingConfig(
+        max_batch_size=a.max_batch_size,
+        max_wait_ms=a.max_wait_ms,
+        max_queue=a.max_queue,
+        timeout_ms=a.timeout_ms,
+        max_k=a.max_k,
+    )
+    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level=a.log_level, timeout_graceful_shutdown=30)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
+    run_cli(main, "hf-genrec-serve", argv)
+
+
+if __name__ == "__main__":
+    cli()

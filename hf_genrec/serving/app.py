@@ -1,0 +1,262 @@
+"""The HTTP service: FastAPI app over any saved recommender (every family implements ``recommend_dense``).
+
+Endpoints:
+- ``POST /v1/recommend``: ``{"history": [ids], "k": 10}`` -> ``{"items": [...], "scores": [...]}``, or
+  ``{"histories": [[ids], ...], "k": 10}`` -> ``{"results": [{"items", "scores"}, ...]}``; item ids
+  are the user's own (as in the training data). ``"unknown_items": "drop"`` skips unknown ids
+  (default ``"error"``: 422 naming them).
+- ``GET /health``: the process is up. ``GET /ready``: the model is loaded and warmed up (else 503).
+- ``GET /metrics``: Prometheus text.
+
+Bad input never reaches the model: it is answered 400 (malformed JSON), 413 (body too large) or
+422 (wrong types, empty history, ``k`` out of range, unknown ids). A full queue answers 503 with
+``Retry-After`` at once; a request still unanswered after ``timeout_ms`` gets 504; a model error
+gets 500 and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+
+from ..utils import ItemIdMap
+from .batcher import MicroBatcher, QueueFullError
+from .metrics import ServingMetrics
+
+logger = logging.getLogger(__name__)
+
+ItemId = StrictInt | StrictStr
+
+
+@dataclass
+class ServingConfig:
+    """Limits of one server process (the ``hf-genrec-serve`` flags)."""
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024
+    timeout_ms: float = 2000.0
+    max_k: int = 100
+    max_history_items: int = 1000
+    max_histories_per_request: int = 256
+    max_body_bytes: int = 1 << 20
+    retry_after_s: int = 1
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    history: list[ItemId] | None = None
+    histories: list[list[ItemId]] | None = None
+    k: StrictInt = 10
+    unknown_items: Literal["error", "drop"] = "error"
+
+
+class BadRequest(ValueError):
+    """A request the model must not see; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+def coerce_ids(item_map: ItemIdMap, history: list) -> list:
+    """JSON has ints and strings; a map of string ids also accepts ``5`` for ``"5"`` and vice versa."""
+    sample = item_map.original_ids[0] if item_map.num_items else None
+    if isinstance(sample, str):
+        return [str(i) for i in history]
+    if isinstance(sample, int):
+        return [int(i) if isinstance(i, str) and i.lstrip("-").isdigit() else i for i in history]
+    return history
+
+
+def parse_request(body: bytes) -> RecommendRequest:
+    """The request body as a :class:`RecommendRequest`; raises :class:`BadRequest` (400 / 422)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadRequest(f"malformed JSON body: {err}", status=400) from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
+    try:
+        return RecommendRequest.model_validate(data)
+    except ValidationError as err:
+        problems = {}
+        for p in err.errors():
+            loc = [str(x) for x in p["loc"]]
+            if loc and loc[-1] in ("int", "str") and len(loc) > 1:  # one item id failed both types of the union
+                problems[".".join(loc[:-1])] = "an item id must be an integer or a string"
+            else:
+                problems[".".join(loc) or "body"] = p["msg"]
+        raise BadRequest("; ".join(f"{where}: {msg}" for where, msg in problems.items())) from None
+
+
+def validate(req: RecommendRequest, item_map: ItemIdMap, cfg: ServingConfig) -> tuple[list[list[int]], bool, int]:
+    """Dense histories of a request, whether it used the batch form, and k; raises :class:`BadRequest`."""
+    if (req.history is None) == (req.histories is None):
+        raise BadRequest('give exactly one of "history" (one user) or "histories" (a list of users)')
+    batch = req.histories is not None
+    histories = req.histories if batch else [req.history]
+    if not histories:
+        raise BadRequest('"histories" is empty')
+    if len(histories) > cfg.max_histories_per_request:
+        raise BadRequest(f"at most {cfg.max_histories_per_request} histories per request, got {len(histories)}")
+    if not 1 <= req.k <= cfg.max_k:
+        raise BadRequest(f"k must be between 1 and {cfg.max_k}, got {req.k}")
+    dense = []
+    for i, history in enumerate(histories):
+        where = f"histories[{i}]" if batch else "history"
+        if not history:
+            raise BadRequest(f"{where} is empty; give at least one item id")
+        if len(history) > cfg.max_history_items:
+            raise BadRequest(f"{where} has {len(history)} items; at most {cfg.max_history_items} are accepted")
+        ids, unknown = item_map.to_dense_many(coerce_ids(item_map, history), unknown="drop")
+        if unknown and req.unknown_items == "error":
+            shown = ", ".join(repr(u) for u in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+            raise BadRequest(f'{where}: unknown item ids {shown} (pass "unknown_items": "drop" to skip them)')
+        if not ids:
+            raise BadRequest(f"{where} has no item this model knows")
+        dense.append(ids)
+    return dense, batch, req.k
+
+
+def model_runner(model) -> callable:
+    """``(dense histories, k) -> (item ids, scores)`` lists, no gradients, on the model's device."""
+
+    def run(histories: list[list[int]], k: int):
+        with torch.inference_mode():
+            out = model.recommend_dense(histories, top_k=k)
+        return out.item_ids.tolist(), out.scores.float().tolist()
+
+    return run
+
+
+def _answer(item_map: ItemIdMap, ids: list[int], scores: list[float]) -> dict:
+    keep = [(i, s) for i, s in zip(ids, scores) if i > 0]
+    return {"items": item_map.to_original_many([i for i, _ in keep]), "scores": [s for _, s in keep]}
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets 413 before anything parses it."""
+
+    class _TooLarge(Exception):
+        pass
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._reject(send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except self._TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send):
+        body = f'{{"error": "request body larger than {self.max_bytes} bytes"}}'.encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(model, config: ServingConfig | None = None, warmup: bool = True) -> FastAPI:
+    """The service for ``model`` (any recommender family; ``model.item_map`` gives the accepted ids)."""
+    cfg = config or ServingConfig()
+    item_map = model.item_map
+    metrics = ServingMetrics()
+    run = model_runner(model)
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher = MicroBatcher(run, cfg.max_batch_size, cfg.max_wait_ms, cfg.max_queue, on_batch=metrics.batch_size.observe)
+        batcher.start()
+        metrics.queue_depth.set_function(lambda: batcher.depth)
+        app.state.batcher = batcher
+        if warmup:  # the first call pays for lazy initialisation (trie, kernels); keep it off the first user
+            await asyncio.get_running_loop().run_in_executor(None, run, [[1]], min(10, cfg.max_k))
+        state["ready"] = True
+        logger.info("model ready: %s, %d items", type(model).__name__, item_map.num_items)
+        yield
+        state["ready"] = False
+        await batcher.drain_and_stop()  # uvicorn has stopped accepting; answer what is queued
+
+    app = FastAPI(title="hf_genrec recommendation service", lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+    app.state.metrics = metrics
+
+    def error(status: int, message: str, **headers) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        path = request.url.path
+        if path != "/metrics":
+            metrics.requests.labels(path, str(response.status_code)).inc()
+            metrics.latency.labels(path).observe(time.perf_counter() - start)
+        return response
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        if not state["ready"]:
+            return error(503, "model not ready")
+        return {"status": "ready", "model": type(model).__name__, "num_items": item_map.num_items}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.post("/v1/recommend")
+    async def recommend(request: Request):
+        # Parsed here rather than by a typed parameter: the body is JSON whatever the Content-Type a
+        # client sends (curl -d says form data), and every mistake gets one readable message.
+        try:
+            dense, batch, k = validate(parse_request(await request.body()), item_map, cfg)
+        except BadRequest as bad:
+            return error(bad.status, str(bad))
+        try:
+            future = await request.app.state.batcher.submit(dense, k)
+        except QueueFullError as full:
+            return error(503, str(full), **{"Retry-After": str(cfg.retry_after_s)})
+        try:
+            ids, scores = await asyncio.wait_for(asyncio.shield(future), cfg.timeout_ms / 1000.0)
+        except asyncio.TimeoutError:
+            future.cancel()  # the batcher skips it if it has not run yet
+            return error(504, f"no answer within {cfg.timeout_ms:.0f} ms")
+        except Exception as err:  # the model failed on this batch
+            logger.exception("model error")
+            return error(500, f"model error: {type(err).__name__}: {err}")
+        answers = [_answer(item_map, i, s) for i, s in zip(ids, scores)]
+        return {"results": answers} if batch else answers[0]
+
+    return app
