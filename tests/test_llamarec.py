@@ -225,29 +225,22 @@ def test_push_to_hub_round_trip_through_a_local_folder(tmp_path, monkeypatch):
     import shutil
     from types import SimpleNamespace
 
-    import transformers.utils.hub as hub
+    from huggingface_hub import HfApi
+
+    from hf_genrec import ItemIdMap
 
     remote = tmp_path / "remote"
-
-    class LocalApi:
-        def create_repo(self, repo_id, **kwargs):
-            return SimpleNamespace(repo_id=repo_id)
-
-    def upload(self, working_dir, repo_id, files_timestamps, **kwargs):
-        shutil.copytree(working_dir, remote / repo_id)
-        return str(remote / repo_id)
-
-    class Card:
-        def save(self, path):
-            open(path, "w").write("model card")
-
-    monkeypatch.setattr(hub, "hf_api", lambda: LocalApi())
-    monkeypatch.setattr(hub, "create_and_tag_model_card", lambda *a, **k: Card())
-    monkeypatch.setattr(hub.PushToHubMixin, "_upload_modified_files", upload)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(
+        HfApi, "upload_folder", lambda self, repo_id, folder_path, **kw: shutil.copytree(folder_path, remote / repo_id)
+    )
     model = tiny_recommender()
-    model.push_to_hub(repo_id="me/llamarec-tiny")
+    model.set_item_map(ItemIdMap([f"i{n}" for n in range(30)]))
+    model.push_to_hub("me/llamarec-tiny")
     assert (remote / "me/llamarec-tiny" / "config.json").exists()
-    assert_same_model(model, LlamaRecForCodeGeneration.from_pretrained(remote / "me/llamarec-tiny"))
+    back = LlamaRecForCodeGeneration.from_pretrained(remote / "me/llamarec-tiny")
+    assert_same_model(model, back)
+    assert back.item_map == model.item_map
 
 
 def test_gradient_checkpointing_gives_same_gradients():
