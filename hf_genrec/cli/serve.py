@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from .errors import run_cli
 
@@ -27,7 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout_ms", type=float, default=2000.0, help="a request unanswered this long gets 504")
     p.add_argument("--max_k", type=int, default=100, help="largest k a request may ask for")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="torch intra-op threads (default: all cores but one, which the event loop needs to keep accepting)",
+    )
     p.add_argument("--log_level", default="info")
     a = p.parse_args(argv)
     try:
@@ -42,8 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     import hf_genrec  # noqa: F401  (registers every family with AutoModel)
 
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads)
     model = AutoModel.from_pretrained(a.model).to(a.device).eval()
     if not callable(getattr(model, "recommend_dense", None)):
         raise ValueError(f"{a.model} holds a {type(model).__name__}, which is not a recommender (no recommend_dense)")

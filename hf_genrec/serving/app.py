@@ -28,6 +28,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from starlette.requests import ClientDisconnect
 
 from ..utils import ItemIdMap
 from .batcher import MicroBatcher, QueueFullError
@@ -146,6 +147,34 @@ def _answer(item_map: ItemIdMap, ids: list[int], scores: list[float]) -> dict:
     return {"items": item_map.to_original_many([i for i, _ in keep]), "scores": [s for _, s in keep]}
 
 
+class RequestMetrics:
+    """ASGI middleware counting every answer by endpoint and status, and its latency. Plain ASGI
+    rather than ``@app.middleware("http")``, whose per-request task and stream copy cost CPU the
+    2-core serving budget has no room for."""
+
+    def __init__(self, app, metrics: ServingMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/metrics":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+
+
 class BodySizeLimit:
     """ASGI middleware: a request body over ``max_bytes`` gets 413 before anything parses it."""
 
@@ -212,15 +241,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        path = request.url.path
-        if path != "/metrics":
-            metrics.requests.labels(path, str(response.status_code)).inc()
-            metrics.latency.labels(path).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.get("/health")
     async def health():
@@ -241,7 +262,11 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
         # Parsed here rather than by a typed parameter: the body is JSON whatever the Content-Type a
         # client sends (curl -d says form data), and every mistake gets one readable message.
         try:
-            dense, batch, k = validate(parse_request(await request.body()), item_map, cfg)
+            body = await request.body()
+        except ClientDisconnect:  # the caller gave up while sending; nobody is left to answer
+            return Response(status_code=499)
+        try:
+            dense, batch, k = validate(parse_request(body), item_map, cfg)
         except BadRequest as bad:
             return error(bad.status, str(bad))
         try:
