@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel
 
 from .data import DataCollatorForRecommendation
 from .metrics import ranking_metrics
+from .models.itemid import HierarchicalSoftmax, ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from .models.llamarec import CodeTrie, LlamaRecConfig, LlamaRecForCodeGeneration, LlamaRecOutput
 from .models.recommender import RecommendationOutput, RecommenderMixin
 from .models.rqvae import CodebookCollisionError, RQVAEConfig, RQVAEModel, RQVAEOutput
@@ -29,6 +30,7 @@ for _config, _model in (
     (RQVAEConfig, RQVAEModel),
     (LlamaRecConfig, LlamaRecForCodeGeneration),
     (SASRecConfig, SASRecModel),
+    (ItemIDLlamaConfig, ItemIDLlamaForRecommendation),
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
@@ -43,6 +45,9 @@ __all__ = [
     "EmptyHistoryError",
     "GenRecTrainer",
     "GenRecTrainingArguments",
+    "HierarchicalSoftmax",
+    "ItemIDLlamaConfig",
+    "ItemIDLlamaForRecommendation",
     "ItemIdMap",
     "LlamaRecConfig",
     "LlamaRecForCodeGeneration",

@@ -10,9 +10,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...utils.kmeans import kmeans
 from .collisions import assign_suffix, collision_rate
 from .configuration_rqvae import RQVAEConfig
-from .kmeans import kmeans
 
 
 def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""Plain Lloyd k-means in torch, for codebook initialisation."""
+"""Plain Lloyd k-means in torch (RQ-VAE codebook initialisation, item clusters of a hierarchical softmax)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 50, generator: torch.Generator 
     idx = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(n, (k,), generator=generator)
     centroids = x[idx].clone()
     for _ in range(iters):
-        assign = torch.cdist(x, centroids).argmin(1)
+        assign = nearest_centroid(x, centroids)
         counts = torch.bincount(assign, minlength=k).float()
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)
         empty = counts == 0
@@ -27,3 +27,10 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 50, generator: torch.Generator 
         if empty.any():
             centroids[empty] = x[torch.randint(n, (int(empty.sum()),), generator=generator)]
     return centroids
+
+
+@torch.no_grad()
+def nearest_centroid(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 32768) -> torch.Tensor:
+    """Index of the nearest centroid for each row of ``x`` ``[N, D]`` -> ``[N]``, in chunks so that
+    a million points never materialise an ``N x k`` distance matrix at once."""
+    return torch.cat([torch.cdist(x[i : i + chunk].float(), centroids.float()).argmin(1) for i in range(0, x.shape[0], chunk)])

@@ -1,0 +1,89 @@
+"""Configuration of the item-ID LLaMA with a hierarchical softmax ("EfficientIDs")."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PretrainedConfig
+
+DEFAULT_BACKBONE = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "vocab_size": 32,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": False,
+}
+
+
+class ItemIDLlamaConfig(PretrainedConfig):
+    """Configuration of :class:`ItemIDLlamaForRecommendation`.
+
+    Args:
+        backbone_config / backbone_name_or_path / use_lora / lora_* / save_base_weights: the LLM
+            backbone (any decoder-only model taking ``inputs_embeds``), as in
+            :mod:`hf_genrec.models.backbone`.
+        num_items: catalogue size N (dense ids 1..N, 0 = padding).
+        item_embedding_dim: size of the item embedding table (e.g. 384 for MiniLM text embeddings).
+        num_clusters: clusters of the hierarchical softmax (k-means over the item embeddings).
+        cluster_capacity: room per cluster (default 1.5 x the balanced size); bounds the head's cost.
+        head: ``"hierarchical"`` (trains with the exact two-level log-likelihood) or ``"full"`` (a
+            full softmax over every item, on the same parameters, for comparison).
+        fast_top_k_clusters: clusters the fast inference path expands (``None``: exact, certified).
+        initializer_range: std of the N(0, std) init of the new layers.
+        evaluation_results: for the model card.
+    """
+
+    model_type = "genrec_itemid_llama"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config: dict | PretrainedConfig | None = None,
+        backbone_name_or_path: str | None = None,
+        num_items: int = 0,
+        item_embedding_dim: int = 384,
+        num_clusters: int = 100,
+        cluster_capacity: int | None = None,
+        head: str = "hierarchical",
+        fast_top_k_clusters: int | None = None,
+        use_lora: bool = False,
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        lora_target_modules: list[str] | None = None,
+        save_base_weights: bool = True,
+        initializer_range: float = 0.02,
+        evaluation_results: dict | None = None,
+        **kwargs,
+    ):
+        if backbone_config is None:
+            backbone_config = dict(DEFAULT_BACKBONE)
+        if isinstance(backbone_config, dict):
+            backbone_config = dict(backbone_config)
+            backbone_config = AutoConfig.for_model(backbone_config.pop("model_type", "llama"), **backbone_config)
+        if head not in ("hierarchical", "full"):
+            raise ValueError(f"head must be 'hierarchical' or 'full', got {head!r}")
+        self.backbone_config = backbone_config
+        self.backbone_name_or_path = backbone_name_or_path
+        self.num_items = num_items
+        self.item_embedding_dim = item_embedding_dim
+        self.num_clusters = num_clusters
+        self.cluster_capacity = cluster_capacity
+        self.head = head
+        self.fast_top_k_clusters = fast_top_k_clusters
+        self.use_lora = use_lora
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
+        self.save_base_weights = save_base_weights
+        self.initializer_range = initializer_range
+        self.evaluation_results = evaluation_results
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone_config.hidden_size

@@ -1,0 +1,203 @@
+"""Item-ID LLaMA: the LLM reads items as single tokens and predicts the next item through a
+hierarchical softmax ("Efficient Item ID Generation for Large-Scale LLM-based Recommendation",
+arXiv 2509.03746; public re-implementation github Racro/efficientids_flax).
+
+Input: a left-padded sequence mixing text tokens (``input_ids``, through the backbone's own token
+embeddings) and item tokens (``item_ids`` > 0 at item positions: item embedding table ``[N + 1, D]``
+-> ``input_adapter`` (D -> hidden)); item-only sequences are just ``history``. Output: the hidden
+state at the last position -> ``output_adapter`` (hidden -> D) = the query; items are scored by
+dot product with the same item embedding table (tied) through :class:`HierarchicalSoftmax`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ...utils import EmptyHistoryError, UnknownItemError
+from ..backbone import BackboneHolderMixin, BackboneSettings, attention_implementation, build_backbone
+from ..recommender import RecommendationOutput, RecommenderMixin
+from .configuration_itemid import ItemIDLlamaConfig
+from .hierarchical_softmax import HierarchicalSoftmax
+
+
+@dataclass
+class ItemIDLlamaOutput(ModelOutput):
+    """loss: mean negative log-likelihood of the targets (exact, under the configured head).
+    query: ``[B, D]`` the next-item query in item-embedding space. log_probs: ``[B]`` log p(target)."""
+
+    loss: torch.Tensor | None = None
+    query: torch.Tensor | None = None
+    log_probs: torch.Tensor | None = None
+
+
+class ItemIDLlamaPreTrainedModel(PreTrainedModel):
+    config_class = ItemIDLlamaConfig
+    base_model_prefix = "itemid_llama"
+    main_input_name = "history"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    accepts_loss_kwargs = False  # forward() averages the loss itself
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the layers this class adds; the backbone and LoRA keep their own init.
+        if module in getattr(self, "_new_layers", ()):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+
+class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemIDLlamaPreTrainedModel):
+    """See the module docstring. Set real item embeddings with :meth:`set_item_embeddings` and
+    cluster them with :meth:`recluster` (an explicit step: the clustering is saved with the model
+    and never changes behind the user's back). A fresh model has round-robin clusters."""
+
+    backbone_slots = {"backbone": ""}
+
+    def __init__(self, config: ItemIDLlamaConfig, backbone: PreTrainedModel | None = None):
+        attn = attention_implementation(backbone)
+        super().__init__(config)
+        self.backbone = build_backbone(BackboneSettings.from_config(config), backbone)
+        dim, hidden = config.item_embedding_dim, config.hidden_size
+        self.item_embeddings = nn.Embedding(config.num_items + 1, dim, padding_idx=0)
+        self.input_adapter = nn.Linear(dim, hidden)
+        self.output_adapter = nn.Linear(hidden, dim)
+        capacity = config.cluster_capacity or HierarchicalSoftmax.width_for(config.num_items, config.num_clusters)
+        self.head = HierarchicalSoftmax(config.num_items, dim, config.num_clusters, capacity)
+        self._new_layers = (self.item_embeddings, self.input_adapter, self.output_adapter, self.head.cluster_embeddings)
+        self.post_init()
+        self.finish_backbones({"backbone": attn})
+        with torch.no_grad():
+            self.item_embeddings.weight[0].zero_()
+        if config.num_items and self.head.item_cluster.device.type != "meta":  # from_pretrained loads its own
+            self.head.set_clusters(torch.arange(config.num_items) % config.num_clusters)
+
+    @classmethod
+    def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
+        """Wrap a local (or Hub) decoder-only checkpoint with fresh item layers."""
+        backbone = AutoModel.from_pretrained(backbone_name_or_path, dtype=dtype)
+        config = ItemIDLlamaConfig(backbone_config=backbone.config, backbone_name_or_path=backbone_name_or_path, **config_kwargs)
+        config.save_base_weights = not config.use_lora
+        return cls(config, backbone=backbone)
+
+    # ------------------------------------------------------------------------ item table
+    @torch.no_grad()
+    def set_item_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Initialise the item table from ``[N, item_embedding_dim]`` (row i = item i + 1), e.g. MiniLM
+        text embeddings or SASRec's; rescaled to the init std so adapters start in range."""
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        want = (self.config.num_items, self.config.item_embedding_dim)
+        if tuple(embeddings.shape) != want:
+            raise ValueError(f"item embeddings must be {list(want)} (items x item_embedding_dim), got {list(embeddings.shape)}")
+        if not torch.isfinite(embeddings).all():
+            raise ValueError("item embeddings contain NaN or inf")
+        scale = self.config.initializer_range / embeddings.std().clamp_min(1e-8)
+        self.item_embeddings.weight[1:] = (embeddings * scale).to(self.item_embeddings.weight)
+
+    def recluster(self, iters: int = 25, seed: int = 0) -> None:
+        """k-means the current item embeddings into the head's clusters (capacity-bounded)."""
+        self.head.cluster_from_embeddings(self.item_embeddings.weight[1:], iters=iters, seed=seed)
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """The two-stage recipe's switch. ``False`` (stage 1): the whole backbone is frozen and only
+        the item table, adapters and head train. ``True`` (stage 2): the LoRA adapters train (or the
+        whole backbone without LoRA)."""
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_(trainable and (not self.config.use_lora or "lora_" in name))
+
+    def _check_ids(self, ids: torch.Tensor, allow_padding: bool) -> None:
+        bad = (ids < (0 if allow_padding else 1)) | (ids > self.config.num_items)
+        if bad.any():
+            raise UnknownItemError(f"unknown item id {int(ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
+
+    # ---------------------------------------------------------------------------- forward
+    def embed(self, item_ids: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T]`` item ids (0 where the token is text or padding) and text token ids -> ``[B, T, hidden]``."""
+        items = self.input_adapter(self.item_embeddings(item_ids))
+        if input_ids is None:
+            return items.to(self.backbone_compute_dtype())
+        text = self.backbone.get_input_embeddings()(input_ids.clamp_min(0)).to(items.dtype)
+        return torch.where((item_ids > 0).unsqueeze(-1), items, text).to(self.backbone_compute_dtype())
+
+    def query(
+        self,
+        history: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        item_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The next-item query ``[B, D]`` from the last position of a left-padded sequence: item-only
+        ``history`` ``[B, H]``, or mixed ``input_ids`` / ``item_ids`` / ``attention_mask`` ``[B, T]``."""
+        if history is not None:
+            item_ids, input_ids, attention_mask = history, None, (history > 0).long()
+        if item_ids is None or attention_mask is None:
+            raise ValueError("give history, or item_ids with attention_mask (and input_ids for text positions)")
+        if item_ids.dim() != 2 or item_ids.shape[1] == 0 or not (attention_mask > 0).any(1).all():
+            raise EmptyHistoryError("a sequence is empty; at least one item or token is needed")
+        self._check_ids(item_ids, allow_padding=True)
+        if input_ids is None and ((item_ids == 0) & (attention_mask > 0)).any():
+            raise ValueError("text positions (item_ids == 0 under the mask) need input_ids")
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        hidden = self.backbone(
+            inputs_embeds=self.embed(item_ids, input_ids),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state[:, -1]
+        return self.output_adapter(hidden.to(self.output_adapter.weight.dtype))
+
+    def forward(
+        self,
+        history: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        item_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> ItemIDLlamaOutput:
+        """Query for the next item and, with ``targets`` ``[B]``, its exact negative log-likelihood."""
+        q = self.query(history, input_ids, item_ids, attention_mask)
+        if targets is None:
+            return ItemIDLlamaOutput(query=q)
+        self._check_ids(targets, allow_padding=False)
+        log_probs = self.target_log_probs(q, targets)
+        return ItemIDLlamaOutput(loss=-log_probs.mean(), query=q, log_probs=log_probs)
+
+    def target_log_probs(self, query: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target | query) ``[B]`` under the configured head."""
+        weight = self.item_embeddings.weight
+        if self.config.head == "full":
+            return self.head.full_softmax_log_probs(query, weight).gather(1, targets.unsqueeze(1)).squeeze(1)
+        return self.head.log_prob(query, targets, weight)
+
+    def all_log_probs(self, query: torch.Tensor) -> torch.Tensor:
+        """log p(item | query) of every item ``[B, N + 1]`` (column 0 = padding), under the configured head."""
+        weight = self.item_embeddings.weight
+        if self.config.head == "full":
+            return self.head.full_softmax_log_probs(query, weight)
+        return self.head.all_log_probs(query, weight)
+
+    # --------------------------------------------------------------------- the contract
+    @torch.no_grad()
+    def top_k_items(self, history: torch.Tensor, k: int, num_clusters: int | None = None) -> RecommendationOutput:
+        """Best ``k`` items for ``[B, H]`` left-padded histories. Hierarchical head: exact (certified
+        best-first cluster search) unless ``num_clusters`` (or ``config.fast_top_k_clusters``) asks
+        for the fast path over that many best clusters."""
+        q = self.query(history)
+        if self.config.head == "full":
+            lp = self.all_log_probs(q)
+            top = lp.topk(min(k, self.config.num_items), 1)
+            ids, scores = top.indices, top.values
+            pad = k - ids.shape[1]
+            if pad:
+                ids = F.pad(ids, (0, pad), value=-1)
+                scores = F.pad(scores, (0, pad), value=float("-inf"))
+            return RecommendationOutput(item_ids=ids, scores=scores)
+        m = num_clusters if num_clusters is not None else self.config.fast_top_k_clusters
+        ids, scores = self.head.top_k(q, k, self.item_embeddings.weight, num_clusters=m)
+        return RecommendationOutput(item_ids=ids, scores=scores)
