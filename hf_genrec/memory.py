@@ -1,4 +1,5 @@
-"""Estimate the GPU memory a LlamaRec training configuration needs, before running it.
+"""Estimate the GPU memory a training configuration needs, before running it (ETEGRec's LlamaRec and
+the item-ID LLaMA; for the item-ID model: its stage 2, where the backbone or its LoRA trains too).
 
 Parameter counts are exact: the model is built on the meta device (no memory). Activation
 memory is measured, not guessed: one forward + loss of 1- and 2-layer copies of the backbone
@@ -13,7 +14,9 @@ import copy
 from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
 
+from .models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from .models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
 
 GB = 2**30
@@ -60,20 +63,50 @@ class MemoryEstimate:
         return asdict(self) | {"total": self.total}
 
 
-def _saved_activation_bytes_per_token(config: LlamaRecConfig, num_layers: int, tokens: int, dtype: torch.dtype) -> float:
-    """Bytes per token autograd saves for backward in one forward + code loss over about ``tokens`` tokens."""
-    cfg = copy.deepcopy(config)
-    cfg.backbone_config.num_hidden_layers = num_layers
+def _llamarec_probe(cfg: LlamaRecConfig, tokens: int) -> tuple[nn.Module, dict, int]:
+    """A LlamaRec model, a batch of about ``tokens`` code tokens, and its exact token count."""
     cfg.backbone_config.vocab_size = 8  # the token embedding is never used by code inputs
     items = max(tokens // cfg.code_length, 1)
     cfg.num_items = items + 1
-    torch.manual_seed(0)
     model = LlamaRecForCodeGeneration(cfg)
-    model.backbone.to(dtype)
-    model.train()
     # Random codes, written straight into the table: the probe needs the layout, not unique items.
     gen = torch.Generator().manual_seed(0)
     model.item_codes[1:] = torch.randint(0, min(cfg.codebook_size, cfg.suffix_size), (items + 1, cfg.code_length), generator=gen)
+    batch = {"history": torch.arange(1, items + 1).unsqueeze(0), "targets": torch.tensor([items + 1])}
+    return model, batch, items * cfg.code_length + cfg.code_length - 1
+
+
+def _itemid_probe(cfg: ItemIDLlamaConfig, tokens: int) -> tuple[nn.Module, dict, int]:
+    """An item-ID model over ``tokens + 1`` items, one history of ``tokens`` item tokens."""
+    cfg.backbone_config.vocab_size = 8
+    cfg.num_items = tokens + 1
+    cfg.num_clusters = min(cfg.num_clusters, cfg.num_items)
+    cfg.cluster_capacity = None
+    model = ItemIDLlamaForRecommendation(cfg)
+    return model, {"history": torch.arange(1, tokens + 1).unsqueeze(0), "targets": torch.tensor([tokens + 1])}, tokens
+
+
+FAMILIES = {
+    LlamaRecConfig: (LlamaRecForCodeGeneration, _llamarec_probe),
+    ItemIDLlamaConfig: (ItemIDLlamaForRecommendation, _itemid_probe),
+}
+
+
+def _family(config) -> tuple[type, object]:
+    for cls, family in FAMILIES.items():
+        if isinstance(config, cls):
+            return family
+    raise TypeError(f"no memory estimate for {type(config).__name__}; known: {[c.__name__ for c in FAMILIES]}")
+
+
+def _saved_activation_bytes_per_token(config, num_layers: int, tokens: int, dtype: torch.dtype) -> float:
+    """Bytes per token autograd saves for backward in one forward + loss over about ``tokens`` tokens."""
+    cfg = copy.deepcopy(config)
+    cfg.backbone_config.num_hidden_layers = num_layers
+    torch.manual_seed(0)
+    model, batch, actual_tokens = _family(cfg)[1](cfg, tokens)
+    model.backbone.to(dtype)
+    model.train()
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: set[int] = set()
     total = 0
@@ -86,15 +119,15 @@ def _saved_activation_bytes_per_token(config: LlamaRecConfig, num_layers: int, t
             total += t.untyped_storage().nbytes()
         return t
 
-    batch = {"history": torch.arange(1, items + 1).unsqueeze(0), "targets": torch.tensor([items + 1])}
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(**batch)
-        (out.loss + out.seq_project_latents.sum() + out.dec_latents.sum()).backward()
-    return total / (items * cfg.code_length + cfg.code_length - 1)
+        extra = [out[k].sum() for k in ("seq_project_latents", "dec_latents") if out.get(k) is not None]  # ETEGRec's SIA/PSA
+        (out.loss + sum(extra)).backward()
+    return total / actual_tokens
 
 
 def estimate_training_memory(
-    config: LlamaRecConfig,
+    config: LlamaRecConfig | ItemIDLlamaConfig,
     batch_size: int,
     seq_len: int,
     optim: str = "adamw_bnb_8bit",
@@ -116,7 +149,7 @@ def estimate_training_memory(
     if shard_over < 1:
         raise ValueError(f"shard_over must be >= 1, got {shard_over}")
     with torch.device("meta"):
-        model = LlamaRecForCodeGeneration(config)
+        model = _family(config)[0](config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad]
     n_train = sum(p.numel() for p in trainable)

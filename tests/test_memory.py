@@ -60,3 +60,40 @@ def test_fsdp_sharding_splits_model_state_but_not_activations():
     assert four.gathered_weights == 4 * (everything - 4 * layer + 2 * layer)  # fp32: root unit + 2 layers
     with pytest.raises(ValueError, match="shard_over"):
         estimate_training_memory(cfg, 2, 32, shard_over=0)
+
+
+def itemid_config(layers=3, use_lora=False):
+    from hf_genrec import ItemIDLlamaConfig
+
+    return ItemIDLlamaConfig(
+        backbone_config=dict(TINY_LLAMA, num_hidden_layers=layers),
+        num_items=500,
+        item_embedding_dim=16,
+        num_clusters=20,
+        use_lora=use_lora,
+        lora_r=4,
+        lora_alpha=8,
+    )
+
+
+@pytest.mark.parametrize("use_lora", [False, True])
+def test_item_id_family_counts_are_exact_and_activations_extrapolate(use_lora):
+    from hf_genrec import ItemIDLlamaForRecommendation
+
+    cfg = itemid_config(use_lora=use_lora)
+    est = estimate_training_memory(
+        cfg, batch_size=1, seq_len=96, optim="adamw_torch", weight_dtype=torch.float32, probe_tokens=32
+    )
+    model = ItemIDLlamaForRecommendation(cfg)
+    assert est.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert est.frozen_params == sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert (est.frozen_params > 0) == use_lora
+    traced = 96 * _saved_activation_bytes_per_token(cfg, 3, 96, torch.float32)
+    assert est.activations == pytest.approx(traced, rel=0.1)
+
+
+def test_memory_estimate_names_unknown_families():
+    from transformers import LlamaConfig
+
+    with pytest.raises(TypeError, match="no memory estimate for LlamaConfig"):
+        estimate_training_memory(LlamaConfig(), batch_size=1, seq_len=8)

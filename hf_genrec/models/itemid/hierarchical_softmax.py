@@ -133,7 +133,9 @@ class HierarchicalSoftmax(nn.Module):
             flat = query @ item_weight.t()
             logits = flat.gather(1, items.flatten(1)).view(items.shape)
         else:
-            logits = torch.einsum("bd,bmsd->bms", query, item_weight[items])
+            # F.embedding, not fancy indexing: its backward accumulates rows with a sort instead of a
+            # serial index_put, several times faster on CPU for the [B, M, S] rows a batch touches.
+            logits = torch.einsum("bd,bmsd->bms", query, F.embedding(items, item_weight))
         logits = logits + self.item_bias[items]
         return torch.log_softmax(logits.float().masked_fill(items == 0, float("-inf")), -1)
 
