@@ -15,7 +15,6 @@ Many GPUs: ``accelerate launch examples/run_etegrec.py ...`` (no code change).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -31,7 +30,14 @@ from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..models.rqvae import RQVAEConfig
 from ..training import ETEGRecTrainer, ETEGRecTrainingArguments
-from .stages import build_recommender, get_item_embeddings, get_item_tokenizer, load_dataset, with_length_grouping
+from .stages import (
+    build_recommender,
+    get_item_embeddings,
+    get_item_tokenizer,
+    load_dataset,
+    test_and_save,
+    with_length_grouping,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -272,20 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer = make_trainer(ft_args)
         trainer.train()
 
-    test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
-    report = {k.removeprefix("test_"): v for k, v in test.items() if "@" in k}
-    dataset_name = os.path.basename(os.path.normpath(dargs.dataset_dir)) if dargs.dataset_dir else "generated (embedded default)"
-    model.record_evaluation(report, dataset=dataset_name, split="test")
-    final_dir = os.path.join(work, "final")
-    trainer.save_model(final_dir)  # weights, item_tokenizer/, item_map.json and the model card
-    if trainer.is_world_process_zero():
-        with open(os.path.join(work, "test_metrics.json"), "w") as f:
-            json.dump(report, f, indent=2)
-        print("\nTest metrics (leave-one-out, full ranking, exact 4-code match):")
-        for name, value in report.items():
-            print(f"  {name:>10}: {value:.4f}")
-        print(f"Checkpoint saved to {final_dir}  (AutoModel.from_pretrained('{final_dir}') after `import hf_genrec`)")
-    return report
+    return test_and_save(trainer, model, dsd, dargs.dataset_dir, work, ", exact 4-code match")
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -11,7 +11,6 @@ Real job, e.g. with 384-d MiniLM title embeddings of Beauty and a 7B backbone on
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -26,7 +25,7 @@ from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
-from .stages import get_item_embeddings, load_dataset
+from .stages import get_item_embeddings, load_dataset, test_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -147,21 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
         if margs.recluster_between_stages:
             model.recluster(seed=targs.seed)
         trainer = stage("stage2", margs.stage2_epochs, margs.stage2_learning_rate, backbone_trains=True)
-    test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
-    report = {k.removeprefix("test_"): v for k, v in test.items() if "@" in k}
-    dataset = os.path.basename(os.path.normpath(margs.dataset_dir)) if margs.dataset_dir else "generated (embedded default)"
-    model.record_evaluation(report, dataset=dataset)
-    final_dir = os.path.join(targs.output_dir, "final")
     model.set_backbone_trainable(not margs.use_lora)  # leave the usual LoRA freeze in the saved model
-    trainer.save_model(final_dir)
-    if trainer.is_world_process_zero():
-        with open(os.path.join(targs.output_dir, "test_metrics.json"), "w") as f:
-            json.dump(report, f, indent=2)
-        print("\nTest metrics (leave-one-out, full ranking):")
-        for name, value in report.items():
-            print(f"  {name:>10}: {value:.4f}")
-        print(f"Checkpoint saved to {final_dir}  (AutoModel.from_pretrained('{final_dir}') after `import hf_genrec`)")
-    return report
+    return test_and_save(trainer, model, dsd, margs.dataset_dir, targs.output_dir)
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 
@@ -101,3 +102,22 @@ def build_recommender(
     model.copy_codebooks_from(tokenizer)
     model.set_item_codes(tokenizer.get_codes(embeddings))
     return model
+
+
+def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | None, work_dir: str, metric_note: str = "") -> dict:
+    """The last stage of every recipe: test metrics (printed, ``test_metrics.json``, the model card)
+    and the final checkpoint in ``work_dir/final``. Returns the metrics."""
+    test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
+    report = {k.removeprefix("test_"): v for k, v in test.items() if "@" in k}
+    dataset = os.path.basename(os.path.normpath(dataset_dir)) if dataset_dir else "generated (embedded default)"
+    model.record_evaluation(report, dataset=dataset, split="test")
+    final_dir = os.path.join(work_dir, "final")
+    trainer.save_model(final_dir)  # weights, item_map.json, the model card (ETEGRec: item_tokenizer/ too)
+    if trainer.is_world_process_zero():
+        with open(os.path.join(work_dir, "test_metrics.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"\nTest metrics (leave-one-out, full ranking{metric_note}):")
+        for name, value in report.items():
+            print(f"  {name:>10}: {value:.4f}")
+        print(f"Checkpoint saved to {final_dir}  (AutoModel.from_pretrained('{final_dir}') after `import hf_genrec`)")
+    return report
