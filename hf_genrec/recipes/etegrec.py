@@ -35,6 +35,7 @@ from .stages import (
     get_item_embeddings,
     get_item_tokenizer,
     load_dataset,
+    small_backbone,
     test_and_save,
     with_length_grouping,
 )
@@ -172,14 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     use_lora = margs.use_lora if margs.use_lora is not None else margs.model_name_or_path is not None
-    backbone = dict(
-        DEFAULT_BACKBONE,
-        hidden_size=margs.hidden_size,
-        intermediate_size=4 * margs.hidden_size,
-        num_hidden_layers=margs.num_hidden_layers,
-        num_attention_heads=margs.num_attention_heads,
-        num_key_value_heads=margs.num_attention_heads,
-    )
+    backbone = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
     if dargs.estimate_memory:
         return print_memory_estimate(margs, targs, backbone, use_lora)
     set_seed(targs.seed)

@@ -25,7 +25,7 @@ from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
-from .stages import get_item_embeddings, load_dataset, test_and_save
+from .stages import get_item_embeddings, load_dataset, small_backbone, test_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     if margs.model_name_or_path:
         model = ItemIDLlamaForRecommendation.from_backbone(margs.model_name_or_path, **shape, **lora)
     else:
-        backbone = dict(
-            DEFAULT_BACKBONE,
-            hidden_size=margs.hidden_size,
-            intermediate_size=4 * margs.hidden_size,
-            num_hidden_layers=margs.num_hidden_layers,
-            num_attention_heads=margs.num_attention_heads,
-            num_key_value_heads=margs.num_attention_heads,
-        )
+        backbone = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
         model = ItemIDLlamaForRecommendation(ItemIDLlamaConfig(backbone_config=backbone, **shape, **lora))
     if emb is not None:
         model.set_item_embeddings(emb)

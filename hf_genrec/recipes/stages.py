@@ -104,6 +104,18 @@ def build_recommender(
     return model
 
 
+def small_backbone(base: dict, hidden_size: int, num_layers: int, num_heads: int) -> dict:
+    """A random-init backbone config dict: ``base`` at the given width (MLP 4x), depth and heads (no GQA)."""
+    return dict(
+        base,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+    )
+
+
 def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | None, work_dir: str, metric_note: str = "") -> dict:
     """The last stage of every recipe: test metrics (printed, ``test_metrics.json``, the model card)
     and the final checkpoint in ``work_dir/final``. Returns the metrics."""
