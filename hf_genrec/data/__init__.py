@@ -2,17 +2,25 @@
 
 from ..utils import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
 from .collator import DataCollatorForRecommendation
+from .item_text import (
+    ItemTextFormatError,
+    align_item_texts,
+    find_item_text_file,
+    format_item_fields,
+    read_item_texts,
+)
 from .readers import (
     InteractionFormatError,
     SequenceData,
     load_interactions,
     read_etegrec_jsonl,
+    read_hllm_csv,
     read_json_sequences,
     read_movielens,
     read_recbole_inter,
 )
 from .splits import GenRecDatasetDict, dataset_file_in, leave_one_out, load_genrec_dataset, train_sequences
-from .synthetic import make_synthetic_sequences
+from .synthetic import make_synthetic_item_texts, make_synthetic_sequences
 
 __all__ = [
     "DataCollatorForRecommendation",
@@ -20,6 +28,12 @@ __all__ = [
     "PAD_ITEM",
     "GenRecDatasetDict",
     "InteractionFormatError",
+    "ItemTextFormatError",
+    "align_item_texts",
+    "find_item_text_file",
+    "format_item_fields",
+    "read_item_texts",
+    "read_hllm_csv",
     "ItemIdMap",
     "SequenceData",
     "UnknownItemError",
@@ -27,6 +41,7 @@ __all__ = [
     "leave_one_out",
     "load_genrec_dataset",
     "load_interactions",
+    "make_synthetic_item_texts",
     "make_synthetic_sequences",
     "read_etegrec_jsonl",
     "read_json_sequences",

@@ -12,6 +12,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .item_text import find_item_text_file, read_item_texts, read_movielens_movies
+
 ItemId = int | str
 
 
@@ -132,7 +134,7 @@ def read_movielens(path: str) -> SequenceData:
     """Read raw MovieLens-1M ``ratings.dat`` (``user::movie::rating::timestamp``).
 
     ``path`` is the ratings file or its folder. When ``movies.dat`` (``movie::title::genres``)
-    sits beside it, ``item_text`` is filled with ``"title: ... genres: ..."``.
+    sits beside it, ``item_text`` is filled with ``"title: ...genres: ..."`` (the HLLM layout).
     """
     ratings = os.path.join(path, "ratings.dat") if os.path.isdir(path) else path
     rows: dict[str, list[tuple[int, int, int]]] = {}
@@ -149,16 +151,32 @@ def read_movielens(path: str) -> SequenceData:
                 raise InteractionFormatError(f"{ratings}:{lineno}: {e}") from e
     sequences = {u: [m for _, _, m in sorted(r)] for u, r in rows.items()}
     _check_not_empty(sequences, ratings)
-    item_text = None
     movies = os.path.join(os.path.dirname(ratings), "movies.dat")
-    if os.path.exists(movies):
-        item_text = {}
-        with open(movies, encoding="latin-1") as f:
-            for line in f:
-                parts = line.rstrip("\n").split("::")
-                if len(parts) == 3:
-                    item_text[int(parts[0])] = f"title: {parts[1]} genres: {parts[2].replace('|', ', ')}"
+    item_text = {int(k): v for k, v in read_movielens_movies(movies).items()} if os.path.exists(movies) else None
     return SequenceData(sequences, item_text=item_text, source=ratings)
+
+
+def read_hllm_csv(path: str) -> SequenceData:
+    """Read HLLM's interaction layout ``<name>.csv`` (header ``item_id,user_id,timestamp``, any column
+    order), sorted by timestamp per user (ties keep file order). Ids stay strings, as in the official
+    code. ``item_text`` comes from ``information/<name>.csv`` beside the file or one level up."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        for needed in ("item_id", "user_id", "timestamp"):
+            if needed not in header:
+                raise InteractionFormatError(f"{path}: header {header} has no '{needed}' column")
+        rows: dict[str, list[tuple[float, int, str]]] = {}
+        for n, rec in enumerate(reader):
+            try:
+                rows.setdefault(rec["user_id"], []).append((float(rec["timestamp"]), n, rec["item_id"]))
+            except (TypeError, ValueError) as e:
+                raise InteractionFormatError(f"{path}: line {n + 2}: {e}") from e
+    sequences = {u: [item for _, _, item in sorted(r)] for u, r in rows.items()}
+    _check_not_empty(sequences, path)
+    info = find_item_text_file(path)
+    item_text = read_item_texts(info) if info and info.endswith(".csv") else None
+    return SequenceData(sequences, item_text=item_text, source=path)
 
 
 FORMATS = {
@@ -166,6 +184,7 @@ FORMATS = {
     "etegrec_jsonl": read_etegrec_jsonl,
     "recbole": read_recbole_inter,
     "movielens": read_movielens,
+    "hllm_csv": read_hllm_csv,
 }
 
 
@@ -178,6 +197,8 @@ def detect_format(path: str) -> str:
         return "movielens"
     if name.endswith(".inter"):
         return "recbole"
+    if name.endswith(".csv"):
+        return "hllm_csv"
     if name.endswith(".jsonl"):
         return "etegrec_jsonl"
     if name.endswith(".json"):

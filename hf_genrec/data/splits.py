@@ -121,12 +121,12 @@ def train_sequences(dsd: DatasetDict) -> list[list[int]]:
 
 def dataset_file_in(directory: str) -> str:
     """The interaction file inside a dataset folder (first of ``*.inter.json``, ``*.json``,
-    ``*.inter``, ``*.jsonl``, ``ratings.dat``)."""
+    ``*.inter``, ``*.jsonl``, ``ratings.dat``, HLLM's ``<name>.csv``)."""
     if os.path.isfile(directory):
         return directory
     names = sorted(os.listdir(directory))
-    for suffix in (".inter.json", ".json", ".inter", ".jsonl", "ratings.dat"):
+    for suffix in (".inter.json", ".json", ".inter", ".jsonl", "ratings.dat", ".csv"):
         for n in names:
-            if n.endswith(suffix) and n != "item_map.json":
+            if n.endswith(suffix) and n not in ("item_map.json", "item_text.json"):
                 return os.path.join(directory, n)
     raise FileNotFoundError(f"no interaction file (*.inter.json, *.json, *.inter, *.jsonl, ratings.dat) in {directory}")

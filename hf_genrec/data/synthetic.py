@@ -51,3 +51,33 @@ def make_synthetic_sequences(
                 seq.append(int(rng.integers(num_items)))
         sequences[f"u{u}"] = seq
     return sequences
+
+
+_CATEGORIES = (
+    "lipstick", "mascara", "shampoo", "moisturizer", "nail polish", "eyeliner",
+    "sunscreen", "perfume", "face mask", "hair oil", "blush", "cleanser",
+)
+_BRANDS = ("Aurora", "Belle", "Cove", "Dune", "Ember", "Fable", "Glow", "Haven", "Iris", "Juno")
+
+
+def make_synthetic_item_texts(
+    num_items: int = 300, num_clusters: int = 12, seed: int = 0, empty_every: int = 50
+) -> dict[int, str]:
+    """Item text for :func:`make_synthetic_sequences` with the same ``num_items`` / ``num_clusters`` /
+    ``seed``: items of one cluster share a category word (the cluster assignment is the generator's
+    first draw, repeated here), so text carries the structure a text-based model can use.
+
+    Every ``empty_every``-th item (ids 7, 7 + empty_every, ...) gets an empty text, as real catalogues
+    have (Beauty: 7 empty titles); a model must still embed them.
+    """
+    cluster_of = np.random.default_rng(seed).integers(0, num_clusters, size=num_items)
+    rng = np.random.default_rng(seed + 1)
+    texts = {}
+    for item in range(num_items):
+        if empty_every and item % empty_every == 7:
+            texts[item] = ""
+            continue
+        category = _CATEGORIES[cluster_of[item] % len(_CATEGORIES)]
+        brand = _BRANDS[int(rng.integers(len(_BRANDS)))]
+        texts[item] = f"title: {brand} {category} no. {item}"
+    return texts

@@ -25,7 +25,7 @@ import torch
 from huggingface_hub import HfApi
 from transformers.utils import ModelOutput, cached_file
 
-from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, left_pad
+from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, UnknownItemError, left_pad
 from .model_card import write_model_card
 
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
@@ -79,6 +79,13 @@ class RecommenderMixin:
         if item_map.num_items != self.config.num_items:
             raise ValueError(f"the item map has {item_map.num_items} items but this model knows {self.config.num_items}")
         self._item_map = item_map
+
+    def check_item_ids(self, ids: torch.Tensor, allow_padding: bool) -> None:
+        """Raise :class:`~hf_genrec.utils.UnknownItemError` for a dense id outside ``1..N`` (or 0 when
+        ``allow_padding``): an out-of-range id would otherwise index another item's row, or crash."""
+        bad = (ids < (0 if allow_padding else 1)) | (ids > self.config.num_items)
+        if bad.any():
+            raise UnknownItemError(f"unknown item id {int(ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
 
     # ------------------------------------------------------------------------ recommending
     def recommend_dense(self, histories: Sequence[Sequence[int]], top_k: int = 10, **kwargs) -> RecommendationOutput:

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import torch
 from accelerate import PartialState
+from transformers import EarlyStoppingCallback
 
 from ..data import (
     GenRecDatasetDict,
@@ -119,6 +120,8 @@ def small_backbone(base: dict, hidden_size: int, num_layers: int, num_heads: int
 def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | None, work_dir: str, metric_note: str = "") -> dict:
     """The last stage of every recipe: test metrics (printed, ``test_metrics.json``, the model card)
     and the final checkpoint in ``work_dir/final``. Returns the metrics."""
+    # Early stopping watches eval_* metrics; on the test split it would only warn that it found none.
+    trainer.remove_callback(EarlyStoppingCallback)
     test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
     report = {k.removeprefix("test_"): v for k, v in test.items() if "@" in k}
     dataset = os.path.basename(os.path.normpath(dataset_dir)) if dataset_dir else "generated (embedded default)"

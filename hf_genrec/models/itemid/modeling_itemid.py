@@ -19,7 +19,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...utils import EmptyHistoryError, UnknownItemError
+from ...utils import EmptyHistoryError
 from ..backbone import BackboneHolderMixin, BackboneSettings, attention_implementation, build_backbone
 from ..recommender import RecommendationOutput, RecommenderMixin
 from .configuration_itemid import ItemIDLlamaConfig
@@ -110,11 +110,6 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         for name, p in self.backbone.named_parameters():
             p.requires_grad_(trainable and (not self.config.use_lora or "lora_" in name))
 
-    def _check_ids(self, ids: torch.Tensor, allow_padding: bool) -> None:
-        bad = (ids < (0 if allow_padding else 1)) | (ids > self.config.num_items)
-        if bad.any():
-            raise UnknownItemError(f"unknown item id {int(ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
-
     # ---------------------------------------------------------------------------- forward
     def embed(self, item_ids: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T]`` item ids (0 where the token is text or padding) and text token ids -> ``[B, T, hidden]``."""
@@ -139,7 +134,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
             raise ValueError("give history, or item_ids with attention_mask (and input_ids for text positions)")
         if item_ids.dim() != 2 or item_ids.shape[1] == 0 or not (attention_mask > 0).any(1).all():
             raise EmptyHistoryError("a sequence is empty; at least one item or token is needed")
-        self._check_ids(item_ids, allow_padding=True)
+        self.check_item_ids(item_ids, allow_padding=True)
         if input_ids is None and ((item_ids == 0) & (attention_mask > 0)).any():
             raise ValueError("text positions (item_ids == 0 under the mask) need input_ids")
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
@@ -164,7 +159,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         q = self.query(history, input_ids, item_ids, attention_mask)
         if targets is None:
             return ItemIDLlamaOutput(query=q)
-        self._check_ids(targets, allow_padding=False)
+        self.check_item_ids(targets, allow_padding=False)
         log_probs = self.target_log_probs(q, targets)
         return ItemIDLlamaOutput(loss=-log_probs.mean(), query=q, log_probs=log_probs)
 

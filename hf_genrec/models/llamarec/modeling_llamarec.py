@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...utils import EmptyHistoryError, UnknownItemError
+from ...utils import EmptyHistoryError
 from ..backbone import BackboneHolderMixin, BackboneSettings, attention_implementation, build_backbone
 from ..recommender import RecommenderMixin
 from .configuration_llamarec import LlamaRecConfig
@@ -140,9 +140,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         ``allow_padding``: id 0 (left padding of a history) maps to a row of -1 codes.
         """
         item_ids = torch.as_tensor(item_ids, device=self.item_codes.device)
-        bad = (item_ids < (0 if allow_padding else 1)) | (item_ids > self.config.num_items)
-        if bad.any():
-            raise UnknownItemError(f"unknown item id {int(item_ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
+        self.check_item_ids(item_ids, allow_padding)
         return self.item_codes[item_ids]
 
     def code_inputs(self, history: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -1,0 +1,354 @@
+"""HLLM: an item LLM turns each item's text into an embedding, a user LLM reads a history of item
+embeddings and predicts the next one (ByteDance, "HLLM: Enhancing Sequential Recommendations via
+Hierarchical Large Language Models for Item and User Modeling", arXiv 2409.12740; official code
+github bytedance/HLLM).
+
+Item LLM: ``item_prompt + "title: ...description: ..."`` -> the last hidden state of an appended
+learnable item token (decoders) or the mean over the tokens (encoders such as MiniLM). User LLM:
+a causal decoder over the item embeddings (``inputs_embeds``). Items are scored by the cosine
+between the user LLM's output and each item's embedding; training uses NCE with a learnable
+logit scale (or a full-catalogue softmax). ``mode="light"`` freezes the item side and reads a cache
+of every item's embedding; ``mode="end_to_end"`` trains the item LLM on the batch's items and
+refreshes the cache before each evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ...utils import EmptyHistoryError
+from ..backbone import BackboneHolderMixin, attention_implementation, build_backbone
+from ..recommender import RecommendationOutput, RecommenderMixin
+from .configuration_hllm import HLLMConfig
+from .item_text import tokenize_item_texts
+
+
+@dataclass
+class HLLMOutput(ModelOutput):
+    """loss: NCE or CE over the trained positions. user_embeddings: ``[B, D]`` the user LLM's output
+    at the last position (the next-item query, unnormalised). nce_negatives: mean negatives kept per
+    position after the false-negative mask (a diagnostic, as the official ``nce_samples``)."""
+
+    loss: torch.Tensor | None = None
+    user_embeddings: torch.Tensor | None = None
+    nce_negatives: torch.Tensor | None = None
+
+
+class HLLMPreTrainedModel(PreTrainedModel):
+    config_class = HLLMConfig
+    base_model_prefix = "hllm"
+    main_input_name = "history"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    accepts_loss_kwargs = False  # forward() averages the loss itself
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the layers this class adds; the backbones and LoRA keep their own init.
+        if module in getattr(self, "_new_layers", ()):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+
+class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTrainedModel):
+    """See the module docstring. Give the catalogue's text with :meth:`set_item_texts` (or, in light
+    mode, precomputed item embeddings with :meth:`set_item_embeddings`); both are saved with the
+    model, so a reloaded model recommends by itself."""
+
+    def __init__(self, config: HLLMConfig, item_llm: PreTrainedModel | None = None, user_llm: PreTrainedModel | None = None):
+        attn = {"item_llm": attention_implementation(item_llm), "user_llm": attention_implementation(user_llm)}
+        super().__init__(config)
+        self.backbone_slots = {"user_llm": "user_"} | ({"item_llm": "item_"} if config.has_item_llm else {})
+        if config.has_item_llm:
+            self.item_llm = build_backbone(self.backbone_settings("item_llm"), item_llm)
+            self.item_llm.config.use_cache = False
+        self.user_llm = build_backbone(self.backbone_settings("user_llm"), user_llm)
+        d_item, d_user = config.item_embedding_dim, config.user_hidden_size
+        uses_item_token = config.item_pooling == "item_token"
+        self.item_emb_token = nn.Parameter(torch.zeros(1, d_item)) if uses_item_token else None
+        self.item_projection = nn.Linear(d_item, d_user) if d_item != d_user else None
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        text_width = config.max_text_length - (1 if uses_item_token else 0)
+        n = config.num_items + 1
+        self.register_buffer("item_input_ids", torch.zeros(n, text_width, dtype=torch.long))
+        self.register_buffer("item_text_lengths", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("item_embedding_cache", torch.zeros(n, d_item))
+        self.register_buffer("item_cache_valid", torch.tensor(False))
+        self._new_layers = (self.item_projection,) if self.item_projection is not None else ()
+        self.post_init()
+        with torch.no_grad():
+            if self.item_emb_token is not None and self.item_emb_token.device.type != "meta":
+                self.item_emb_token.normal_(0.0, config.initializer_range)
+        self.finish_backbones(attn)
+        # End to end, any optimizer step outdates the cache; train() sets this, top_k_items refreshes.
+        self._item_cache_stale = False
+
+    @classmethod
+    def from_backbones(
+        cls,
+        item_model_name_or_path: str | None = None,
+        user_model_name_or_path: str | None = None,
+        dtype: torch.dtype | str = "auto",
+        **config_kwargs,
+    ) -> HLLMForRecommendation:
+        """Wrap local (or Hub) checkpoints: the item LLM and/or the user LLM (any ``AutoModel``)."""
+        item = AutoModel.from_pretrained(item_model_name_or_path, dtype=dtype) if item_model_name_or_path else None
+        user = AutoModel.from_pretrained(user_model_name_or_path, dtype=dtype) if user_model_name_or_path else None
+        if item is not None:
+            config_kwargs.update(item_backbone_config=item.config, item_backbone_name_or_path=item_model_name_or_path)
+        if user is not None:
+            config_kwargs.update(user_backbone_config=user.config, user_backbone_name_or_path=user_model_name_or_path)
+        config = HLLMConfig(**config_kwargs)
+        config.item_save_base_weights = not config.item_use_lora or item is None
+        config.user_save_base_weights = not config.user_use_lora or user is None
+        return cls(config, item_llm=item, user_llm=user)
+
+    # ------------------------------------------------------------------- what trains when
+    def freeze_backbone_bases(self) -> None:
+        super().freeze_backbone_bases()
+        if self.config.mode == "light" and self.config.has_item_llm:
+            self.item_llm.requires_grad_(False)
+            if self.item_emb_token is not None:
+                self.item_emb_token.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        if mode and self.config.mode == "end_to_end":
+            self._item_cache_stale = True
+        return super().train(mode)
+
+    # ---------------------------------------------------------------------- item side
+    @property
+    def has_item_texts(self) -> bool:
+        return bool((self.item_text_lengths[1:] > 0).all())
+
+    def set_item_texts(self, texts: Sequence[str], tokenizer) -> None:
+        """Tokenise the catalogue's text with the item LLM's ``tokenizer`` and keep the token ids.
+
+        ``texts``: ``N`` strings, text i for dense item i + 1 (``""`` for an item without text; it
+        still gets an embedding). Build one item's text from fields with
+        :func:`~hf_genrec.models.hllm.item_text.format_item_fields`. Invalidates the cache.
+        """
+        if not self.config.has_item_llm:
+            raise ValueError("this HLLM has no item LLM (item_backbone_config=None); use set_item_embeddings")
+        if len(texts) != self.config.num_items:
+            raise ValueError(f"got {len(texts)} item texts for a catalogue of {self.config.num_items} items")
+        ids, lengths = tokenize_item_texts(texts, tokenizer, self.config.item_prompt, self.item_input_ids.shape[1])
+        vocab = self.item_llm.get_input_embeddings().num_embeddings
+        if int(ids.max()) >= vocab:
+            raise ValueError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary of {vocab}")
+        self.item_input_ids.copy_(ids.to(self.item_input_ids.device))
+        self.item_text_lengths.copy_(lengths.to(self.item_text_lengths.device))
+        self.item_cache_valid.fill_(False)
+
+    @torch.no_grad()
+    def set_item_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Use precomputed item embeddings ``[N, item_embedding_dim]`` (row i = dense item i + 1) as the
+        cache, e.g. an ``.npy`` of sentence embeddings. In light mode they are what the model scores."""
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        want = (self.config.num_items, self.config.item_embedding_dim)
+        if tuple(embeddings.shape) != want:
+            raise ValueError(f"item embeddings must be {list(want)} (items x item_embedding_dim), got {list(embeddings.shape)}")
+        if not torch.isfinite(embeddings).all():
+            raise ValueError("item embeddings contain NaN or inf")
+        self.item_embedding_cache[1:] = embeddings.to(self.item_embedding_cache.device)
+        self.item_cache_valid.fill_(True)
+        self._item_cache_stale = False
+
+    def encode_items(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Run the item LLM: ``[M]`` dense ids (>= 1) -> ``[M, item_embedding_dim]`` fp32 embeddings
+        (with gradients when the item side trains)."""
+        lengths = self.item_text_lengths[item_ids]
+        if (lengths == 0).any():
+            raise ValueError(f"item {int(item_ids[lengths == 0][0])} has no tokenized text; call set_item_texts first")
+        width = int(lengths.max())
+        ids = self.item_input_ids[item_ids, -width:]
+        mask = torch.arange(width, device=ids.device) >= (width - lengths).unsqueeze(1)  # [M, T] left padded
+        embeds = self.item_llm.get_input_embeddings()(ids)
+        if self.item_emb_token is not None:
+            token = self.item_emb_token.to(embeds.dtype).expand(len(ids), 1, -1)
+            embeds = torch.cat([embeds, token], dim=1)
+            mask = F.pad(mask, (0, 1), value=True)
+        # Positions count from each text's first real token, so an item's embedding does not
+        # depend on how much padding its batch needed.
+        position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        hidden = self.item_llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids).last_hidden_state
+        hidden = hidden.float()
+        if self.item_emb_token is not None:
+            return hidden[:, -1]
+        weights = mask.unsqueeze(-1).float()
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    @torch.no_grad()
+    def compute_item_embeddings(self, batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
+        """Every item's embedding ``[N + 1, item_embedding_dim]`` (row 0 = zeros), batched over items of
+        similar text length, in eval mode (no dropout)."""
+        if not self.config.has_item_llm or not self.has_item_texts:
+            raise ValueError("computing item embeddings needs an item LLM and the items' text (set_item_texts)")
+        batch_size = batch_size or self.config.item_encode_batch_size
+        order = torch.argsort(self.item_text_lengths[1:], stable=True) + 1
+        out = torch.zeros(self.config.num_items + 1, self.config.item_embedding_dim, device=self.item_input_ids.device)
+        was_training = self.item_llm.training
+        self.item_llm.eval()
+        try:
+            for chunk in tqdm(order.split(batch_size), desc="item embeddings", disable=not progress):
+                out[chunk] = self.encode_items(chunk)
+        finally:
+            self.item_llm.train(was_training)
+        return out
+
+    def refresh_item_cache(self, batch_size: int | None = None, progress: bool = False) -> None:
+        """Recompute the cache of every item's embedding with the current item LLM."""
+        self.item_embedding_cache.copy_(self.compute_item_embeddings(batch_size, progress))
+        self.item_cache_valid.fill_(True)
+        self._item_cache_stale = False
+
+    def ensure_item_cache(self, progress: bool = False) -> None:
+        """Fill (or, end to end after training steps, refresh) the cache when it is out of date."""
+        if bool(self.item_cache_valid) and not self._item_cache_stale:
+            return
+        if self.config.has_item_llm and self.has_item_texts:
+            self.refresh_item_cache(progress=progress)
+        elif not bool(self.item_cache_valid):
+            raise ValueError("this HLLM has no item embeddings: call set_item_texts(texts, tokenizer) or set_item_embeddings()")
+
+    def project(self, item_embeddings: torch.Tensor) -> torch.Tensor:
+        """Item embeddings ``[..., item_embedding_dim]`` -> the user LLM's space ``[..., hidden]``."""
+        return self.item_projection(item_embeddings) if self.item_projection is not None else item_embeddings
+
+    def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """``[U]`` dense ids (0 = padding allowed) -> ``[U, hidden]``: freshly encoded while the item
+        LLM trains (end to end, training), else read from the cache."""
+        if self.config.mode == "end_to_end" and self.training:
+            real = item_ids > 0
+            raw = torch.zeros(len(item_ids), self.config.item_embedding_dim, device=item_ids.device)
+            raw = raw.index_put((real.nonzero(as_tuple=True)[0],), self.encode_items(item_ids[real]))
+        else:
+            self.ensure_item_cache()
+            raw = self.item_embedding_cache[item_ids]
+        return self.project(raw)
+
+    # ---------------------------------------------------------------------- user side
+    def user_states(self, item_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The user LLM over a left-padded sequence of item vectors ``[B, L, hidden]`` (``mask`` ``[B, L]``)
+        -> ``[B, L, hidden]`` fp32 (position t predicts the item after t)."""
+        position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        out = self.user_llm(
+            inputs_embeds=item_vectors.to(self.backbone_compute_dtype("user_llm")),
+            attention_mask=mask.long(),
+            position_ids=position_ids,
+            use_cache=False,
+        )
+        return out.last_hidden_state.float()
+
+    def _check_history(self, history: torch.Tensor) -> None:
+        if history.dim() != 2 or history.shape[1] == 0 or not (history > 0).any(1).all():
+            raise EmptyHistoryError("a history is empty; at least one item is needed")
+        self.check_item_ids(history, allow_padding=True)
+
+    def user_embedding(self, history: torch.Tensor) -> torch.Tensor:
+        """``[B, H]`` left-padded histories -> the next-item query ``[B, hidden]`` (unnormalised)."""
+        self._check_history(history)
+        uniq, inverse = torch.unique(history, return_inverse=True)
+        vectors = self.item_vectors(uniq)[inverse]
+        return self.user_states(vectors, history > 0)[:, -1]
+
+    def logit_scale_value(self) -> torch.Tensor:
+        """exp(logit_scale), the log clamped in place to [0, log(logit_scale_max)] as the official code does."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, math.log(self.config.logit_scale_max))
+        return self.logit_scale.exp()
+
+    def forward(self, history: torch.Tensor, targets: torch.Tensor | None = None, **kwargs) -> HLLMOutput:
+        """``history`` ``[B, H]`` (dense ids, left padded with 0), ``targets`` ``[B]`` the next item.
+
+        With ``train_on_all_positions`` (the official objective; feed whole training sequences:
+        history = sequence[:-1], target = sequence[-1]) every position predicts its successor;
+        otherwise only the last position predicts ``targets``.
+        """
+        self._check_history(history)
+        if targets is None:
+            return HLLMOutput(user_embeddings=self.user_embedding(history))
+        self.check_item_ids(targets, allow_padding=False)
+        seq = torch.cat([history, targets.unsqueeze(1)], dim=1)  # [B, H + 1]
+        inputs, labels = seq[:, :-1], seq[:, 1:]
+        if self.config.train_on_all_positions:
+            trained = (inputs > 0) & (labels > 0)
+        else:
+            trained = torch.zeros_like(labels, dtype=torch.bool)
+            trained[:, -1] = True
+        sampled = torch.empty(0, dtype=torch.long, device=seq.device)
+        if self.config.loss == "nce" and self.config.num_negatives > 0:
+            sampled = torch.randint(1, self.config.num_items + 1, (self.config.num_negatives,), device=seq.device)
+        uniq, inverse = torch.unique(torch.cat([seq.flatten(), sampled]), return_inverse=True)
+        vectors = self.item_vectors(uniq)  # [U, hidden]
+        seq_index = inverse[: seq.numel()].view_as(seq)
+        states = self.user_states(vectors[seq_index[:, :-1]], inputs > 0)
+        query = F.normalize(states[trained], dim=-1)  # [M, hidden]
+        scale = self.logit_scale_value()
+        if self.config.loss == "ce":
+            table = F.normalize(self.item_vectors(torch.arange(self.config.num_items + 1, device=seq.device)), dim=-1)
+            logits = (query @ table.t()) * scale
+            logits[:, 0] = float("-inf")
+            loss = F.cross_entropy(logits, labels[trained])
+            return HLLMOutput(loss=loss, user_embeddings=states[:, -1])
+        target_index = seq_index[:, 1:][trained]  # rows of `vectors`
+        negative_index = inverse[seq.numel() :]
+        if self.config.in_batch_negatives:
+            negative_index = torch.cat([negative_index, torch.unique(target_index)])
+        if negative_index.numel() == 0:
+            raise ValueError("NCE needs negatives: set num_negatives > 0 or in_batch_negatives=True")
+        positives = F.normalize(vectors[target_index], dim=-1)
+        negatives = F.normalize(vectors[negative_index], dim=-1)
+        pos_logits = (query * positives).sum(-1, keepdim=True)
+        neg_logits = query @ negatives.t()
+        # A negative (nearly) identical to the target is likely the target itself or a duplicate
+        # item; scoring it as wrong would punish the right answer.
+        with torch.no_grad():
+            false_negative = (positives @ negatives.t()) > self.config.nce_threshold
+        if false_negative.all():
+            raise ValueError(
+                f"every NCE negative is within cosine {self.config.nce_threshold} of its target, so the loss is 0 and "
+                "nothing learns: the item embeddings are (nearly) identical (a random-init item LLM in light mode?)"
+            )
+        neg_logits = neg_logits.masked_fill(false_negative, torch.finfo(neg_logits.dtype).min)
+        logits = torch.cat([pos_logits, neg_logits], dim=1) * scale
+        loss = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+        kept = (~false_negative).sum(1).float().mean()
+        return HLLMOutput(loss=loss, user_embeddings=states[:, -1], nce_negatives=kept)
+
+    # --------------------------------------------------------------------- the contract
+    @torch.no_grad()
+    def all_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """Cosine between each user's query and every item, ``[B, N + 1]`` (column 0 = -inf)."""
+        self.ensure_item_cache()
+        query = F.normalize(self.user_embedding(history), dim=-1)
+        table = F.normalize(self.project(self.item_embedding_cache), dim=-1)
+        scores = query @ table.t()
+        scores[:, 0] = float("-inf")
+        return scores
+
+    @torch.no_grad()
+    def top_k_items(self, history: torch.Tensor, k: int) -> RecommendationOutput:
+        """Best ``k`` items (full ranking by cosine) for ``[B, H]`` left-padded histories."""
+        scores = self.all_item_scores(history)
+        top = scores.topk(min(k, self.config.num_items), dim=1)
+        ids, values = top.indices, top.values
+        if k > ids.shape[1]:
+            ids = F.pad(ids, (0, k - ids.shape[1]), value=-1)
+            values = F.pad(values, (0, k - values.shape[1]), value=float("-inf"))
+        return RecommendationOutput(item_ids=ids, scores=values)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # The saved cache must match the saved item LLM, so a reloaded model recommends as this one.
+        if self.config.mode == "end_to_end" and self._item_cache_stale and self.has_item_texts:
+            self.refresh_item_cache()
+        return super().save_pretrained(save_directory, *args, **kwargs)
