@@ -5,10 +5,11 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
-from hf_genrec import LlamaRecForCodeGeneration
+from hf_genrec import LlamaRecForCodeGeneration, RQVAEModel
 from hf_genrec.data import ItemIdMap, make_synthetic_sequences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +64,10 @@ def test_run_alternating_recipe_and_reload(tmp_path):
     assert model.config.num_items == item_map.num_items == 60
     rec = model.recommend([[item_map.to_dense(0), item_map.to_dense(1)]], top_k=5)
     assert rec.item_ids.shape == (1, 5) and (rec.item_ids >= 1).all() and torch.isfinite(rec.scores).all()
+    # The saved tokenizer reproduces the model's code table (alternating training, then fine-tuning).
+    tokenizer = RQVAEModel.from_pretrained(final / "item_tokenizer")
+    emb = torch.from_numpy(np.load(out / "item_emb.npy"))
+    assert torch.equal(tokenizer.get_codes(emb), model.item_codes[1:])
 
 
 def test_recipe_fails_loudly_on_a_missing_dataset(tmp_path):

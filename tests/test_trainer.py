@@ -10,6 +10,7 @@ from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.recipes.stages import build_recommender
 from hf_genrec.training import first_occurrence, psa_loss, sia_loss
 from hf_genrec.training.checkpoint import read_weights
+from hf_genrec.training.schedules import PhaseLRScheduler
 
 from .conftest import TINY_LLAMA
 
@@ -67,29 +68,38 @@ class Recorder(TrainerCallback):
         # Runs after AlternatingTrainingCallback, so the copies and re-assignment are done.
         t = self.t[0]
         rec, tok = t.recommender, t.item_tokenizer
-        for a, b in zip(rec.codebooks, tok.codebooks):
-            if not torch.equal(a.weight, b.weight):
-                self.problems.append(f"epoch {state.epoch}: codebooks differ after the copy")
-        frozen, moving = (rec, tok) if t.phase == "tokenizer" else (tok, rec)
+        sync, phase = args.codebook_sync, t.phase
+        same = all(torch.equal(a.weight, b.weight) for a, b in zip(rec.codebooks, tok.codebooks))
+        if (sync == "both" or (sync == "tokenizer_to_recommender" and phase == "tokenizer")) and not same:
+            self.problems.append(f"epoch {state.epoch}: codebooks differ after the {sync} copy")
+        if sync == "none" and phase == "tokenizer":
+            if not all(torch.equal(self.rec0[f"codebooks.{i}.weight"], b.weight) for i, b in enumerate(rec.codebooks)):
+                self.problems.append("codebook_sync=none: the recommender's code embeddings were overwritten")
+        frozen, moving = (rec, tok) if phase == "tokenizer" else (tok, rec)
         before = self.rec0 if frozen is rec else self.tok0
+        written_back = sync == "both" and phase == "recommender"  # tokenizer codebooks get the copy
+        copied_in = sync != "none" and phase == "tokenizer"  # recommender codebooks get the copy
         for n, p in frozen.named_parameters():
-            if "codebooks" not in n and not torch.equal(before[n], p):
-                self.problems.append(f"epoch {state.epoch}: frozen {n} moved in the {t.phase} phase")
+            exempt = "codebooks" in n and (written_back or copied_in)
+            if not exempt and not torch.equal(before[n], p):
+                self.problems.append(f"epoch {state.epoch}: frozen {n} moved in the {phase} phase")
         if not any(not torch.equal((self.tok0 if moving is tok else self.rec0)[n], p) for n, p in moving.named_parameters()):
-            self.problems.append(f"epoch {state.epoch}: nothing trained in the {t.phase} phase")
+            self.problems.append(f"epoch {state.epoch}: nothing trained in the {phase} phase")
         for n, p in rec.backbone.named_parameters():
             if "lora_" not in n and not torch.equal(self.rec0["backbone." + n], p):
                 self.problems.append(f"LoRA base weight {n} moved")
-        if t.phase == "tokenizer":
-            expected = tok.get_codes(t.model.item_embeddings[1:])
-            if not torch.equal(rec.item_codes[1:], expected):
-                self.problems.append("item codes were not re-assigned from the tokenizer")
+        # In every mode the tokenizer reproduces the model's code table at every epoch end, so a
+        # checkpoint saved now holds a consistent pair.
+        if not torch.equal(rec.item_codes[1:], tok.get_codes(t.model.item_embeddings[1:])):
+            self.problems.append(f"epoch {state.epoch}: the tokenizer's codes differ from the model's code table")
+        if phase == "tokenizer":
             fresh = CodeTrie(rec.item_codes, rec.config.code_vocab)
             if not all(torch.equal(a, b) for a, b in zip(fresh.children, rec.trie.children)):
                 self.problems.append("the beam-search trie is stale after re-assignment")
 
 
-def test_two_cycles_of_alternating_training(tmp_path):
+@pytest.mark.parametrize("sync", ["tokenizer_to_recommender", "none", "both"])
+def test_two_cycles_of_alternating_training(tmp_path, sync):
     dsd, emb, tok, rec = setup()
     ref = []
     rec_cb = Recorder(ref)
@@ -97,7 +107,7 @@ def test_two_cycles_of_alternating_training(tmp_path):
         model=rec,
         item_tokenizer=tok,
         item_embeddings=emb,
-        args=args(tmp_path),
+        args=args(tmp_path, codebook_sync=sync),
         train_dataset=dsd["train"],
         eval_dataset=dsd["validation"],
         callbacks=[rec_cb],
@@ -107,7 +117,9 @@ def test_two_cycles_of_alternating_training(tmp_path):
     assert rec_cb.phases == ["tokenizer", "recommender", "tokenizer", "recommender"]
     assert rec_cb.problems == []
     logs = trainer.state.log_history
-    assert any("codes/collision_rate" in e for e in logs)
+    churn = [e for e in logs if "codes/changed_prefix" in e]
+    assert len(churn) == (4 if sync == "both" else 2)
+    assert all(max(e[f"codes/changed_level_{lv}"] for lv in range(3)) <= e["codes/changed_prefix"] for e in churn)
     assert any("vq_loss" in e for e in logs) and any("code_loss" in e for e in logs)
     evals = [e for e in logs if "eval_ndcg@10" in e]
     # Evaluated after the recommender epochs only (1 and 3), as in ETEGRec.
@@ -227,8 +239,9 @@ def test_losses_against_hand_computed_values():
     kl = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25) + 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
     assert sia_loss(p, q).item() == pytest.approx(kl, rel=1e-5)
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    expected = -math.log(math.exp(1 / 0.1) / (math.exp(1 / 0.1) + 1))
-    assert psa_loss(a, a * 3, temperature=0.1).item() == pytest.approx(expected, rel=1e-3)  # float32 logsumexp
+    one_direction = -math.log(math.exp(1 / 0.1) / (math.exp(1 / 0.1) + 1))
+    # Both InfoNCE directions summed, as the official code (each direction is the same here).
+    assert psa_loss(a, a * 3, temperature=0.1).item() == pytest.approx(2 * one_direction, rel=1e-3)
 
 
 def test_bad_inputs_are_rejected(tmp_path, monkeypatch):
@@ -323,3 +336,48 @@ def test_a_later_stage_trains_after_a_run_that_ended_in_a_tokenizer_epoch(tmp_pa
     moved = {n for n, p in rec.named_parameters() if not torch.equal(before[n], p)}
     assert any("lora_" in n for n in moved) and "scid_projector.weight" in moved
     assert not any(n.startswith("backbone.") and "lora_" not in n for n in moved)
+
+
+def test_phase_scheduler_advances_each_side_only_in_its_phase():
+    rec_p, tok_p = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [rec_p], "lr": 1.0, "side": "recommender"},
+                             {"params": [tok_p], "lr": 0.1, "side": "tokenizer"}])
+    phase = ["tokenizer"]
+    sched = PhaseLRScheduler(opt, "cosine", warmup={"recommender": 2, "tokenizer": 1},
+                             total={"recommender": 6, "tokenizer": 3}, current_phase=lambda: phase[0])
+    assert [g["lr"] for g in opt.param_groups] == [0.0, 0.0]  # both at the start of their warm-up
+    lrs = []
+    for p in ["tokenizer"] * 3 + ["recommender"] * 6:
+        phase[0] = p
+        opt.step()
+        sched.step()
+        lrs.append([g["lr"] for g in opt.param_groups])
+    # Tokenizer steps: warm-up 1 then cosine over 2 more; the recommender's lr stands still meanwhile.
+    assert [r for r, _ in lrs[:3]] == [0.0, 0.0, 0.0]
+    assert [t for _, t in lrs[:3]] == pytest.approx([0.1, 0.1 * 0.5 * (1 + math.cos(math.pi / 2)), 0.0], abs=1e-9)
+    # Recommender steps: warm-up 2 (0.5, 1.0) then cosine over 4; the tokenizer's lr stands still.
+    assert [r for r, _ in lrs[3:5]] == pytest.approx([0.5, 1.0])
+    assert lrs[-1][0] == pytest.approx(0.0, abs=1e-9) and all(t == lrs[2][1] for _, t in lrs[3:])
+    assert sched.side_steps == {"recommender": 6, "tokenizer": 3}
+    state = sched.state_dict()
+    assert "current_phase" not in state and state["side_steps"] == {"recommender": 6, "tokenizer": 3}
+    with pytest.raises(ValueError, match="not supported"):
+        PhaseLRScheduler(opt, "polynomial", {"recommender": 0, "tokenizer": 0}, {"recommender": 1, "tokenizer": 1}, lambda: "x")
+
+
+def test_trainer_schedules_each_side_over_its_own_steps_and_resets_overwritten_codebooks(tmp_path):
+    dsd, emb, tok, rec = setup()
+    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no",
+                            warmup_steps=0.5), train_dataset=dsd["train"])
+    trainer.train()
+    steps_per_epoch = trainer.state.max_steps // 4
+    assert trainer.lr_scheduler.side_steps == {"recommender": 2 * steps_per_epoch, "tokenizer": 2 * steps_per_epoch}
+    assert trainer.lr_scheduler.warmup == {"recommender": steps_per_epoch, "tokenizer": steps_per_epoch}
+    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    assert all(p in opt.state for p in rec.codebooks.parameters())  # trained in the last recommender epoch
+    trainer.copy_codebooks_to_recommender()
+    assert not any(p in opt.state for p in rec.codebooks.parameters())
+    assert any(p in opt.state for p in trainer._rec_trainable() if p.dim() > 1 and p not in set(rec.codebooks.parameters()))
+    trainer.copy_codebooks_to_tokenizer()
+    assert not any(p in opt.state for p in tok.codebooks.parameters())
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(rec.codebooks, tok.codebooks))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .recommender_trainer import RecommenderTrainingArguments
 
 TOKENIZER_PHASE = "tokenizer"
 RECOMMENDER_PHASE = "recommender"
+CODEBOOK_SYNC_MODES = ("none", "tokenizer_to_recommender", "both")
 
 
 @dataclass
@@ -18,19 +20,44 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
     frozen), then ``cycle - 1`` recommender epochs. ``alternating=False`` trains only the
     recommender with the tokenizer frozen (the final fine-tuning stage, or the ablation).
     SIA and PSA weights are 0 before ``warm_epoch``.
+
+    Each side has its own learning-rate schedule that advances only in its own phase (the official
+    code's two optimizers and two schedulers): the recommender's over its recommender steps (warm-up
+    ``warmup_steps``), the tokenizer's over its tokenizer steps (warm-up ``tokenizer_warmup_steps``).
+    ``codebook_sync`` decides what the recommender's codebook copy does (see its help).
     """
 
     alternating: bool = field(default=True, metadata={"help": "alternate tokenizer / recommender epochs"})
     cycle: int = field(default=2, metadata={"help": "epochs per cycle: 1 tokenizer epoch + (cycle-1) recommender epochs"})
-    warm_epoch: int = field(default=0, metadata={"help": "SIA/PSA weights are 0 before this epoch"})
+    warm_epoch: int = field(
+        default=10,
+        metadata={"help": "SIA/PSA weights are 0 before this epoch (official 10: alignment waits for a trained recommender)"},
+    )
+    codebook_sync: str = field(
+        default="tokenizer_to_recommender",
+        metadata={
+            "help": "none: the recommender's code embeddings are its own after the initial copy (official ETEGRec); "
+            "tokenizer_to_recommender: refreshed from the RQ-VAE after each tokenizer epoch, never written back; "
+            "both: also written back into the RQ-VAE after each recommender epoch (then codes are re-assigned, so "
+            "the tokenizer always reproduces the model's code table)"
+        },
+    )
     tokenizer_learning_rate: float = field(default=1e-4, metadata={"help": "AdamW lr of the RQ-VAE"})
-    tokenizer_weight_decay: float = field(default=1e-4)
+    tokenizer_weight_decay: float = field(default=0.05, metadata={"help": "official ETEGRec: 0.05 on both sides"})
+    tokenizer_warmup_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "warm-up of the tokenizer's own schedule, in its own steps (< 1: a ratio of them); default: the "
+            "same share of its steps as warmup_steps is of the recommender's"
+        },
+    )
     codebook_learning_rate: float | None = field(
         default=None,
         metadata={
-            "help": "lr of the recommender's codebook copy (default: tokenizer_learning_rate). The copy goes back "
-            "into the RQ-VAE after every recommender epoch; at the recommender's lr it drifts away from the "
-            "encoder's latents and the re-assigned codes collapse (collision rate 0.12 -> 0.72 measured)"
+            "help": "lr of the recommender's codebook copy. Default: tokenizer_learning_rate with codebook_sync=both "
+            "(the copy goes back into the RQ-VAE; at the recommender's lr it drifted away from the encoder's latents "
+            "and the re-assigned codes collapsed: collision rate 0.12 -> 0.72 measured), else learning_rate (the copy "
+            "is the recommender's own code embedding table)"
         },
     )
     code_loss_weight: float = field(default=1.0, metadata={"help": "code CE, recommender phase"})
@@ -56,6 +83,8 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
         super().__post_init__()
         if self.cycle < 2 and self.alternating:
             raise ValueError("cycle must be >= 2 (one tokenizer epoch and at least one recommender epoch)")
+        if self.codebook_sync not in CODEBOOK_SYNC_MODES:
+            raise ValueError(f"codebook_sync must be one of {CODEBOOK_SYNC_MODES}, got {self.codebook_sync!r}")
         if self.ddp_find_unused_parameters is None:
             # Each phase leaves one side without gradients; DDP must be told to expect that.
             self.ddp_find_unused_parameters = True
@@ -64,6 +93,11 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
         if not self.alternating:
             return RECOMMENDER_PHASE
         return TOKENIZER_PHASE if epoch % self.cycle == 0 else RECOMMENDER_PHASE
+
+    def epochs_of_phase(self, phase: str) -> int:
+        """How many of the ``num_train_epochs`` epochs belong to ``phase`` (a partial last epoch counts)."""
+        total = math.ceil(self.num_train_epochs)
+        return sum(self.phase_of_epoch(e) == phase for e in range(total))
 
     def loss_weights(self, phase: str, epoch: int) -> dict[str, float]:
         warm = epoch >= self.warm_epoch

@@ -18,9 +18,11 @@ class AlternatingTrainingCallback(TrainerCallback):
     - ``on_train_begin``: finishes FSDP2 set-up once the Trainer has sharded the model.
     - ``on_epoch_begin``: picks the phase from the epoch index (so a resumed run continues in the
       right phase), freezes the other side and sets the loss weights.
-    - ``on_epoch_end`` of a tokenizer epoch: copies tokenizer -> recommender codebooks and
-      re-assigns every item's codes (with the collision suffix) in the recommender and collator.
-    - ``on_epoch_end`` of a recommender epoch: copies recommender -> tokenizer codebooks.
+    - ``on_epoch_end`` of a tokenizer epoch: unless ``codebook_sync="none"``, copies tokenizer ->
+      recommender codebooks; then re-assigns every item's codes (with the collision suffix).
+    - ``on_epoch_end`` of a recommender epoch with ``codebook_sync="both"`` (alternating only):
+      copies recommender -> tokenizer codebooks and re-assigns the codes, so the tokenizer always
+      reproduces the model's code table (a saved pair stays consistent).
     - Unless ``eval_after_tokenizer_epochs``, evaluation and checkpointing are skipped after tokenizer
       epochs (the official ETEGRec evaluates every ``cycle`` epochs, i.e. after recommender epochs).
     Every rank does the same deterministic work, so ranks stay identical under DDP.
@@ -43,15 +45,27 @@ class AlternatingTrainingCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         t = self.trainer
-        rec, tok = t.recommender, t.item_tokenizer
         if t.phase == TOKENIZER_PHASE:
-            rec.copy_codebooks_from(tok)
-            stats = t.reassign_item_codes()
-            logger.info("epoch %d (tokenizer): re-assigned item codes, collision rate %.4f", t.epoch, stats["collision_rate"])
-            t.log({f"codes/{k}": v for k, v in stats.items()})
+            if args.codebook_sync != "none":
+                t.copy_codebooks_to_recommender()
+            self._reassign(t, "tokenizer")
             if not args.eval_after_tokenizer_epochs:
                 # Runs after DefaultFlowCallback, so this overrides its per-epoch eval/save.
                 control.should_evaluate = False
                 control.should_save = False
-        else:
-            rec.copy_codebooks_to(tok)
+        elif args.codebook_sync == "both" and args.alternating:
+            t.copy_codebooks_to_tokenizer()
+            self._reassign(t, "recommender")
+
+    @staticmethod
+    def _reassign(t, phase: str) -> None:
+        stats = t.reassign_item_codes()
+        logger.info(
+            "epoch %d (%s): re-assigned item codes, collision rate %.4f, prefix changed for %.1f%% of items (%s)",
+            t.epoch,
+            phase,
+            stats["collision_rate"],
+            100 * stats["changed_prefix"],
+            ", ".join(f"level {k.rsplit('_', 1)[1]} {100 * v:.1f}%" for k, v in stats.items() if k.startswith("changed_level_")),
+        )
+        t.log({f"codes/{k}": v for k, v in stats.items()})

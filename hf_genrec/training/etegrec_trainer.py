@@ -8,6 +8,7 @@ Evaluation is the generic one (``top_k_items`` = constrained beam search).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import defaultdict
 
@@ -22,6 +23,7 @@ from .callbacks import AlternatingTrainingCallback
 from .checkpoint import check_keys, read_weights
 from .joint import ETEGRecJointModel
 from .recommender_trainer import RecommenderTrainer
+from .schedules import PhaseLRScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,10 @@ class ETEGRecTrainer(RecommenderTrainer):
     parameters, its codebook copy as its own group (``codebook_learning_rate``), and the RQ-VAE
     as a separate group (own lr / weight decay; 32-bit states under bitsandbytes, i.e. plain AdamW).
     Every parameter is registered up front and the phase gates updates by freezing the other
-    side: a frozen parameter has no gradient, so AdamW skips it.
+    side: a frozen parameter has no gradient, so AdamW skips it (moments and weight decay included),
+    which is what the official code's two optimizers do. The LR schedule is per side
+    (:class:`~hf_genrec.training.schedules.PhaseLRScheduler`). A codebook overwritten by a copy
+    loses its optimizer state.
     Evaluation runs ``top_k_items`` (constrained beam search); a hit is an exact match of all codes.
     """
 
@@ -135,7 +140,7 @@ class ETEGRecTrainer(RecommenderTrainer):
     def reassign_item_codes(self) -> dict[str, float]:
         """Recompute every item's codes with the current tokenizer (suffix included) and install
         them in the recommender's code table (the one table; the collator passes item ids).
-        Returns the collision statistics."""
+        Returns the collision rate and the churn of the prefix codes (per level and any level)."""
         tok = self.item_tokenizer
         was_training = tok.training
         tok.eval()
@@ -144,9 +149,34 @@ class ETEGRecTrainer(RecommenderTrainer):
             prefix = tok.get_prefix_codes(emb)
         codes = assign_suffix(prefix, tok.config.suffix_size)
         tok.train(was_training)
-        changed = (codes.to(self.recommender.item_codes.device) != self.recommender.item_codes[1:]).any(1).float().mean().item()
+        levels = tok.config.num_levels
+        old = self.recommender.item_codes[1:, :levels].cpu()
+        moved = old != codes[:, :levels]
         self.recommender.set_item_codes(codes)
-        return {"collision_rate": collision_rate(prefix), "changed_items": changed}
+        # Churn of the semantic prefix only: a suffix shifts whenever a neighbour's prefix moves,
+        # which says nothing about the item itself.
+        stats = {"collision_rate": collision_rate(prefix), "changed_prefix": moved.any(1).float().mean().item()}
+        stats.update({f"changed_level_{level}": moved[:, level].float().mean().item() for level in range(levels)})
+        return stats
+
+    def reset_optimizer_state(self, params) -> None:
+        """Forget the optimizer state (Adam moments, step) of ``params`` whose values were just
+        overwritten: moments computed for the old values would push the new ones."""
+        if self.optimizer is None:
+            return
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper
+        for p in params:
+            optimizer.state.pop(p, None)
+
+    def copy_codebooks_to_recommender(self) -> None:
+        """Tokenizer -> recommender codebook copy (after a tokenizer epoch), with a fresh optimizer state."""
+        self.recommender.copy_codebooks_from(self.item_tokenizer)
+        self.reset_optimizer_state(self.recommender.codebooks.parameters())
+
+    def copy_codebooks_to_tokenizer(self) -> None:
+        """Recommender -> tokenizer codebook copy (``codebook_sync="both"``), with a fresh optimizer state."""
+        self.recommender.copy_codebooks_to(self.item_tokenizer)
+        self.reset_optimizer_state(self.item_tokenizer.codebooks.parameters())
 
     # ------------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -177,15 +207,22 @@ class ETEGRecTrainer(RecommenderTrainer):
         decay = {n for n in decay if "bias" not in n and "norm" not in n}
         rec_named = [(n, p) for n, p in self.recommender.named_parameters() if n in self._rec_trainable_names]
         shared = {n for n, _ in rec_named if n.startswith("codebooks.")}
-        codebook_lr = args.codebook_learning_rate if args.codebook_learning_rate is not None else args.tokenizer_learning_rate
+        codebook_lr = args.codebook_learning_rate
+        if codebook_lr is None:
+            # Written back into the RQ-VAE ("both"): keep it at the tokenizer's pace. Otherwise the
+            # copy is the recommender's own code embedding table and trains with the recommender.
+            codebook_lr = args.tokenizer_learning_rate if args.codebook_sync == "both" else args.learning_rate
+        rec, tok = RECOMMENDER_PHASE, TOKENIZER_PHASE
         groups = [
-            {"params": [p for n, p in rec_named if n in decay and n not in shared], "weight_decay": args.weight_decay},
-            {"params": [p for n, p in rec_named if n not in decay and n not in shared], "weight_decay": 0.0},
-            {"params": [p for n, p in rec_named if n in shared], "weight_decay": 0.0, "lr": codebook_lr},
+            {"params": [p for n, p in rec_named if n in decay and n not in shared], "weight_decay": args.weight_decay,
+             "side": rec},
+            {"params": [p for n, p in rec_named if n not in decay and n not in shared], "weight_decay": 0.0, "side": rec},
+            {"params": [p for n, p in rec_named if n in shared], "weight_decay": 0.0, "lr": codebook_lr, "side": rec},
             {
                 "params": list(self.item_tokenizer.parameters()),
                 "weight_decay": args.tokenizer_weight_decay,
                 "lr": args.tokenizer_learning_rate,
+                "side": tok,
             },
         ]
         groups = [g for g in groups if g["params"]]
@@ -200,6 +237,29 @@ class ETEGRecTrainer(RecommenderTrainer):
                     manager.register_module_override(module, pname, {"optim_bits": 32})
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """One schedule per side, each advancing only in its own phase (see :mod:`.schedules`)."""
+        if self.lr_scheduler is None:
+            args = self.args
+            per_epoch = num_training_steps / max(args.num_train_epochs, 1e-9)
+            sides = (RECOMMENDER_PHASE, TOKENIZER_PHASE)
+            total = {side: max(1, round(per_epoch * args.epochs_of_phase(side))) for side in sides}
+            rec_warmup = args.get_warmup_steps(total[RECOMMENDER_PHASE])
+            tw = args.tokenizer_warmup_steps
+            if tw is None:
+                tok_warmup = round(rec_warmup / total[RECOMMENDER_PHASE] * total[TOKENIZER_PHASE])
+            else:
+                tok_warmup = int(tw) if tw >= 1 else math.ceil(tw * total[TOKENIZER_PHASE])
+            self.lr_scheduler = PhaseLRScheduler(
+                optimizer or self.optimizer,
+                str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+                warmup={RECOMMENDER_PHASE: rec_warmup, TOKENIZER_PHASE: tok_warmup},
+                total=total,
+                current_phase=lambda: self.phase,
+            )
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     # ------------------------------------------------------------------- evaluation
     def evaluation_loop(self, *args, **kwargs):

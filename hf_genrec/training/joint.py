@@ -96,13 +96,14 @@ class ETEGRecJointModel(nn.Module):
     def forward(self, history: torch.Tensor, targets: torch.Tensor) -> JointOutput:
         """``history`` ``[B, H]`` (item ids, left padded with 0) and ``targets`` ``[B]``, as the collator builds them."""
         rec = self.recommender(history=history, targets=targets)
-        target_emb = self.item_embeddings[targets].to(self.item_tokenizer.dtype)
-        tok = self.item_tokenizer(target_emb)
+        # SIA, PSA and the VQ loss see each distinct target once (official: np.unique over the
+        # batch's targets), so a popular item is neither over-weighted nor its own negative.
         keep = first_occurrence(targets)
+        tok = self.item_tokenizer(self.item_embeddings[targets[keep]].to(self.item_tokenizer.dtype))
         seq_logits = self.item_tokenizer.quantizer(rec.seq_project_latents[keep].to(self.item_tokenizer.dtype)).code_logits
         out = JointOutput(
-            sia_loss=sia_loss(seq_logits, tok.code_logits[keep], self.sia_temperature),
-            psa_loss=psa_loss(rec.dec_latents[keep], tok.reconstruction[keep], self.psa_temperature),
+            sia_loss=sia_loss(seq_logits, tok.code_logits, self.sia_temperature),
+            psa_loss=psa_loss(rec.dec_latents[keep], tok.reconstruction, self.psa_temperature),
         )
         if self.phase == TOKENIZER_PHASE:
             out.vq_loss = tok.loss

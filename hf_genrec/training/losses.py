@@ -31,7 +31,8 @@ def sia_loss(seq_code_logits: torch.Tensor, target_code_logits: torch.Tensor, te
 
 
 def psa_loss(dec_latents: torch.Tensor, target_reconstruction: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
-    """Preference-Semantic Alignment: symmetric InfoNCE with cosine similarity and in-batch negatives.
+    """Preference-Semantic Alignment: InfoNCE in both directions (summed, as the official code),
+    cosine similarity, in-batch negatives.
 
     Args:
         dec_latents: ``[B, D]`` decoder-side sequence representation.
@@ -42,4 +43,4 @@ def psa_loss(dec_latents: torch.Tensor, target_reconstruction: torch.Tensor, tem
     b = F.normalize(target_reconstruction.float(), dim=-1)
     logits = a @ b.t() / temperature
     labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    return F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)

@@ -62,7 +62,12 @@ class RQVAEOutput(ModelOutput):
 
 
 class ResidualQuantizer(nn.Module):
-    """``num_levels`` codebooks; level l quantises what levels < l left over."""
+    """``num_levels`` codebooks; level l quantises what levels < l left over.
+
+    As the official ETEGRec ``vq.py``: the residual passed to the next level is detached (each
+    level's straight-through estimate stops there), so only level 0's commitment term and code
+    logits send gradient to the encoder, and the loss is the mean of the per-level losses.
+    """
 
     def __init__(self, num_levels: int, codebook_size: int, dim: int, beta: float):
         super().__init__()
@@ -72,21 +77,22 @@ class ResidualQuantizer(nn.Module):
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         residual = latents
         quantized = torch.zeros_like(latents)
-        codes, logits = [], []
-        loss = latents.new_zeros(())
+        codes, logits, losses = [], [], []
         for book in self.codebooks:
             weight = book.weight
-            # -||r - e||^2 expanded; the ||r||^2 term is constant per row and does not change argmax/softmax.
+            # -||r - e||^2 (the paper's sign: the nearest code gets the largest logit; the official
+            # vq.py returns +||r - e||^2 as "logit", which makes SIA's softmax favour far codes).
             level_logits = 2 * residual @ weight.t() - (weight * weight).sum(1) - (residual * residual).sum(1, keepdim=True)
             idx = level_logits.argmax(-1)
             chosen = book(idx)
-            loss = loss + F.mse_loss(chosen, residual.detach()) + self.beta * F.mse_loss(residual, chosen.detach())
+            losses.append(F.mse_loss(chosen, residual.detach()) + self.beta * F.mse_loss(residual, chosen.detach()))
             quantized = quantized + chosen
-            residual = residual - chosen
+            residual = (residual - chosen).detach()
             codes.append(idx)
             logits.append(level_logits)
         # Straight-through: the decoder's gradient reaches the encoder as if quantisation were identity.
         quantized_st = latents + (quantized - latents).detach()
+        loss = torch.stack(losses).mean()
         return QuantizerOutput(quantized=quantized_st, codes=torch.stack(codes, 1), code_logits=torch.stack(logits, 1), loss=loss)
 
 
