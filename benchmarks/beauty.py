@@ -1,16 +1,23 @@
-"""ETEGRec on LLaMA on Amazon Beauty under the standard protocol, with ablations and the SASRec
-baseline, beside the published rows.
+"""ETEGRec on LLaMA on Amazon Beauty under the standard protocol (leave-one-out, full ranking),
+with the static-codes baseline, the other codebook-sync modes and SASRec, beside the published rows.
 
-    python benchmarks/beauty.py --data ../shared/data/amazon-beauty --out outputs/beauty-bench
-    python benchmarks/beauty.py --variants full --epochs 20          # the main run only
+    python benchmarks/beauty.py --preset cpu                      # this 2-core machine
+    python benchmarks/beauty.py --preset cpu --variants etegrec,static_codes
+    python benchmarks/beauty.py --preset gpu --variants etegrec   # a lent GPU (bf16)
 
-Steps: leave-one-out split -> SASRec item embeddings (also the baseline) -> RQ-VAE pre-training
-(lowest collision rate) -> for each variant, examples/run_etegrec.py (alternating training,
-fine-tuning, test). Every variant shares the same embeddings and pre-trained RQ-VAE.
-Variants: ``full`` (ETEGRec), ``no_alternating`` (tokenizer frozen: static codes, SIA/PSA kept),
-``no_alignment`` (alternating, SIA and PSA weights 0).
-Writes ``<out>/beauty_metrics.json`` and prints a table. Stages already done in ``--out`` (SASRec,
-RQ-VAE, each variant's test metrics) are reused, so the run can be split over several invocations.
+Steps: leave-one-out split -> SASRec (CE) item embeddings, also the SASRec row -> RQ-VAE
+pre-training -> for each variant, the ETEGRec recipe (training to early stopping, fine-tuning on
+frozen codes, test). Every variant starts from the same SASRec embeddings and the same pre-trained
+RQ-VAE, with the same recommender-epoch budget.
+
+Variants:
+  etegrec        alternating training with the default codebook_sync
+  static_codes   the same recommender on the pre-trained RQ-VAE's codes, no SIA/PSA (TIGER-style)
+  sync_none / sync_both / sync_tokenizer_to_recommender   etegrec with that codebook_sync
+  dualscid       etegrec on [SASRec ; MiniLM title] embeddings (text-aware semantic IDs; own RQ-VAE)
+Every stage's result in --out (split, SASRec, RQ-VAE, each variant's test metrics) is reused by a
+later call, and a variant's trainer checkpoints resume, so the run can span several sessions.
+Writes <out>/beauty_metrics.json and prints the table.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from hf_genrec.data import dataset_file_in, leave_one_out, load_interactions
+from hf_genrec.data import dataset_file_in, leave_one_out, load_genrec_dataset, load_interactions
 from hf_genrec.embeddings import collaborative_item_embeddings, train_sasrec
 from hf_genrec.models.rqvae import RQVAEConfig
 from hf_genrec.recipes.etegrec import main as run_etegrec
@@ -34,147 +41,167 @@ PUBLISHED = {  # Recall@5, Recall@10, NDCG@5, NDCG@10 (amazon-beauty/README.md)
     "TIGER": (0.0454, 0.0648, 0.0321, 0.0384),
     "ActionPiece (N@10 only)": (None, None, None, 0.0424),
 }
-VARIANTS = {
-    "full": [],
-    "no_alternating": ["--alternating", "false"],
-    "no_alignment": ["--rec_sia_weight", "0", "--rec_psa_weight", "0", "--tok_sia_weight", "0", "--tok_psa_weight", "0"],
-}
+NO_ALIGNMENT = ["--rec_sia_weight", "0", "--rec_psa_weight", "0", "--tok_sia_weight", "0", "--tok_psa_weight", "0"]
 COLUMNS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+# Sized so that each variant trains to early stopping within about 75 minutes on 2 CPU cores
+# (measured figures in benchmarks/results/beauty-cpu.json); "gpu" is the lent-device plan.
+PRESETS = {
+    "cpu": dict(
+        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=200, hidden=128, layers=2, heads=4, epochs=40,
+        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=4, patience=3, eval_users=4000, beams=20,
+    ),
+    "gpu": dict(
+        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=300, hidden=256, layers=4, heads=4, epochs=40,
+        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=4, patience=3, eval_users=None, beams=20,
+    ),
+}
+
+
+def variant_args(name: str, epochs: int) -> tuple[list[str], int]:
+    """Extra recipe arguments of a variant and its total epochs (static codes: the recommender epochs
+    of the alternating budget, so every variant gets the same number of recommender epochs)."""
+    if name == "etegrec" or name == "dualscid":
+        return [], epochs
+    if name == "static_codes":
+        return ["--alternating", "false", *NO_ALIGNMENT], epochs // 2
+    if name.startswith("sync_"):
+        return ["--codebook_sync", name.removeprefix("sync_")], epochs
+    raise ValueError(f"unknown variant {name!r}")
 
 
 def table(rows: dict[str, tuple]) -> str:
-    lines = [f"{'model':<28}" + "".join(f"{c:>11}" for c in COLUMNS)]
+    lines = [f"{'model':<34}" + "".join(f"{c:>11}" for c in COLUMNS)]
     for name, vals in rows.items():
-        lines.append(f"{name:<28}" + "".join(f"{v:>11.4f}" if v is not None else f"{'-':>11}" for v in vals))
+        lines.append(f"{name:<34}" + "".join(f"{v:>11.4f}" if v is not None else f"{'-':>11}" for v in vals))
     return "\n".join(lines)
+
+
+def prepare_split(data: str, out: str, max_users: int | None):
+    split_dir = os.path.join(out, "data")
+    if os.path.exists(os.path.join(split_dir, "dataset_dict.json")):
+        return load_genrec_dataset(split_dir), split_dir
+    seqs = load_interactions(dataset_file_in(data)).sequences
+    if max_users:
+        seqs = dict(list(seqs.items())[:max_users])
+    dsd = leave_one_out(seqs, max_history=50)
+    dsd.save_to_disk(split_dir)
+    return dsd, split_dir
+
+
+def sasrec_stage(dsd, out: str, cfg: dict, use_cpu: bool) -> tuple[np.ndarray, dict]:
+    emb_path, sas_path = os.path.join(out, "item_emb.npy"), os.path.join(out, "sasrec_metrics.json")
+    if os.path.exists(emb_path) and os.path.exists(sas_path):
+        print(f"reusing SASRec embeddings and metrics from {out}")
+        return np.load(emb_path), json.load(open(sas_path))
+    t0 = time.time()
+    sasrec, metrics = train_sasrec(
+        dsd, os.path.join(out, "sasrec"), hidden_size=cfg["sasrec_hidden"], num_train_epochs=cfg["sasrec_epochs"],
+        use_cpu=use_cpu, disable_tqdm=True, patience=5, metric_ks=(5, 10, 20, 50, 200),
+    )
+    metrics["minutes"] = (time.time() - t0) / 60
+    emb = collaborative_item_embeddings(sasrec)
+    np.save(emb_path, emb)
+    with open(sas_path, "w") as f:
+        json.dump(metrics, f, indent=2)
+    return emb, metrics
+
+
+def rqvae_stage(emb: np.ndarray, rq_dir: str, epochs: int, use_cpu: bool) -> dict:
+    stats_path = os.path.join(rq_dir, "code_stats.json")
+    if os.path.exists(stats_path):
+        print(f"reusing the RQ-VAE in {rq_dir}")
+        return json.load(open(stats_path))
+    _, stats = pretrain_rqvae(torch.from_numpy(emb), rq_dir, RQVAEConfig(semantic_dim=emb.shape[1]),
+                              num_train_epochs=epochs, use_cpu=use_cpu)
+    return stats
+
+
+def dualscid_embeddings(emb: np.ndarray, dsd, data: str, out: str) -> str:
+    """[SASRec ; MiniLM title] per item, each half L2-normalised so neither dominates the RQ-VAE."""
+    path = os.path.join(out, "item_emb_dualscid.npy")
+    if not os.path.exists(path):
+        from hf_genrec.data import align_item_texts, find_item_text_file, read_item_texts
+        from hf_genrec.embeddings.text import text_item_embeddings
+
+        texts = dict(zip(dsd.item_map.original_ids, align_item_texts(read_item_texts(find_item_text_file(data)), dsd.item_map)))
+        text = text_item_embeddings(texts, dsd.item_map)
+        unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)  # noqa: E731
+        np.save(path, np.concatenate([unit(emb), unit(text)], axis=1).astype(np.float32))
+    return path
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/amazon-beauty")
-    p.add_argument("--out", default="outputs/beauty-bench")
-    p.add_argument("--variants", default="full,no_alternating,no_alignment")
-    p.add_argument("--sasrec_hidden", type=int, default=256)
-    p.add_argument("--sasrec_epochs", type=int, default=100)
-    p.add_argument("--rqvae_epochs", type=int, default=300)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--finetune_epochs", type=int, default=6)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--out", default=None, help="default: outputs/beauty-<preset>")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--variants", default="etegrec,static_codes")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's alternating epoch budget")
     p.add_argument("--max_users", type=int, default=None, help="subsample users (smoke tests only)")
     p.add_argument("--extra", default="", help="more run_etegrec.py arguments, space separated")
     a = p.parse_args(argv)
-    os.makedirs(a.out, exist_ok=True)
+    cfg = dict(PRESETS[a.preset])
+    if a.epochs:
+        cfg["epochs"] = a.epochs
+    out = a.out or f"outputs/beauty-{a.preset}"
+    os.makedirs(out, exist_ok=True)
     start = time.time()
     use_cpu = not torch.cuda.is_available()
-    device = torch.cuda.get_device_name() if not use_cpu else "cpu"
+    device = torch.cuda.get_device_name() if not use_cpu else f"cpu ({os.cpu_count()} cores)"
 
-    data = load_interactions(dataset_file_in(a.data))
-    seqs = data.sequences
-    if a.max_users:
-        seqs = dict(list(seqs.items())[: a.max_users])
-    dsd = leave_one_out(seqs, max_history=50)
-    split_dir = os.path.join(a.out, "data")
-    dsd.save_to_disk(split_dir)
-
-    # Every stage's result is kept in --out and reused by a later invocation, so the benchmark can be
-    # split over several calls (a lent GPU runs one command for at most 10 minutes).
-    emb_path = os.path.join(a.out, "item_emb.npy")
-    sas_path = os.path.join(a.out, "sasrec_metrics.json")
-    if os.path.exists(emb_path) and os.path.exists(sas_path):
-        emb, sas_metrics = np.load(emb_path), json.load(open(sas_path))
-        print(f"reusing SASRec embeddings and metrics from {a.out}")
-    else:
-        sasrec, sas_metrics = train_sasrec(
-            dsd,
-            os.path.join(a.out, "sasrec"),
-            hidden_size=a.sasrec_hidden,
-            num_train_epochs=a.sasrec_epochs,
-            use_cpu=use_cpu,
-            disable_tqdm=True,
-            patience=5,
-        )
-        emb = collaborative_item_embeddings(sasrec)
-        np.save(emb_path, emb)
-        with open(sas_path, "w") as f:
-            json.dump(sas_metrics, f, indent=2)
-    rq_dir = os.path.join(a.out, "rqvae")
-    if os.path.exists(os.path.join(rq_dir, "code_stats.json")):
-        rq_stats = json.load(open(os.path.join(rq_dir, "code_stats.json")))
-        print(f"reusing the RQ-VAE in {rq_dir}")
-    else:
-        _, rq_stats = pretrain_rqvae(
-            torch.from_numpy(emb),
-            rq_dir,
-            RQVAEConfig(semantic_dim=emb.shape[1]),
-            num_train_epochs=a.rqvae_epochs,
-            use_cpu=use_cpu,
-        )
-    results = {
-        "device": device,
-        "sasrec": {k.removeprefix("test_"): v for k, v in sas_metrics.items() if k.startswith("test_")},
-        "rqvae": rq_stats,
-        "variants": {},
-        "seconds": {},
-    }
-    for name in a.variants.split(","):
-        t0 = time.time()
-        args = [
-            "--dataset_dir",
-            split_dir,
-            "--item_embeddings",
-            emb_path,
-            "--rqvae_path",
-            rq_dir,
-            "--output_dir",
-            os.path.join(a.out, name),
-            "--hidden_size",
-            str(a.hidden),
-            "--num_hidden_layers",
-            str(a.layers),
-            "--num_attention_heads",
-            str(a.heads),
-            "--num_train_epochs",
-            str(a.epochs),
-            "--finetune_epochs",
-            str(a.finetune_epochs),
-            "--per_device_train_batch_size",
-            str(a.batch),
-            "--per_device_eval_batch_size",
-            "512",
-            "--learning_rate",
-            str(a.lr),
-            "--disable_tqdm",
-            "true",
-            "--dataloader_num_workers",
-            "2",
-            # Beauty histories: median 4 items, max 50; random batches are ~18% real tokens. Grouping
-            # is what fits the run in the GPU time budget (it cost ~0.02 NDCG@10 on the embedded default).
-            "--group_by_length",
-            "true",
-            *VARIANTS[name],
-            *a.extra.split(),
-        ]
-        if not use_cpu:
-            args += ["--bf16", "true"]
-        done = os.path.join(a.out, name, "test_metrics.json")
+    dsd, split_dir = prepare_split(a.data, out, a.max_users)
+    emb, sas_metrics = sasrec_stage(dsd, out, cfg, use_cpu)
+    rq_stats = rqvae_stage(emb, os.path.join(out, "rqvae"), cfg["rqvae_epochs"], use_cpu)
+    results_path = os.path.join(out, "beauty_metrics.json")
+    results = json.load(open(results_path)) if os.path.exists(results_path) else {"variants": {}, "minutes": {}}
+    results.update(device=device, preset=a.preset, config=cfg, rqvae=rq_stats,
+                   sasrec={k.removeprefix("test_"): v for k, v in sas_metrics.items() if k.startswith("test_")})
+    for name in [v for v in a.variants.split(",") if v]:
+        extra, epochs = variant_args(name, cfg["epochs"])
+        emb_path, rq_dir = os.path.join(out, "item_emb.npy"), os.path.join(out, "rqvae")
+        if name == "dualscid":
+            emb_path = dualscid_embeddings(emb, dsd, a.data, out)
+            rq_dir = os.path.join(out, "rqvae_dualscid")
+            results.setdefault("rqvae_dualscid", rqvae_stage(np.load(emb_path), rq_dir, cfg["rqvae_epochs"], use_cpu))
+        work = os.path.join(out, name)
+        done = os.path.join(work, "test_metrics.json")
         if os.path.exists(done):
             print(f"reusing the {name} result in {done}")
             results["variants"][name] = json.load(open(done))
             continue
+        checkpoints = sorted((d for d in os.listdir(work) if d.startswith("checkpoint-")), key=lambda d: int(d.split("-")[1])) \
+            if os.path.isdir(work) else []
+        args = [
+            "--dataset_dir", split_dir, "--item_embeddings", emb_path, "--rqvae_path", rq_dir, "--output_dir", work,
+            "--hidden_size", str(cfg["hidden"]), "--num_hidden_layers", str(cfg["layers"]),
+            "--num_attention_heads", str(cfg["heads"]), "--num_train_epochs", str(epochs),
+            "--finetune_epochs", str(cfg["finetune_epochs"]), "--per_device_train_batch_size", str(cfg["batch"]),
+            "--per_device_eval_batch_size", "256", "--learning_rate", str(cfg["lr"]), "--warmup_steps", str(cfg["warmup"]),
+            "--warm_epoch", str(cfg["warm_epoch"]), "--weight_decay", "0.05",
+            "--early_stopping_patience", str(cfg["patience"]), "--eval_num_beams", str(cfg["beams"]),
+            "--disable_tqdm", "true", "--logging_steps", "100", "--save_total_limit", "1",
+            # Beauty histories: median 4 items, max 50; random batches are ~18% real tokens.
+            "--group_by_length", "true",
+            *(["--eval_users", str(cfg["eval_users"])] if cfg["eval_users"] else []),
+            *(["--resume_from_checkpoint", os.path.join(work, checkpoints[-1])] if checkpoints else []),
+            *extra, *a.extra.split(),
+        ]
+        if not use_cpu:
+            args += ["--bf16", "true"]
+        t0 = time.time()
         results["variants"][name] = run_etegrec(args)
-        results["seconds"][name] = time.time() - t0
-    results["seconds"]["total"] = time.time() - start
-    with open(os.path.join(a.out, "beauty_metrics.json"), "w") as f:
+        results["minutes"][name] = (time.time() - t0) / 60
+        with open(results_path, "w") as f:
+            json.dump(results, f, indent=2)
+    results["minutes"]["this_call"] = (time.time() - start) / 60
+    with open(results_path, "w") as f:
         json.dump(results, f, indent=2)
     rows = dict(PUBLISHED)
-    rows["SASRec (ours, CE)"] = tuple(results["sasrec"][c] for c in COLUMNS)
+    rows["SASRec (ours, CE)"] = tuple(results["sasrec"].get(c) for c in COLUMNS)
     for name, m in results["variants"].items():
-        rows[f"ETEGRec-LLaMA {name}"] = tuple(m[c] for c in COLUMNS)
-    print(f"\nAmazon Beauty, leave-one-out, full ranking ({device}, {results['seconds']['total'] / 60:.1f} min)")
+        rows[f"ETEGRec-LLaMA {name}"] = tuple(m.get(c) for c in COLUMNS)
+    print(f"\nAmazon Beauty, leave-one-out, full ranking ({device}, preset {a.preset})")
     print(table(rows))
     return results
 

@@ -14,16 +14,14 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     -d .whl "bitsandbytes==0.50.2" "datasets==5.2.0" "evaluate==0.4.6" "dill==0.4.1" "multiprocess==0.70.19"
 data=${1:-../shared/data/amazon-beauty}
 cp -r "$data" outputs/gpu-data/
-# Stage outputs already computed here (SASRec embeddings + metrics, the RQ-VAE) spare GPU minutes:
-# benchmarks/beauty.py --out outputs/beauty-gpu reuses them. From `hf-genrec-embeddings` /
-# `hf-genrec-pretrain-rqvae` runs on Beauty (README's figures) when present.
-src=${2:-outputs/beauty2}
+# Stage outputs already computed here by `benchmarks/beauty.py --preset cpu` (the split, SASRec
+# embeddings + metrics, the pre-trained RQ-VAE) spare GPU minutes: the gpu preset reuses them.
+src=${2:-outputs/beauty-cpu}
 if [ -f "$src/item_emb.npy" ] && [ -f "$src/rqvae/code_stats.json" ]; then
     mkdir -p outputs/beauty-gpu/rqvae
-    cp "$src/item_emb.npy" outputs/beauty-gpu/
+    cp -r "$src/data" outputs/beauty-gpu/
+    cp "$src/item_emb.npy" "$src/sasrec_metrics.json" outputs/beauty-gpu/
     cp "$src"/rqvae/{config.json,model.safetensors,code_stats.json} outputs/beauty-gpu/rqvae/
-    python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1]))['sasrec'], open(sys.argv[2], 'w'), indent=2)" \
-        "$src/item_emb.report.json" outputs/beauty-gpu/sasrec_metrics.json
     echo "seeded outputs/beauty-gpu from $src"
 fi
 du -sh .whl outputs/gpu-data outputs/beauty-gpu 2>/dev/null

@@ -109,9 +109,12 @@ def test_movielens_reader_with_titles(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    p = write(tmp_path, "data.csv", "a,b\n")
+    p = write(tmp_path, "data.parquet", "a,b\n")
     with pytest.raises(InteractionFormatError, match="cannot tell the format"):
         load_interactions(p)
+    csv = write(tmp_path, "data.csv", "a,b\n")  # .csv is HLLM's layout, which names its missing columns
+    with pytest.raises(InteractionFormatError, match="no 'item_id' column"):
+        load_interactions(csv)
     with pytest.raises(InteractionFormatError, match="unknown format"):
         load_interactions(p, format="parquet")
 

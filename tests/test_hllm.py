@@ -359,3 +359,33 @@ def test_recipe_embedded_default_runs_and_saves_a_loadable_model(tmp_path):
     assert (out / "final" / "tokenizer.json").exists()
     rec = loaded.eval().recommend([[0, 1, 2]], top_k=3)
     assert len(rec.items[0]) == 3
+
+
+def test_time_gap_features_from_timestamped_data_through_the_trainer(tmp_path, tokenizer):
+    inter = tmp_path / "toy.inter"
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(8):
+        for j in range(5):
+            lines.append(f"u{u}\t{(u + j) % N}\t{1000 * j + 60 * u * j}")
+    inter.write_text("\n".join(lines) + "\n")
+    dsd = leave_one_out(load_interactions(str(inter)))
+    assert dsd["train"][0]["history_timestamps"] == [0.0]
+    config = HLLMConfig(num_items=N, item_backbone_config=None, item_embedding_dim=8, user_backbone_config=tiny(16),
+                        num_time_buckets=8, num_negatives=4)
+    model = HLLMForRecommendation(config)
+    model.set_item_embeddings(torch.randn(N, 8))
+    mask = torch.tensor([[False, True, True, True]])
+    ts = torch.tensor([[0.0, 0.0, 60.0, 60.0 + 7 * 60]], dtype=torch.float64)
+    assert model.time_buckets(ts, mask).tolist() == [[0, 0, 2, 4]]  # first item 0; 1 min -> 1 + 1; 7 min -> 1 + 3
+    with pytest.raises(ValueError, match="history_timestamps"):
+        model.top_k_items(torch.tensor([[1, 2]]), 3)
+    from hf_genrec.recipes.hllm import whole_sequence_rows
+
+    rows = whole_sequence_rows(dsd)
+    assert len(rows[0]["history_timestamps"]) == len(rows[0]["history"])
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), num_train_epochs=1, per_device_train_batch_size=4,
+                                        use_cpu=True, report_to="none", save_strategy="no", metric_ks=[5])
+    trainer = RecommenderTrainer(model=model, args=args, train_dataset=rows, eval_dataset=dsd["validation"])
+    trainer.train()
+    assert model.time_embedding.weight.grad is not None or trainer.state.global_step > 0
+    assert 0 <= trainer.evaluate()["eval_ndcg@5"] <= 1

@@ -15,7 +15,8 @@ class DataCollatorForRecommendation:
 
     Output:
         history ``[B, H]``: the last ``max_history`` items of each history, left padded with 0
-        (``H`` = the longest row of the batch). targets ``[B]``: the next item.
+        (``H`` = the longest row of the batch). targets ``[B]``: the next item. When rows carry
+        ``history_timestamps``: ``history_timestamps`` ``[B, H]`` (seconds, float64, left padded with 0).
 
     Item ids stay item ids: a family looks up what it needs (codes, embeddings) in its own
     tables, so re-assigning an ETEGRec model's codes never leaves a stale copy here. Unknown ids
@@ -33,7 +34,11 @@ class DataCollatorForRecommendation:
             if not hist:
                 raise EmptyHistoryError("a row has an empty history; drop it or give it at least one item")
             histories.append(hist)
-        return {
+        batch = {
             "history": left_pad(histories, 0),
             "targets": torch.tensor([int(r["target"]) for r in rows], dtype=torch.long),
         }
+        if rows[0].get("history_timestamps") is not None:
+            times = [list(r["history_timestamps"])[-self.max_history :] for r in rows]
+            batch["history_timestamps"] = left_pad(times, 0.0, dtype=torch.float64)
+        return batch

@@ -23,10 +23,12 @@ class InteractionFormatError(ValueError):
 
 @dataclass
 class SequenceData:
-    """Per-user item sequences (time order) and optional item text."""
+    """Per-user item sequences (time order), optional item text and, where the file has them, each
+    interaction's timestamp (seconds, aligned with ``sequences``)."""
 
     sequences: dict[str, list[ItemId]]
     item_text: dict[ItemId, str] | None = None
+    timestamps: dict[str, list[float]] | None = None
     source: str = ""
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -127,7 +129,8 @@ def read_recbole_inter(path: str) -> SequenceData:
                 raise InteractionFormatError(f"{path}: line {n + 2}: {e}") from e
     sequences = {u: [item for _, _, item in sorted(r)] for u, r in rows.items()}
     _check_not_empty(sequences, path)
-    return SequenceData(sequences, source=path)
+    timestamps = {u: [t for t, _, _ in sorted(r)] for u, r in rows.items()} if t_col is not None else None
+    return SequenceData(sequences, timestamps=timestamps, source=path)
 
 
 def read_movielens(path: str) -> SequenceData:
@@ -150,10 +153,11 @@ def read_movielens(path: str) -> SequenceData:
             except ValueError as e:
                 raise InteractionFormatError(f"{ratings}:{lineno}: {e}") from e
     sequences = {u: [m for _, _, m in sorted(r)] for u, r in rows.items()}
+    timestamps = {u: [float(t) for t, _, _ in sorted(r)] for u, r in rows.items()}
     _check_not_empty(sequences, ratings)
     movies = os.path.join(os.path.dirname(ratings), "movies.dat")
     item_text = {int(k): v for k, v in read_movielens_movies(movies).items()} if os.path.exists(movies) else None
-    return SequenceData(sequences, item_text=item_text, source=ratings)
+    return SequenceData(sequences, item_text=item_text, timestamps=timestamps, source=ratings)
 
 
 def read_hllm_csv(path: str) -> SequenceData:
@@ -173,10 +177,11 @@ def read_hllm_csv(path: str) -> SequenceData:
             except (TypeError, ValueError) as e:
                 raise InteractionFormatError(f"{path}: line {n + 2}: {e}") from e
     sequences = {u: [item for _, _, item in sorted(r)] for u, r in rows.items()}
+    timestamps = {u: [t for t, _, _ in sorted(r)] for u, r in rows.items()}
     _check_not_empty(sequences, path)
     info = find_item_text_file(path)
     item_text = read_item_texts(info) if info and info.endswith(".csv") else None
-    return SequenceData(sequences, item_text=item_text, source=path)
+    return SequenceData(sequences, item_text=item_text, timestamps=timestamps, source=path)
 
 
 FORMATS = {

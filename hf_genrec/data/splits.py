@@ -15,12 +15,15 @@ logger = logging.getLogger(__name__)
 FEATURES = Features(
     {"user": Value("string"), "history": Sequence(Value("int32")), "target": Value("int32"), "length": Value("int32")}
 )
+#: with timestamps: the time (seconds) of each history item, for time-aware models
+FEATURES_WITH_TIME = Features({**FEATURES, "history_timestamps": Sequence(Value("float64"))})
 
 
 class GenRecDatasetDict(DatasetDict):
     """A ``DatasetDict`` (splits ``train`` / ``validation`` / ``test``; columns ``user``,
     ``history`` (dense item ids, oldest first), ``target``, ``length`` (history items, for the
-    Trainer's group-by-length sampling)) that carries its :class:`ItemIdMap`.
+    Trainer's group-by-length sampling) and, when the source had timestamps, ``history_timestamps``)
+    that carries its :class:`ItemIdMap`.
 
     ``save_to_disk`` writes the mapping beside the splits; :func:`load_genrec_dataset` reads both.
     """
@@ -65,8 +68,9 @@ def leave_one_out(
         on_short: ``"error"`` raises on a user shorter than ``min_length``; ``"drop"`` drops
             them and logs how many (also stored as ``num_dropped_users``).
     """
+    timestamps = None
     if isinstance(sequences, SequenceData):
-        sequences = sequences.sequences
+        sequences, timestamps = sequences.sequences, sequences.timestamps
     if not sequences:
         raise ValueError("no sequences to split")
     if min_length < 3:
@@ -86,25 +90,30 @@ def leave_one_out(
         raise ValueError("every user was dropped as too short; nothing to split")
 
     item_map = ItemIdMap(i for s in kept.values() for i in s)
-    rows: dict[str, dict[str, list]] = {
-        k: {"user": [], "history": [], "target": [], "length": []} for k in ("train", "validation", "test")
-    }
+    columns = ["user", "history", "target", "length"] + (["history_timestamps"] if timestamps else [])
+    rows: dict[str, dict[str, list]] = {k: {c: [] for c in columns} for k in ("train", "validation", "test")}
 
-    def add(split: str, user: str, history: list[int], target: int) -> None:
+    def add(split: str, user: str, history: list[int], target: int, times: list[float] | None) -> None:
         rows[split]["user"].append(user)
         rows[split]["history"].append(history[-max_history:])
         rows[split]["target"].append(target)
         rows[split]["length"].append(min(len(history), max_history))
+        if times is not None:
+            rows[split]["history_timestamps"].append(times[-max_history:])
 
     for user, seq in kept.items():
         dense = [item_map.to_dense(i) for i in seq]
+        times = [float(t) for t in timestamps[user]] if timestamps else None
+        if times is not None and len(times) != len(dense):
+            raise ValueError(f"user {user!r}: {len(dense)} items but {len(times)} timestamps")
         n = len(dense)
         for t in range(1, n - 2):
-            add("train", user, dense[:t], dense[t])
-        add("validation", user, dense[: n - 2], dense[n - 2])
-        add("test", user, dense[: n - 1], dense[n - 1])
+            add("train", user, dense[:t], dense[t], times[:t] if times else None)
+        add("validation", user, dense[: n - 2], dense[n - 2], times[: n - 2] if times else None)
+        add("test", user, dense[: n - 1], dense[n - 1], times[: n - 1] if times else None)
 
-    dsd = GenRecDatasetDict({k: Dataset.from_dict(v, features=FEATURES) for k, v in rows.items()})
+    features = FEATURES_WITH_TIME if timestamps else FEATURES
+    dsd = GenRecDatasetDict({k: Dataset.from_dict(v, features=features) for k, v in rows.items()})
     dsd.item_map = item_map
     dsd.num_dropped_users = len(short)
     return dsd

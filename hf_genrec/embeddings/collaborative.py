@@ -14,7 +14,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from ..data.splits import GenRecDatasetDict, train_sequences
 from ..distributed import without_model_sharding
-from ..metrics import ranking_metrics_for_trainer, ranks_from_scores
+from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, ranks_from_scores
 from ..models.sasrec import SASRecConfig, SASRecModel
 from ..utils.padding import left_pad
 
@@ -59,12 +59,13 @@ def train_sasrec(
     patience: int = 10,
     seed: int = 42,
     use_cpu: bool = False,
+    metric_ks=DEFAULT_KS,
     **training_kwargs,
 ) -> tuple[SASRecModel, dict[str, float]]:
     """Train SASRec with full-softmax CE on every position of each user's training sequence,
     select the epoch with the best validation NDCG@10 and evaluate it on the test split.
 
-    Returns the model and its metrics (``val_*`` and ``test_*`` recall/ndcg at ``hf_genrec.metrics.DEFAULT_KS``).
+    Returns the model and its metrics (``val_*`` and ``test_*`` recall/ndcg at ``metric_ks``).
     """
     config = SASRecConfig(
         num_items=dsd.num_items,
@@ -104,7 +105,7 @@ def train_sasrec(
             train_dataset=_sequence_rows(dsd),
             eval_dataset=list(dsd["validation"]),
             data_collator=SASRecCollator(),
-            compute_metrics=ranking_metrics_for_trainer(),
+            compute_metrics=ranking_metrics_for_trainer(metric_ks),
             # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
             # memory stays O(users) instead of O(users x items).
             preprocess_logits_for_metrics=ranks_from_scores,

@@ -79,6 +79,13 @@ class DataArguments:
         default=5e-4, metadata={"help": "lr of the final stage (ETEGRec: 5e-4, code loss only)"}
     )
     early_stopping_patience: int = 4
+    eval_users: int | None = field(
+        default=None,
+        metadata={
+            "help": "select checkpoints / early-stop on this many random validation users (beam search over every "
+            "user is the slowest part of a CPU epoch); the test split is always complete"
+        },
+    )
     estimate_memory: bool = field(default=False, metadata={"help": "print the training memory estimate and exit"})
     group_by_length: bool = field(
         default=False,
@@ -183,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     dsd = load_dataset(dargs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
     if dargs.group_by_length:
         targs = with_length_grouping(targs, dsd)
+    if dargs.eval_users and dargs.eval_users < len(dsd["validation"]):
+        dsd["validation"] = dsd["validation"].shuffle(seed=targs.seed).select(range(dargs.eval_users))
     logger.info(
         "data: %d items; rows train %d / validation %d / test %d",
         dsd.num_items,

@@ -75,6 +75,9 @@ class HLLMArguments:
     item_cache_dir: str | None = field(
         default=None, metadata={"help": "light mode: where item embeddings are cached (default: <output_dir>/item_cache)"}
     )
+    num_time_buckets: int = field(
+        default=0, metadata={"help": "> 0: time-gap features (needs timestamps in the data, e.g. .inter / .csv / ratings.dat)"}
+    )
     early_stopping_patience: int = 3
 
 
@@ -100,10 +103,17 @@ def whole_sequence_rows(dsd: GenRecDatasetDict) -> Dataset:
     """One row per user: ``history`` = the training sequence without its last item, ``target`` = that
     item. With ``train_on_all_positions`` every transition of the sequence is trained once per epoch
     (the official objective), instead of once per prefix row."""
-    seqs = [s for s in train_sequences(dsd) if len(s) >= 2]
-    return Dataset.from_dict(
-        {"history": [s[:-1] for s in seqs], "target": [s[-1] for s in seqs], "length": [len(s) - 1 for s in seqs]}
-    )
+    seqs = train_sequences(dsd)
+    keep = [i for i, s in enumerate(seqs) if len(s) >= 2]
+    rows = {
+        "history": [seqs[i][:-1] for i in keep],
+        "target": [seqs[i][-1] for i in keep],
+        "length": [len(seqs[i]) - 1 for i in keep],
+    }
+    if "history_timestamps" in dsd["validation"].column_names:  # the validation history is the training part
+        times = dsd["validation"]["history_timestamps"]
+        rows["history_timestamps"] = [list(times[i])[:-1] for i in keep]
+    return Dataset.from_dict(rows)
 
 
 def item_texts_for(dsd: GenRecDatasetDict, margs: HLLMArguments) -> list[str] | None:
@@ -141,6 +151,7 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
         num_negatives=margs.num_negatives,
         in_batch_negatives=margs.in_batch_negatives,
         nce_threshold=margs.nce_threshold,
+        num_time_buckets=margs.num_time_buckets,
         **lora,
     )
     small = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
@@ -196,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(targs.seed)
     os.makedirs(targs.output_dir, exist_ok=True)
     dsd = load_dataset(margs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
+    if margs.num_time_buckets and "history_timestamps" not in dsd["train"].column_names:
+        raise ValueError("--num_time_buckets needs timestamps, and this dataset has none (e.g. Beauty.inter.json)")
     texts = item_texts_for(dsd, margs)
     model, tokenizer = build_model(dsd, texts, margs)
     model.set_item_map(dsd.item_map)

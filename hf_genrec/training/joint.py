@@ -93,8 +93,9 @@ class ETEGRecJointModel(nn.Module):
     def is_gradient_checkpointing(self) -> bool:
         return self.recommender.is_gradient_checkpointing
 
-    def forward(self, history: torch.Tensor, targets: torch.Tensor) -> JointOutput:
-        """``history`` ``[B, H]`` (item ids, left padded with 0) and ``targets`` ``[B]``, as the collator builds them."""
+    def forward(self, history: torch.Tensor, targets: torch.Tensor, **kwargs) -> JointOutput:
+        """``history`` ``[B, H]`` (item ids, left padded with 0) and ``targets`` ``[B]``, as the collator
+        builds them (other collator outputs, e.g. ``history_timestamps``, are not used by ETEGRec)."""
         rec = self.recommender(history=history, targets=targets)
         # SIA, PSA and the VQ loss see each distinct target once (official: np.unique over the
         # batch's targets), so a popular item is neither over-weighted nor its own negative.

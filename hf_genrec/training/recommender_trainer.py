@@ -8,6 +8,7 @@ per-user ranks across processes and drops the padding it adds, so under DDP each
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -73,7 +74,10 @@ class RecommenderTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Top ``max(metric_ks)`` items for each history; returns each target's 0-based rank (a miss = k)."""
         inputs = self._prepare_inputs(inputs)
+        # Per-user side inputs the collator adds (e.g. history_timestamps) go to a model that takes them.
+        accepted = inspect.signature(self.recommender.top_k_items).parameters
+        extra = {k: v for k, v in inputs.items() if k not in ("history", "targets") and k in accepted}
         with torch.no_grad():
-            out = self.recommender.top_k_items(inputs["history"], max(self.args.metric_ks), **self.top_k_kwargs())
+            out = self.recommender.top_k_items(inputs["history"], max(self.args.metric_ks), **extra, **self.top_k_kwargs())
         ranks = target_ranks(out.item_ids, inputs["targets"])
         return None, ranks, inputs["targets"]

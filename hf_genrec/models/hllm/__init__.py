@@ -1,4 +1,3 @@
-from ...data.item_text import format_item_fields
 from .configuration_hllm import DEFAULT_ITEM_PROMPT, HLLMConfig
 from .item_text import tokenize_item_texts, train_word_level_tokenizer
 from .modeling_hllm import HLLMForRecommendation, HLLMOutput, HLLMPreTrainedModel
@@ -9,7 +8,6 @@ __all__ = [
     "HLLMForRecommendation",
     "HLLMOutput",
     "HLLMPreTrainedModel",
-    "format_item_fields",
     "tokenize_item_texts",
     "train_word_level_tokenizer",
 ]

@@ -73,6 +73,8 @@ class HLLMConfig(PretrainedConfig):
         train_on_all_positions: the loss covers every position of the sequence (official; train on
             whole user sequences) instead of only the last one.
         item_encode_batch_size: items per item-LLM batch when (re)computing the cache.
+        num_time_buckets: > 0 adds a learned embedding of the log2-bucketed gap (in minutes) since the
+            previous interaction to every user-LLM input (needs ``history_timestamps``); 0 = off.
         evaluation_results: for the model card.
     """
 
@@ -99,6 +101,7 @@ class HLLMConfig(PretrainedConfig):
         logit_scale_max: float = 100.0,
         train_on_all_positions: bool = True,
         item_encode_batch_size: int = 256,
+        num_time_buckets: int = 0,
         item_use_lora: bool = False,
         item_lora_r: int = 16,
         item_lora_alpha: int = 32,
@@ -162,6 +165,9 @@ class HLLMConfig(PretrainedConfig):
         self.logit_scale_max = logit_scale_max
         self.train_on_all_positions = train_on_all_positions
         self.item_encode_batch_size = item_encode_batch_size
+        if num_time_buckets < 0:
+            raise ValueError(f"num_time_buckets must be >= 0 (0 = no time features), got {num_time_buckets}")
+        self.num_time_buckets = num_time_buckets
         lora = {
             "item": (item_use_lora, item_lora_r, item_lora_alpha, item_lora_dropout, item_lora_target_modules),
             "user": (user_use_lora, user_lora_r, user_lora_alpha, user_lora_dropout, user_lora_target_modules),

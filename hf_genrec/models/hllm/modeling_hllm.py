@@ -77,13 +77,15 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         self.item_emb_token = nn.Parameter(torch.zeros(1, d_item)) if uses_item_token else None
         self.item_projection = nn.Linear(d_item, d_user) if d_item != d_user else None
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        # Bucket 0: no gap known (first item of a history, padding).
+        self.time_embedding = nn.Embedding(config.num_time_buckets + 1, d_user) if config.num_time_buckets else None
         text_width = config.max_text_length - (1 if uses_item_token else 0)
         n = config.num_items + 1
         self.register_buffer("item_input_ids", torch.zeros(n, text_width, dtype=torch.long))
         self.register_buffer("item_text_lengths", torch.zeros(n, dtype=torch.long))
         self.register_buffer("item_embedding_cache", torch.zeros(n, d_item))
         self.register_buffer("item_cache_valid", torch.tensor(False))
-        self._new_layers = (self.item_projection,) if self.item_projection is not None else ()
+        self._new_layers = tuple(m for m in (self.item_projection, self.time_embedding) if m is not None)
         self.post_init()
         with torch.no_grad():
             if self.item_emb_token is not None and self.item_emb_token.device.type != "meta":
@@ -135,7 +137,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
 
         ``texts``: ``N`` strings, text i for dense item i + 1 (``""`` for an item without text; it
         still gets an embedding). Build one item's text from fields with
-        :func:`~hf_genrec.models.hllm.item_text.format_item_fields`. Invalidates the cache.
+        :func:`hf_genrec.data.format_item_fields`. Invalidates the cache.
         """
         if not self.config.has_item_llm:
             raise ValueError("this HLLM has no item LLM (item_backbone_config=None); use set_item_embeddings")
@@ -237,9 +239,31 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         return self.project(raw)
 
     # ---------------------------------------------------------------------- user side
-    def user_states(self, item_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The user LLM over a left-padded sequence of item vectors ``[B, L, hidden]`` (``mask`` ``[B, L]``)
-        -> ``[B, L, hidden]`` fp32 (position t predicts the item after t)."""
+    def time_buckets(self, timestamps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` timestamps (seconds) -> ``[B, L]`` bucket of the gap since the previous item:
+        ``1 + floor(log2(1 + minutes))`` capped at ``num_time_buckets``; 0 for a first item or padding."""
+        gap = (timestamps[:, 1:] - timestamps[:, :-1]).clamp_min(0) / 60.0
+        buckets = 1 + torch.floor(torch.log2(1 + gap)).long().clamp(0, self.config.num_time_buckets - 1)
+        known = mask[:, 1:] & mask[:, :-1]
+        return F.pad(torch.where(known, buckets, torch.zeros_like(buckets)), (1, 0))
+
+    def _time_input(self, history_timestamps: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor | None:
+        if self.time_embedding is None:
+            return None
+        if history_timestamps is None:
+            raise ValueError("this HLLM uses time features (num_time_buckets > 0): pass history_timestamps [B, H]")
+        if history_timestamps.shape != mask.shape:
+            raise ValueError(f"history_timestamps {tuple(history_timestamps.shape)} must match history {tuple(mask.shape)}")
+        return self.time_embedding(self.time_buckets(history_timestamps.to(torch.float64), mask))
+
+    def user_states(
+        self, item_vectors: torch.Tensor, mask: torch.Tensor, time_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The user LLM over a left-padded sequence of item vectors ``[B, L, hidden]`` (``mask`` ``[B, L]``;
+        ``time_vectors`` ``[B, L, hidden]`` added when time features are on) -> ``[B, L, hidden]`` fp32
+        (position t predicts the item after t)."""
+        if time_vectors is not None:
+            item_vectors = item_vectors + time_vectors
         position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
         out = self.user_llm(
             inputs_embeds=item_vectors.to(self.backbone_compute_dtype("user_llm")),
@@ -254,12 +278,13 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             raise EmptyHistoryError("a history is empty; at least one item is needed")
         self.check_item_ids(history, allow_padding=True)
 
-    def user_embedding(self, history: torch.Tensor) -> torch.Tensor:
+    def user_embedding(self, history: torch.Tensor, history_timestamps: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, H]`` left-padded histories -> the next-item query ``[B, hidden]`` (unnormalised)."""
         self._check_history(history)
         uniq, inverse = torch.unique(history, return_inverse=True)
         vectors = self.item_vectors(uniq)[inverse]
-        return self.user_states(vectors, history > 0)[:, -1]
+        mask = history > 0
+        return self.user_states(vectors, mask, self._time_input(history_timestamps, mask))[:, -1]
 
     def logit_scale_value(self) -> torch.Tensor:
         """exp(logit_scale), the log clamped in place to [0, log(logit_scale_max)] as the official code does."""
@@ -267,8 +292,15 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             self.logit_scale.clamp_(0.0, math.log(self.config.logit_scale_max))
         return self.logit_scale.exp()
 
-    def forward(self, history: torch.Tensor, targets: torch.Tensor | None = None, **kwargs) -> HLLMOutput:
-        """``history`` ``[B, H]`` (dense ids, left padded with 0), ``targets`` ``[B]`` the next item.
+    def forward(
+        self,
+        history: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        history_timestamps: torch.Tensor | None = None,
+        **kwargs,
+    ) -> HLLMOutput:
+        """``history`` ``[B, H]`` (dense ids, left padded with 0), ``targets`` ``[B]`` the next item,
+        ``history_timestamps`` ``[B, H]`` (seconds; needed with time features).
 
         With ``train_on_all_positions`` (the official objective; feed whole training sequences:
         history = sequence[:-1], target = sequence[-1]) every position predicts its successor;
@@ -276,7 +308,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         """
         self._check_history(history)
         if targets is None:
-            return HLLMOutput(user_embeddings=self.user_embedding(history))
+            return HLLMOutput(user_embeddings=self.user_embedding(history, history_timestamps))
         self.check_item_ids(targets, allow_padding=False)
         seq = torch.cat([history, targets.unsqueeze(1)], dim=1)  # [B, H + 1]
         inputs, labels = seq[:, :-1], seq[:, 1:]
@@ -291,7 +323,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         uniq, inverse = torch.unique(torch.cat([seq.flatten(), sampled]), return_inverse=True)
         vectors = self.item_vectors(uniq)  # [U, hidden]
         seq_index = inverse[: seq.numel()].view_as(seq)
-        states = self.user_states(vectors[seq_index[:, :-1]], inputs > 0)
+        states = self.user_states(vectors[seq_index[:, :-1]], inputs > 0, self._time_input(history_timestamps, inputs > 0))
         query = F.normalize(states[trained], dim=-1)  # [M, hidden]
         scale = self.logit_scale_value()
         if self.config.loss == "ce":
@@ -327,19 +359,20 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
 
     # --------------------------------------------------------------------- the contract
     @torch.no_grad()
-    def all_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+    def all_item_scores(self, history: torch.Tensor, history_timestamps: torch.Tensor | None = None) -> torch.Tensor:
         """Cosine between each user's query and every item, ``[B, N + 1]`` (column 0 = -inf)."""
         self.ensure_item_cache()
-        query = F.normalize(self.user_embedding(history), dim=-1)
+        query = F.normalize(self.user_embedding(history, history_timestamps), dim=-1)
         table = F.normalize(self.project(self.item_embedding_cache), dim=-1)
         scores = query @ table.t()
         scores[:, 0] = float("-inf")
         return scores
 
     @torch.no_grad()
-    def top_k_items(self, history: torch.Tensor, k: int) -> RecommendationOutput:
-        """Best ``k`` items (full ranking by cosine) for ``[B, H]`` left-padded histories."""
-        scores = self.all_item_scores(history)
+    def top_k_items(self, history: torch.Tensor, k: int, history_timestamps: torch.Tensor | None = None) -> RecommendationOutput:
+        """Best ``k`` items (full ranking by cosine) for ``[B, H]`` left-padded histories (and their
+        ``history_timestamps`` when the model uses time features)."""
+        scores = self.all_item_scores(history, history_timestamps)
         top = scores.topk(min(k, self.config.num_items), dim=1)
         ids, values = top.indices, top.values
         if k > ids.shape[1]:

@@ -1,0 +1,134 @@
+"""Where a CPU training step of ETEGRec goes: the joint step (recommender + RQ-VAE alignment losses +
+AdamW) against the bare backbone's forward + backward on the same batches, random vs length-grouped
+batches, fp32 vs bf16 autocast; plus the time of a Beauty epoch and of a full validation pass.
+
+    python benchmarks/step_profile.py --out outputs/beauty-cpu         # after beauty.py --preset cpu --variants ""
+
+Uses the split, SASRec embeddings and RQ-VAE that ``beauty.py`` left in ``--out`` and the cpu
+preset's model shape (random init: speed does not depend on the weights). Time it on a quiet
+machine: every figure is a ratio or a rate from this one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from beauty import PRESETS  # noqa: E402
+
+from hf_genrec.data import DataCollatorForRecommendation, load_genrec_dataset  # noqa: E402
+from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE  # noqa: E402
+from hf_genrec.models.rqvae import RQVAEModel  # noqa: E402
+from hf_genrec.recipes.stages import build_recommender, small_backbone  # noqa: E402
+from hf_genrec.training import ETEGRecJointModel  # noqa: E402
+
+
+def batches(dataset, batch: int, count: int, grouped: bool, seed: int = 0) -> list[dict]:
+    """``count`` batches of ``batch`` training rows: random, or grouped by history length the way the
+    Trainer's length sampler does (megabatches of 50 batches, sorted by length)."""
+    rng = np.random.default_rng(seed)
+    collate = DataCollatorForRecommendation(50)
+    order = rng.permutation(len(dataset))[: batch * count * (50 if grouped else 1)]
+    if grouped:
+        lengths = np.asarray(dataset["length"])[order]
+        mega = [order[i : i + 50 * batch] for i in range(0, len(order), 50 * batch)]
+        starts = range(0, len(order), 50 * batch)
+        order = np.concatenate([m[np.argsort(-lengths[s : s + len(m)], kind="stable")] for s, m in zip(starts, mega)])
+        picks = rng.choice(len(order) // batch, size=count, replace=False)
+        chunks = [order[p * batch : (p + 1) * batch] for p in picks]
+    else:
+        chunks = [order[i * batch : (i + 1) * batch] for i in range(count)]
+    return [collate([dataset[int(j)] for j in c]) for c in chunks]
+
+
+def timed(fn, items) -> float:
+    fn(items[0])  # warm-up
+    t0 = time.perf_counter()
+    for x in items[1:]:
+        fn(x)
+    return (time.perf_counter() - t0) / (len(items) - 1)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="outputs/beauty-cpu")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument("--batches", type=int, default=8)
+    p.add_argument("--eval_users", type=int, default=512)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    cfg = PRESETS[a.preset]
+    torch.manual_seed(0)
+    dsd = load_genrec_dataset(f"{a.out}/data")
+    emb = torch.from_numpy(np.load(f"{a.out}/item_emb.npy"))
+    tok = RQVAEModel.from_pretrained(f"{a.out}/rqvae")
+    backbone = small_backbone(DEFAULT_BACKBONE, cfg["hidden"], cfg["layers"], cfg["heads"])
+    rec = build_recommender(tok, emb, backbone_config=backbone)
+    joint = ETEGRecJointModel(rec, tok, emb).train()
+    params = [p for p in joint.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    report: dict = {"threads": torch.get_num_threads(), "batch": cfg["batch"], "model": f"{cfg['hidden']} x {cfg['layers']}"}
+
+    def joint_step(inputs, autocast=False):
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        with ctx:
+            out = joint(**inputs)
+            loss = out.code_loss + 1e-4 * out.sia_loss + 3e-4 * out.psa_loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def backbone_step(inputs):
+        codes = rec.code_inputs(inputs["history"], inputs["targets"])
+        mask = codes["attention_mask"]
+        embeds = torch.randn(*mask.shape, cfg["hidden"], requires_grad=True)
+        hidden = rec.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=rec.position_ids_from_mask(mask),
+                              use_cache=False).last_hidden_state
+        hidden.sum().backward()
+
+    for grouped in (False, True):
+        bs = batches(dsd["train"], cfg["batch"], a.batches + 1, grouped)
+        real = np.mean([int((b["history"] > 0).sum()) * 4 + 3 * len(b["targets"]) for b in bs[1:]])
+        padded = np.mean([b["history"].numel() * 4 + 3 * len(b["targets"]) for b in bs[1:]])
+        name = "grouped" if grouped else "random"
+        t_joint = timed(joint_step, bs)
+        t_bb = timed(backbone_step, bs)
+        t_bf16 = timed(lambda x: joint_step(x, autocast=True), bs)
+        report[name] = {
+            "real_token_share": real / padded,
+            "joint_step_s": t_joint,
+            "joint_tokens_per_s": real / t_joint,
+            "backbone_fwd_bwd_s": t_bb,
+            "backbone_tokens_per_s": real / t_bb,
+            "outside_backbone_share": 1 - t_bb / t_joint,
+            "joint_step_bf16_autocast_s": t_bf16,
+            "bf16_speedup": t_joint / t_bf16,
+        }
+        report[name]["epoch_minutes"] = len(dsd["train"]) / cfg["batch"] * t_joint / 60
+    rec.eval()
+    val = dsd["validation"].select(range(a.eval_users))
+    collate = DataCollatorForRecommendation(50)
+    rows = [collate([val[i] for i in range(s, min(s + 256, len(val)))]) for s in range(0, len(val), 256)]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for b in rows:
+            rec.top_k_items(b["history"], 20, num_beams=cfg["beams"], chunk_size=64)
+    per_user = (time.perf_counter() - t0) / len(val)
+    report["validation_users_per_s"] = 1 / per_user
+    report["full_validation_minutes"] = per_user * len(dsd["validation"]) / 60
+    print(json.dumps(report, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
