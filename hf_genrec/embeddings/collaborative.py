@@ -7,10 +7,12 @@ full-ranking validation / test metrics.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.splits import GenRecDatasetDict, train_sequences
 from ..distributed import without_model_sharding
@@ -63,7 +65,8 @@ def train_sasrec(
     **training_kwargs,
 ) -> tuple[SASRecModel, dict[str, float]]:
     """Train SASRec with full-softmax CE on every position of each user's training sequence,
-    select the epoch with the best validation NDCG@10 and evaluate it on the test split.
+    select the epoch with the best validation NDCG@10 and evaluate it on the test split. A run
+    that left epoch checkpoints in ``output_dir`` resumes from the last one.
 
     Returns the model and its metrics (``val_*`` and ``test_*`` recall/ndcg at ``metric_ks``).
     """
@@ -111,7 +114,11 @@ def train_sasrec(
             preprocess_logits_for_metrics=ranks_from_scores,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
         )
-        trainer.train()
+        # A run cut short (a session's end) continues from its last epoch checkpoint.
+        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last:
+            logger.info("SASRec: resuming from %s", last)
+        trainer.train(resume_from_checkpoint=last)
         # The final reports use other metric prefixes; early stopping has nothing to watch there.
         trainer.remove_callback(EarlyStoppingCallback)
         metrics = {}

@@ -106,6 +106,7 @@ EMBEDDED_DEFAULTS = {
     "--warmup_steps": "0.05",
     "--lr_scheduler_type": "cosine",
     "--max_grad_norm": "1.0",
+    "--weight_decay": "0.05",  # official ETEGRec, both sides
     "--eval_strategy": "epoch",
     "--save_strategy": "epoch",
     "--save_total_limit": "2",
