@@ -220,6 +220,24 @@ class BackboneHolderMixin:
         return getattr(self, slot).get_input_embeddings().weight.dtype
 
 
+class BackboneFamilyPreTrainedModel(PreTrainedModel):
+    """Base of a family's ``PreTrainedModel`` around LLM backbones: ``post_init`` initialises only the
+    layers the family adds (listed in ``self._new_layers``, N(0, ``config.initializer_range``), zero
+    bias); the backbones (pretrained or not) and peft's LoRA layers keep their own init."""
+
+    main_input_name = "history"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    # forward() averages the loss itself; Trainer must not pass num_items_in_batch.
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module in getattr(self, "_new_layers", ()):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+
 def attention_implementation(backbone: PreTrainedModel | None) -> str | None:
     """The attention implementation a given backbone was built with (``None`` for a fresh one)."""
     return backbone.config._attn_implementation if backbone is not None else None

@@ -12,18 +12,16 @@ end_to_end --item_use_lora true --bf16``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers import AutoTokenizer, EarlyStoppingCallback
 
 from ..cli.errors import run_cli
 from ..data import align_item_texts, find_item_text_file, make_synthetic_item_texts, read_item_texts, train_sequences
@@ -33,7 +31,7 @@ from ..embeddings.text import default_text_model_path
 from ..models.hllm import DEFAULT_ITEM_PROMPT, HLLMForRecommendation, train_word_level_tokenizer
 from ..models.hllm.configuration_hllm import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
-from .stages import load_dataset, small_backbone, test_and_save
+from .stages import RUN_DEFAULTS, load_dataset, parse_recipe_args, small_backbone, test_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +80,11 @@ class HLLMArguments:
 
 
 EMBEDDED_DEFAULTS = {
+    **RUN_DEFAULTS,
     "--output_dir": "outputs/hllm-default",
     "--num_train_epochs": "20",
     "--learning_rate": "2e-3",
     "--per_device_train_batch_size": "64",
-    "--per_device_eval_batch_size": "256",
-    "--eval_strategy": "epoch",
-    "--save_strategy": "epoch",
-    "--save_total_limit": "1",
-    "--load_best_model_at_end": "true",
-    "--metric_for_best_model": "ndcg@10",
-    "--lr_scheduler_type": "cosine",
-    "--warmup_steps": "0.05",
-    "--logging_steps": "50",
-    "--report_to": "none",
 }
 
 
@@ -197,15 +186,7 @@ def fill_item_cache(model: HLLMForRecommendation, item_model: str | None, cache_
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the recipe; returns the test metrics."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    given = {a.split("=")[0] for a in argv if a.startswith("--")}
-    argv += [x for k, v in EMBEDDED_DEFAULTS.items() if k not in given for x in (k, v)]
-    margs, targs = HfArgumentParser((HLLMArguments, RecommenderTrainingArguments)).parse_args_into_dataclasses(args=argv)
-    if not torch.cuda.is_available():
-        targs = dataclasses.replace(targs, use_cpu=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(targs.seed)
-    os.makedirs(targs.output_dir, exist_ok=True)
+    margs, targs = parse_recipe_args((HLLMArguments, RecommenderTrainingArguments), argv, EMBEDDED_DEFAULTS)
     dsd = load_dataset(margs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
     if margs.num_time_buckets and "history_timestamps" not in dsd["train"].column_names:
         raise ValueError("--num_time_buckets needs timestamps, and this dataset has none (e.g. Beauty.inter.json)")

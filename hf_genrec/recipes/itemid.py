@@ -14,18 +14,17 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers import EarlyStoppingCallback
 
 from ..cli.errors import run_cli
 from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
-from .stages import get_item_embeddings, load_dataset, small_backbone, test_and_save
+from .stages import RUN_DEFAULTS, get_item_embeddings, load_dataset, parse_recipe_args, small_backbone, test_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -63,32 +62,15 @@ class ItemIDArguments:
 
 
 EMBEDDED_DEFAULTS = {
+    **RUN_DEFAULTS,
     "--output_dir": "outputs/itemid-default",
     "--per_device_train_batch_size": "64",
-    "--per_device_eval_batch_size": "256",
-    "--eval_strategy": "epoch",
-    "--save_strategy": "epoch",
-    "--save_total_limit": "1",
-    "--load_best_model_at_end": "true",
-    "--metric_for_best_model": "ndcg@10",
-    "--lr_scheduler_type": "cosine",
-    "--warmup_steps": "0.05",
-    "--logging_steps": "50",
-    "--report_to": "none",
 }
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the two-stage recipe; returns the test metrics."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    given = {a.split("=")[0] for a in argv if a.startswith("--")}
-    argv += [x for k, v in EMBEDDED_DEFAULTS.items() if k not in given for x in (k, v)]
-    margs, targs = HfArgumentParser((ItemIDArguments, RecommenderTrainingArguments)).parse_args_into_dataclasses(args=argv)
-    if not torch.cuda.is_available():
-        targs = dataclasses.replace(targs, use_cpu=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(targs.seed)
-    os.makedirs(targs.output_dir, exist_ok=True)
+    margs, targs = parse_recipe_args((ItemIDArguments, RecommenderTrainingArguments), argv, EMBEDDED_DEFAULTS)
     dsd = load_dataset(margs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
 
     if margs.item_embeddings == "random":

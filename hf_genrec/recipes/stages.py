@@ -6,11 +6,12 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import torch
 from accelerate import PartialState
-from transformers import EarlyStoppingCallback
+from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 
 from ..data import (
     GenRecDatasetDict,
@@ -26,6 +27,36 @@ from ..models.rqvae import RQVAEConfig, RQVAEModel
 from ..training.rqvae_pretraining import pretrain_rqvae
 
 logger = logging.getLogger(__name__)
+
+#: run-shaping defaults the recommender recipes share (each adds its own output dir, epochs, lr, ...)
+RUN_DEFAULTS = {
+    "--per_device_eval_batch_size": "256",
+    "--eval_strategy": "epoch",
+    "--save_strategy": "epoch",
+    "--save_total_limit": "1",
+    "--load_best_model_at_end": "true",
+    "--metric_for_best_model": "ndcg@10",
+    "--lr_scheduler_type": "cosine",
+    "--warmup_steps": "0.05",
+    "--logging_steps": "50",
+    "--report_to": "none",
+}
+
+
+def parse_recipe_args(dataclass_types: tuple, argv: list[str] | None, defaults: dict[str, str]) -> tuple:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into ``dataclass_types`` (the last one a
+    ``TrainingArguments``), filling every flag not given from ``defaults``; then the set-up every
+    recipe does: CPU when there is no GPU, INFO logging, the seed, the output dir."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = {a.split("=")[0] for a in argv if a.startswith("--")}
+    argv += [x for k, v in defaults.items() if k not in given for x in (k, v)]
+    *recipe_args, targs = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv)
+    if not torch.cuda.is_available():
+        targs = dataclasses.replace(targs, use_cpu=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(targs.seed)
+    os.makedirs(targs.output_dir, exist_ok=True)
+    return (*recipe_args, targs)
 
 
 def load_dataset(dataset_dir: str | None, max_history: int = 50, seed: int = 0) -> GenRecDatasetDict:

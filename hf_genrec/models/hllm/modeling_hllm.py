@@ -26,7 +26,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
-from ..backbone import BackboneHolderMixin, attention_implementation, build_backbone
+from ..backbone import BackboneFamilyPreTrainedModel, BackboneHolderMixin, attention_implementation, build_backbone
 from ..recommender import RecommendationOutput, RecommenderMixin
 from .configuration_hllm import HLLMConfig
 from .item_text import tokenize_item_texts
@@ -43,20 +43,9 @@ class HLLMOutput(ModelOutput):
     nce_negatives: torch.Tensor | None = None
 
 
-class HLLMPreTrainedModel(PreTrainedModel):
+class HLLMPreTrainedModel(BackboneFamilyPreTrainedModel):
     config_class = HLLMConfig
     base_model_prefix = "hllm"
-    main_input_name = "history"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    accepts_loss_kwargs = False  # forward() averages the loss itself
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # Only the layers this class adds; the backbones and LoRA keep their own init.
-        if module in getattr(self, "_new_layers", ()):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
 
 
 class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTrainedModel):

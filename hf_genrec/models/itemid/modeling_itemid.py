@@ -20,7 +20,13 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
-from ..backbone import BackboneHolderMixin, BackboneSettings, attention_implementation, build_backbone
+from ..backbone import (
+    BackboneFamilyPreTrainedModel,
+    BackboneHolderMixin,
+    BackboneSettings,
+    attention_implementation,
+    build_backbone,
+)
 from ..recommender import RecommendationOutput, RecommenderMixin
 from .configuration_itemid import ItemIDLlamaConfig
 from .hierarchical_softmax import HierarchicalSoftmax
@@ -36,20 +42,9 @@ class ItemIDLlamaOutput(ModelOutput):
     log_probs: torch.Tensor | None = None
 
 
-class ItemIDLlamaPreTrainedModel(PreTrainedModel):
+class ItemIDLlamaPreTrainedModel(BackboneFamilyPreTrainedModel):
     config_class = ItemIDLlamaConfig
     base_model_prefix = "itemid_llama"
-    main_input_name = "history"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    accepts_loss_kwargs = False  # forward() averages the loss itself
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # Only the layers this class adds; the backbone and LoRA keep their own init.
-        if module in getattr(self, "_new_layers", ()):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
 
 
 class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemIDLlamaPreTrainedModel):

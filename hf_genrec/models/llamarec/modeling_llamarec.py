@@ -19,7 +19,13 @@ from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
-from ..backbone import BackboneHolderMixin, BackboneSettings, attention_implementation, build_backbone
+from ..backbone import (
+    BackboneFamilyPreTrainedModel,
+    BackboneHolderMixin,
+    BackboneSettings,
+    attention_implementation,
+    build_backbone,
+)
 from ..recommender import RecommenderMixin
 from .configuration_llamarec import LlamaRecConfig
 from .generation import CodeBeamSearchMixin
@@ -50,22 +56,10 @@ class LlamaRecOutput(ModelOutput):
     dec_latents: torch.Tensor | None = None
 
 
-class LlamaRecPreTrainedModel(PreTrainedModel):
+class LlamaRecPreTrainedModel(BackboneFamilyPreTrainedModel):
     config_class = LlamaRecConfig
     base_model_prefix = "llamarec"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    # forward() averages the loss itself; Trainer must not pass num_items_in_batch.
-    accepts_loss_kwargs = False
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # Only the layers this class adds; the backbone (pretrained or not) and peft's LoRA
-        # layers are initialised by their own code and must not be touched here.
-        if module in getattr(self, "_new_layers", ()):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
 
 
 class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamSearchMixin, LlamaRecPreTrainedModel):
