@@ -34,9 +34,10 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
         metadata={"help": "SIA/PSA weights are 0 before this epoch (official 10: alignment waits for a trained recommender)"},
     )
     codebook_sync: str = field(
-        default="tokenizer_to_recommender",
+        default="none",
         metadata={
-            "help": "none: the recommender's code embeddings are its own after the initial copy (official ETEGRec); "
+            "help": "none (default; measured best with both, see README): the recommender's code embeddings are its "
+            "own after the initial copy (official ETEGRec); "
             "tokenizer_to_recommender: refreshed from the RQ-VAE after each tokenizer epoch, never written back; "
             "both: also written back into the RQ-VAE after each recommender epoch (then codes are re-assigned, so "
             "the tokenizer always reproduces the model's code table)"
