@@ -4,8 +4,9 @@ batches, fp32 vs bf16 autocast; plus the time of a Beauty epoch and of a full va
 
     python benchmarks/step_profile.py --out outputs/beauty-cpu         # after beauty.py --preset cpu --variants ""
 
-Uses the split, SASRec embeddings and RQ-VAE that ``beauty.py`` left in ``--out`` and the cpu
-preset's model shape (random init: speed does not depend on the weights). Time it on a quiet
+Uses the split, SASRec embeddings and RQ-VAE that ``beauty.py`` left in ``--out`` (random ones of
+the same shapes when only the split is there) and the preset's model shape (random init: speed does
+not depend on the weights). Time it on a quiet
 machine: every figure is a ratio or a rate from this one process.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from beauty import PRESETS  # noqa: E402
 
 from hf_genrec.data import DataCollatorForRecommendation, load_genrec_dataset  # noqa: E402
 from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE  # noqa: E402
-from hf_genrec.models.rqvae import RQVAEModel  # noqa: E402
+from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel  # noqa: E402
 from hf_genrec.recipes.stages import build_recommender, small_backbone  # noqa: E402
 from hf_genrec.training import ETEGRecJointModel  # noqa: E402
 
@@ -68,8 +70,13 @@ def main(argv=None) -> dict:
     cfg = PRESETS[a.preset]
     torch.manual_seed(0)
     dsd = load_genrec_dataset(f"{a.out}/data")
-    emb = torch.from_numpy(np.load(f"{a.out}/item_emb.npy"))
-    tok = RQVAEModel.from_pretrained(f"{a.out}/rqvae")
+    if os.path.exists(f"{a.out}/item_emb.npy") and os.path.exists(f"{a.out}/rqvae/config.json"):
+        emb = torch.from_numpy(np.load(f"{a.out}/item_emb.npy"))
+        tok = RQVAEModel.from_pretrained(f"{a.out}/rqvae")
+    else:  # speed does not depend on the weights: random 64-d embeddings and a fresh RQ-VAE of the cpu preset's shape
+        emb = torch.randn(dsd.num_items, cfg["sasrec_hidden"])
+        tok = RQVAEModel(RQVAEConfig(semantic_dim=emb.shape[1]))
+        tok.kmeans_init(emb)
     backbone = small_backbone(DEFAULT_BACKBONE, cfg["hidden"], cfg["layers"], cfg["heads"])
     rec = build_recommender(tok, emb, backbone_config=backbone)
     joint = ETEGRecJointModel(rec, tok, emb).train()
