@@ -381,3 +381,20 @@ def test_trainer_schedules_each_side_over_its_own_steps_and_resets_overwritten_c
     trainer.copy_codebooks_to_tokenizer()
     assert not any(p in opt.state for p in tok.codebooks.parameters())
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(rec.codebooks, tok.codebooks))
+
+
+def test_losses_weighted_zero_are_not_computed(tmp_path):
+    """Before warm_epoch a tokenizer epoch never runs the LLM, and a recommender epoch without
+    alignment never runs the RQ-VAE: skipping a 0-weighted loss changes nothing learned."""
+    dsd, emb, tok, rec = setup()
+    calls = {"rec": 0, "tok": 0}
+    rec.register_forward_hook(lambda *a: calls.__setitem__("rec", calls["rec"] + 1))
+    tok.register_forward_hook(lambda *a: calls.__setitem__("tok", calls["tok"] + 1))
+    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, train_dataset=dsd["train"],
+                            args=args(tmp_path, num_train_epochs=2, warm_epoch=100, eval_strategy="no"))
+    steps_per_epoch = math.ceil(len(dsd["train"]) / 32)
+    trainer.train()
+    # Epoch 0 (tokenizer, no alignment yet): RQ-VAE only. Epoch 1 (recommender): LLM only.
+    assert calls == {"rec": steps_per_epoch, "tok": steps_per_epoch}
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert not any("sia_loss" in e or "psa_loss" in e for e in logs)

@@ -180,8 +180,9 @@ class ETEGRecTrainer(RecommenderTrainer):
 
     # ------------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = model(**inputs)
         weights = self.args.loss_weights(self.phase, self.epoch)
+        self.model.active_losses = {name for name, w in weights.items() if w}
+        out = model(**inputs)
         loss = sum(w * out[name] for name, w in weights.items() if w)
         for name in ("code_loss", "sia_loss", "psa_loss", "vq_loss"):
             if out.get(name) is not None:

@@ -16,7 +16,8 @@ from .losses import first_occurrence, psa_loss, sia_loss
 
 @dataclass
 class JointOutput(ModelOutput):
-    """Loss components of one batch; ``vq_loss`` only in a tokenizer phase. All scalars."""
+    """Loss components of one batch (scalars); ``vq_loss`` only in a tokenizer phase, ``code_loss`` only in a
+    recommender phase, and only the losses the joint module was asked for (``active_losses``)."""
 
     code_loss: torch.Tensor | None = None
     sia_loss: torch.Tensor | None = None
@@ -50,6 +51,8 @@ class ETEGRecJointModel(nn.Module):
         padded = torch.cat([item_embeddings.new_zeros(1, item_embeddings.shape[1]), item_embeddings.float()])
         self.register_buffer("item_embeddings", padded, persistent=False)
         self.phase = RECOMMENDER_PHASE
+        #: losses forward() computes; the trainer narrows it to those weighted above 0
+        self.active_losses = {"code_loss", "sia_loss", "psa_loss", "vq_loss"}
         self.sia_temperature = 1.0
         self.psa_temperature = 0.07
 
@@ -95,19 +98,31 @@ class ETEGRecJointModel(nn.Module):
 
     def forward(self, history: torch.Tensor, targets: torch.Tensor, **kwargs) -> JointOutput:
         """``history`` ``[B, H]`` (item ids, left padded with 0) and ``targets`` ``[B]``, as the collator
-        builds them (other collator outputs, e.g. ``history_timestamps``, are not used by ETEGRec)."""
-        rec = self.recommender(history=history, targets=targets)
+        builds them (other collator outputs, e.g. ``history_timestamps``, are not used by ETEGRec).
+
+        Only the losses in ``active_losses`` are computed (the trainer sets it to those with a
+        non-zero weight): a loss weighted 0 adds no gradient, so skipping it changes nothing learned,
+        and before ``warm_epoch`` a tokenizer epoch then never runs the LLM, fine-tuning never runs
+        the RQ-VAE.
+        """
+        active = self.active_losses
+        align = bool(active & {"sia_loss", "psa_loss"})
+        tokenizer_phase = self.phase == TOKENIZER_PHASE
+        out = JointOutput()
+        rec = self.recommender(history=history, targets=targets) if (align or not tokenizer_phase) else None
+        if rec is not None and not tokenizer_phase:
+            out.code_loss = rec.loss
+        if not (align or tokenizer_phase):
+            return out
         # SIA, PSA and the VQ loss see each distinct target once (official: np.unique over the
         # batch's targets), so a popular item is neither over-weighted nor its own negative.
         keep = first_occurrence(targets)
         tok = self.item_tokenizer(self.item_embeddings[targets[keep]].to(self.item_tokenizer.dtype))
-        seq_logits = self.item_tokenizer.quantizer(rec.seq_project_latents[keep].to(self.item_tokenizer.dtype)).code_logits
-        out = JointOutput(
-            sia_loss=sia_loss(seq_logits, tok.code_logits, self.sia_temperature),
-            psa_loss=psa_loss(rec.dec_latents[keep], tok.reconstruction, self.psa_temperature),
-        )
-        if self.phase == TOKENIZER_PHASE:
+        if tokenizer_phase:
             out.vq_loss = tok.loss
-        else:
-            out.code_loss = rec.loss
+        if "sia_loss" in active:
+            seq_logits = self.item_tokenizer.quantizer(rec.seq_project_latents[keep].to(self.item_tokenizer.dtype)).code_logits
+            out.sia_loss = sia_loss(seq_logits, tok.code_logits, self.sia_temperature)
+        if "psa_loss" in active:
+            out.psa_loss = psa_loss(rec.dec_latents[keep], tok.reconstruction, self.psa_temperature)
         return out
