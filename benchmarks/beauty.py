@@ -44,16 +44,19 @@ PUBLISHED = {  # Recall@5, Recall@10, NDCG@5, NDCG@10 (amazon-beauty/README.md)
 NO_ALIGNMENT = ["--rec_sia_weight", "0", "--rec_psa_weight", "0", "--tok_sia_weight", "0", "--tok_psa_weight", "0"]
 COLUMNS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
-# Sized so that each variant trains to early stopping within about 75 minutes on 2 CPU cores
-# (measured figures in benchmarks/results/beauty-cpu.json); "gpu" is the lent-device plan.
+# "cpu" is sized from benchmarks/step_profile.py on this 2-core machine (quiet, length-grouped
+# batches of 256): a 64 x 2 LLaMA on 20-item histories trains an epoch in 2.3 minutes (a 128 x 2 one
+# on 50-item histories: 9.3), a full validation pass takes 0.9 minutes, and tokenizer epochs before
+# warm_epoch skip the LLM, so 24 alternating epochs + 6 fine-tuning epochs fit about 75 minutes per
+# variant. "gpu" is the lent-device plan (bf16, 256 x 4, 50-item histories).
 PRESETS = {
     "cpu": dict(
-        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=200, hidden=128, layers=2, heads=4, epochs=40,
-        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=4, patience=3, eval_users=4000, beams=20,
+        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=200, hidden=64, layers=2, heads=4, max_history=20, epochs=24,
+        finetune_epochs=6, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=4000, beams=20,
     ),
     "gpu": dict(
-        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=300, hidden=256, layers=4, heads=4, epochs=40,
-        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=4, patience=3, eval_users=None, beams=20,
+        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=300, hidden=256, layers=4, heads=4, max_history=50, epochs=40,
+        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=None, beams=20,
     ),
 }
 
@@ -178,7 +181,7 @@ def main(argv=None) -> dict:
             "--num_attention_heads", str(cfg["heads"]), "--num_train_epochs", str(epochs),
             "--finetune_epochs", str(cfg["finetune_epochs"]), "--per_device_train_batch_size", str(cfg["batch"]),
             "--per_device_eval_batch_size", "256", "--learning_rate", str(cfg["lr"]), "--warmup_steps", str(cfg["warmup"]),
-            "--warm_epoch", str(cfg["warm_epoch"]), "--weight_decay", "0.05",
+            "--warm_epoch", str(cfg["warm_epoch"]), "--weight_decay", "0.05", "--max_history", str(cfg["max_history"]),
             "--early_stopping_patience", str(cfg["patience"]), "--eval_num_beams", str(cfg["beams"]),
             "--disable_tqdm", "true", "--logging_steps", "100", "--save_total_limit", "1",
             # Beauty histories: median 4 items, max 50; random batches are ~18% real tokens.

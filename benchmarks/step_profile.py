@@ -33,14 +33,14 @@ from hf_genrec.recipes.stages import build_recommender, small_backbone  # noqa: 
 from hf_genrec.training import ETEGRecJointModel  # noqa: E402
 
 
-def batches(dataset, batch: int, count: int, grouped: bool, seed: int = 0) -> list[dict]:
+def batches(dataset, batch: int, count: int, grouped: bool, max_history: int = 50, seed: int = 0) -> list[dict]:
     """``count`` batches of ``batch`` training rows: random, or grouped by history length the way the
     Trainer's length sampler does (megabatches of 50 batches, sorted by length)."""
     rng = np.random.default_rng(seed)
-    collate = DataCollatorForRecommendation(50)
+    collate = DataCollatorForRecommendation(max_history)
     order = rng.permutation(len(dataset))[: batch * count * (50 if grouped else 1)]
     if grouped:
-        lengths = np.asarray(dataset["length"])[order]
+        lengths = np.minimum(np.asarray(dataset["length"]), max_history)[order]
         mega = [order[i : i + 50 * batch] for i in range(0, len(order), 50 * batch)]
         starts = range(0, len(order), 50 * batch)
         order = np.concatenate([m[np.argsort(-lengths[s : s + len(m)], kind="stable")] for s, m in zip(starts, mega)])
@@ -65,9 +65,13 @@ def main(argv=None) -> dict:
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--eval_users", type=int, default=512)
+    p.add_argument("--hidden", type=int, default=None, help="override the preset's width")
+    p.add_argument("--layers", type=int, default=None, help="override the preset's depth")
+    p.add_argument("--max_history", type=int, default=50, help="history items kept per row")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    cfg = PRESETS[a.preset]
+    cfg = dict(PRESETS[a.preset])
+    cfg.update({k: v for k, v in (("hidden", a.hidden), ("layers", a.layers)) if v})
     torch.manual_seed(0)
     dsd = load_genrec_dataset(f"{a.out}/data")
     if os.path.exists(f"{a.out}/item_emb.npy") and os.path.exists(f"{a.out}/rqvae/config.json"):
@@ -82,7 +86,12 @@ def main(argv=None) -> dict:
     joint = ETEGRecJointModel(rec, tok, emb).train()
     params = [p for p in joint.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    report: dict = {"threads": torch.get_num_threads(), "batch": cfg["batch"], "model": f"{cfg['hidden']} x {cfg['layers']}"}
+    report: dict = {
+        "threads": torch.get_num_threads(),
+        "batch": cfg["batch"],
+        "model": f"{cfg['hidden']} x {cfg['layers']}",
+        "max_history": a.max_history,
+    }
 
     def joint_step(inputs, autocast=False):
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
@@ -102,7 +111,7 @@ def main(argv=None) -> dict:
         hidden.sum().backward()
 
     for grouped in (False, True):
-        bs = batches(dsd["train"], cfg["batch"], a.batches + 1, grouped)
+        bs = batches(dsd["train"], cfg["batch"], a.batches + 1, grouped, a.max_history)
         real = np.mean([int((b["history"] > 0).sum()) * 4 + 3 * len(b["targets"]) for b in bs[1:]])
         padded = np.mean([b["history"].numel() * 4 + 3 * len(b["targets"]) for b in bs[1:]])
         name = "grouped" if grouped else "random"
@@ -122,7 +131,7 @@ def main(argv=None) -> dict:
         report[name]["epoch_minutes"] = len(dsd["train"]) / cfg["batch"] * t_joint / 60
     rec.eval()
     val = dsd["validation"].select(range(a.eval_users))
-    collate = DataCollatorForRecommendation(50)
+    collate = DataCollatorForRecommendation(a.max_history)
     rows = [collate([val[i] for i in range(s, min(s + 256, len(val)))]) for s in range(0, len(val), 256)]
     t0 = time.perf_counter()
     with torch.no_grad():
