@@ -64,6 +64,8 @@ def main(out_dir: str, mode: str) -> None:
         load_best_model_at_end=True,
         metric_for_best_model="ndcg@10",
         bf16=os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16",
+        # Every copy direction and its re-assignment, under DDP / FSDP sharding.
+        codebook_sync="both",
     )
     writes = []
     save_pretrained = rec.save_pretrained

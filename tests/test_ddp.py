@@ -59,14 +59,17 @@ def test_two_process_ranks_agree(runs, mode):
     assert a["fsdp"] == mode.startswith("fsdp")
     assert a["codebooks"] == b["codebooks"]
     assert a["tokenizer_codebooks"] == b["tokenizer_codebooks"]
-    assert a["codebooks"] == a["tokenizer_codebooks"]  # the last epoch was a recommender epoch: copied back
+    assert a["codebooks"] == a["tokenizer_codebooks"]  # codebook_sync="both": the last recommender epoch copied back
     assert a["item_codes"] == b["item_codes"]
     assert a["lora_sum"] == b["lora_sum"]
     assert a["metrics"] == b["metrics"]
     assert a["top_items"] == b["top_items"]
     # Gathered metrics = one process scoring each of the 47 users once (padding duplicates dropped).
+    # (fp32: exactly. bf16: the one-process call pads 47 users to one length, the evaluation batches
+    # of 5 to theirs, and bf16 rounding differs with padding, so a near-tie can flip a rank.)
+    tol = 5e-3 if mode == "fsdp-bf16" else 1e-9
     for k, v in a["single_process_metrics"].items():
-        assert a["metrics"][f"eval_{k}"] == pytest.approx(v, abs=1e-9), k
+        assert a["metrics"][f"eval_{k}"] == pytest.approx(v, abs=tol), k
     # Only the main process writes checkpoints; they are complete, and the best one was reloaded.
     assert a["writes"] and not b["writes"]
     assert a["best_checkpoint"] in a["checkpoints"]
