@@ -59,6 +59,8 @@ class RecommenderTrainer(Trainer):
         self.recommender = recommender if recommender is not None else model
         if not callable(getattr(self.recommender, "top_k_items", None)):
             raise TypeError(f"{type(self.recommender).__name__} does not implement the recommender contract (top_k_items)")
+        # Per-user side inputs the collator adds (e.g. history_timestamps) go to a model that takes them.
+        self._top_k_params = set(inspect.signature(self.recommender.top_k_items).parameters)
         super().__init__(
             model=model,
             args=args,
@@ -74,9 +76,7 @@ class RecommenderTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Top ``max(metric_ks)`` items for each history; returns each target's 0-based rank (a miss = k)."""
         inputs = self._prepare_inputs(inputs)
-        # Per-user side inputs the collator adds (e.g. history_timestamps) go to a model that takes them.
-        accepted = inspect.signature(self.recommender.top_k_items).parameters
-        extra = {k: v for k, v in inputs.items() if k not in ("history", "targets") and k in accepted}
+        extra = {k: v for k, v in inputs.items() if k not in ("history", "targets") and k in self._top_k_params}
         with torch.no_grad():
             out = self.recommender.top_k_items(inputs["history"], max(self.args.metric_ks), **extra, **self.top_k_kwargs())
         ranks = target_ranks(out.item_ids, inputs["targets"])
