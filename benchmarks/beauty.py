@@ -48,15 +48,20 @@ COLUMNS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # batches of 256): a 64 x 2 LLaMA on 20-item histories trains an epoch in 2.3 minutes (a 128 x 2 one
 # on 50-item histories: 9.3), a full validation pass takes 0.9 minutes, and tokenizer epochs before
 # warm_epoch skip the LLM, so 24 alternating epochs + 6 fine-tuning epochs fit about 75 minutes per
-# variant. "gpu" is the lent-device plan (bf16, 256 x 4, 50-item histories).
+# variant. "gpu" is the lent-device plan (bf16, 256 x 4, 50-item histories, wall-clock budgets that fit
+# one device call).
 PRESETS = {
     "cpu": dict(
         sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=200, hidden=64, layers=2, heads=4, max_history=20, epochs=24,
         finetune_epochs=6, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=4000, beams=20,
+        train_minutes=None, finetune_minutes=None,
     ),
     "gpu": dict(
         sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=300, hidden=256, layers=4, heads=4, max_history=50, epochs=40,
-        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=None, beams=20,
+        finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=4000, beams=20,
+        # One device call is under 9 minutes: the stages stop on wall-clock budgets (at a step end,
+        # then the epoch's evaluation); the test split is always ranked in full.
+        train_minutes=4.0, finetune_minutes=1.5,
     ),
 }
 
@@ -141,12 +146,15 @@ def main(argv=None) -> dict:
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--variants", default="etegrec,static_codes")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's alternating epoch budget")
+    p.add_argument("--train_minutes", type=float, default=None, help="override the preset's wall-clock budget")
     p.add_argument("--max_users", type=int, default=None, help="subsample users (smoke tests only)")
     p.add_argument("--extra", default="", help="more run_etegrec.py arguments, space separated")
     a = p.parse_args(argv)
     cfg = dict(PRESETS[a.preset])
     if a.epochs:
         cfg["epochs"] = a.epochs
+    if a.train_minutes:
+        cfg["train_minutes"] = a.train_minutes
     out = a.out or f"outputs/beauty-{a.preset}"
     os.makedirs(out, exist_ok=True)
     start = time.time()
@@ -187,6 +195,8 @@ def main(argv=None) -> dict:
             # Beauty histories: median 4 items, max 50; random batches are ~18% real tokens.
             "--group_by_length", "true",
             *(["--eval_users", str(cfg["eval_users"])] if cfg["eval_users"] else []),
+            *(["--max_train_minutes", str(cfg["train_minutes"])] if cfg["train_minutes"] else []),
+            *(["--finetune_max_minutes", str(cfg["finetune_minutes"])] if cfg["finetune_minutes"] else []),
             *(["--resume_from_checkpoint", os.path.join(work, checkpoints[-1])] if checkpoints else []),
             *extra, *a.extra.split(),
         ]

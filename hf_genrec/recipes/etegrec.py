@@ -29,7 +29,7 @@ from ..memory import estimate_training_memory
 from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..models.rqvae import RQVAEConfig
-from ..training import ETEGRecTrainer, ETEGRecTrainingArguments
+from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback
 from .stages import (
     build_recommender,
     get_item_embeddings,
@@ -79,6 +79,10 @@ class DataArguments:
         default=5e-4, metadata={"help": "lr of the final stage (ETEGRec: 5e-4, code loss only)"}
     )
     early_stopping_patience: int = 4
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "wall-clock budget of the main (alternating) stage; stops at a step end"}
+    )
+    finetune_max_minutes: float | None = field(default=None, metadata={"help": "wall-clock budget of fine-tuning"})
     eval_users: int | None = field(
         default=None,
         metadata={
@@ -250,7 +254,10 @@ def main(argv: list[str] | None = None) -> dict:
         sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
     )
 
-    def make_trainer(args: ETEGRecTrainingArguments) -> ETEGRecTrainer:
+    def make_trainer(args: ETEGRecTrainingArguments, max_minutes: float | None) -> ETEGRecTrainer:
+        callbacks = [EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)]
+        if max_minutes:
+            callbacks.append(TimeBudgetCallback(max_minutes))
         return ETEGRecTrainer(
             model=model,
             item_tokenizer=tokenizer,
@@ -258,10 +265,10 @@ def main(argv: list[str] | None = None) -> dict:
             args=args,
             train_dataset=dsd["train"],
             eval_dataset=dsd["validation"],
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)],
+            callbacks=callbacks,
         )
 
-    trainer = make_trainer(targs)
+    trainer = make_trainer(targs, dargs.max_train_minutes)
     trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
 
     # Final stage: from the best checkpoint (loaded at the end of train()), fine-tune the
@@ -279,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
             output_dir=os.path.join(work, "finetune"),
             resume_from_checkpoint=None,
         )
-        trainer = make_trainer(ft_args)
+        trainer = make_trainer(ft_args, dargs.finetune_max_minutes)
         trainer.train()
 
     return test_and_save(trainer, model, dsd, dargs.dataset_dir, work, ", exact 4-code match")

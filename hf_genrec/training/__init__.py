@@ -1,7 +1,7 @@
 """Training: the generic recommender Trainer, ETEGRec's alternating training on it, RQ-VAE pre-training."""
 
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments, GenRecTrainingArguments
-from .callbacks import AlternatingTrainingCallback
+from .callbacks import AlternatingTrainingCallback, TimeBudgetCallback
 from .etegrec_trainer import ETEGRecTrainer, GenRecTrainer
 from .joint import ETEGRecJointModel, JointOutput
 from .losses import first_occurrence, psa_loss, sia_loss
@@ -20,6 +20,7 @@ __all__ = [
     "JointOutput",
     "RecommenderTrainer",
     "RecommenderTrainingArguments",
+    "TimeBudgetCallback",
     "first_occurrence",
     "pretrain_rqvae",
     "psa_loss",

@@ -1,9 +1,10 @@
-"""The callback that drives ETEGRec's alternating phases inside the HF training loop."""
+"""Callbacks: the one that drives ETEGRec's alternating phases, and a wall-clock training budget."""
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 
 from transformers import TrainerCallback
 
@@ -69,3 +70,29 @@ class AlternatingTrainingCallback(TrainerCallback):
             ", ".join(f"level {k.rsplit('_', 1)[1]} {100 * v:.1f}%" for k, v in stats.items() if k.startswith("changed_level_")),
         )
         t.log({f"codes/{k}": v for k, v in stats.items()})
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training once ``max_minutes`` of wall-clock time have passed since ``on_train_begin``.
+
+    HF's ``max_steps`` budgets steps, not time; on a lent GPU or a session-limited CPU the budget is
+    time. The stop is requested at a step end, so the Trainer still runs its end-of-epoch evaluation
+    and save (per the eval/save strategy) and ``load_best_model_at_end`` as usual.
+    """
+
+    def __init__(self, max_minutes: float):
+        if not max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
+        self.max_seconds = 60.0 * max_minutes
+        self.start: float | None = None
+        self.stopped_at_step: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.start is not None and time.monotonic() - self.start >= self.max_seconds:
+            if self.stopped_at_step is None:
+                logger.info("time budget of %.1f minutes reached at step %d: stopping", self.max_seconds / 60, state.global_step)
+                self.stopped_at_step = state.global_step
+            control.should_training_stop = True
