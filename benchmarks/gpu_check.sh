@@ -26,7 +26,7 @@ case "${1:-}" in
     ;;
   beauty)
     timeout 400 python3 benchmarks/beauty.py --preset gpu --data outputs/gpu-data/amazon-beauty \
-        --out outputs/beauty-gpu --variants etegrec 2>&1 | grep -v "it/s\]" | tail -60 | tee "$OUT/beauty.log"
+        --out outputs/beauty-gpu --variants etegrec 2>&1 | grep -v "it/s\]" | tee "$OUT/beauty.log" | tail -60
     cp outputs/beauty-gpu/beauty_metrics.json "$OUT/" 2>/dev/null
     cp outputs/beauty-gpu/etegrec/test_metrics.json "$OUT/etegrec_test_metrics.json" 2>/dev/null
     ;;
