@@ -109,7 +109,7 @@ def copied_cache_generate(model, input_ids, attention_mask, num_beams: int, k: i
     cache.batch_repeat_interleave(num_beams)
     mask = attention_mask.repeat_interleave(num_beams, 0)
     next_pos = pos[:, -1:].repeat_interleave(num_beams, 0) + 1
-    offset = torch.arange(bsz).unsqueeze(1) * num_beams
+    offset = torch.arange(bsz, device=input_ids.device).unsqueeze(1) * num_beams
     for level in range(1, cfg.code_length):
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         tok = model.embed_codes(codes.reshape(-1, 1), torch.full_like(codes.reshape(-1, 1), level - 1))

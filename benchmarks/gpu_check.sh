@@ -19,7 +19,7 @@ case "${1:-}" in
   speed)
     # 7B generate(): ours vs the design document's; then a 7B LoRA training step (bf16, 8-bit AdamW,
     # checkpointing) with the memory estimate printed beside the measured peak.
-    timeout 150 python3 benchmarks/generate_bench.py --shape 7b --num_users 512 --design_users 4 --chunk_size 64 \
+    timeout 150 python3 benchmarks/generate_bench.py --shape 7b --num_users 256 --design_users 4 --chunk_size 8 \
         --json "$OUT/generate_7b.json" 2>&1 | tee "$OUT/generate.log" | tail -40
     timeout 120 python3 benchmarks/train_bench.py --shape 7b --batch 32 --steps 20 --bf16 --optim adamw_bnb_8bit \
         --checkpointing --json "$OUT/train_7b.json" 2>&1 | tee "$OUT/train.log" | tail -40
