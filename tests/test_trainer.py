@@ -8,7 +8,7 @@ from transformers import TrainerCallback
 from hf_genrec import CodeTrie, GenRecTrainer, GenRecTrainingArguments, RQVAEConfig, RQVAEModel
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.recipes.stages import build_recommender
-from hf_genrec.training import first_occurrence, psa_loss, sia_loss
+from hf_genrec.training import TimeBudgetCallback, first_occurrence, psa_loss, sia_loss
 from hf_genrec.training.checkpoint import read_weights
 from hf_genrec.training.schedules import PhaseLRScheduler
 
@@ -398,3 +398,27 @@ def test_losses_weighted_zero_are_not_computed(tmp_path):
     assert calls == {"rec": steps_per_epoch, "tok": steps_per_epoch}
     logs = [e for e in trainer.state.log_history if "loss" in e]
     assert not any("sia_loss" in e or "psa_loss" in e for e in logs)
+
+
+def test_time_budget_stops_at_a_step_end_then_evaluates(tmp_path):
+    """A fake clock advancing a minute per reading: with a 2.5-minute budget, training stops at the
+    end of step 3 (readings 1, 2, 3 after the start at 0), mid-epoch, and still runs its evaluation."""
+    minutes = iter(range(1000))
+    budget = TimeBudgetCallback(2.5, clock=lambda: 60.0 * next(minutes))
+    dsd, emb, tok, rec = setup()
+    trainer = GenRecTrainer(
+        model=rec,
+        item_tokenizer=tok,
+        item_embeddings=emb,
+        args=args(tmp_path, num_train_epochs=3, per_device_train_batch_size=8, alternating=False),
+        train_dataset=dsd["train"],
+        eval_dataset=dsd["validation"],
+        callbacks=[budget],
+    )
+    steps_per_epoch = math.ceil(len(dsd["train"]) / 8)
+    assert steps_per_epoch > 3
+    trainer.train()
+    assert trainer.state.global_step == budget.stopped_at_step == 3
+    assert any("eval_ndcg@10" in row for row in trainer.state.log_history)
+    with pytest.raises(ValueError, match="max_minutes"):
+        TimeBudgetCallback(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from transformers import TrainerCallback
 
@@ -80,18 +81,19 @@ class TimeBudgetCallback(TrainerCallback):
     and save (per the eval/save strategy) and ``load_best_model_at_end`` as usual.
     """
 
-    def __init__(self, max_minutes: float):
+    def __init__(self, max_minutes: float, clock: Callable[[], float] = time.monotonic):
         if not max_minutes > 0:
             raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
         self.max_seconds = 60.0 * max_minutes
+        self.clock = clock
         self.start: float | None = None
         self.stopped_at_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
+        self.start = self.clock()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.start is not None and time.monotonic() - self.start >= self.max_seconds:
+        if self.start is not None and self.clock() - self.start >= self.max_seconds:
             if self.stopped_at_step is None:
                 logger.info("time budget of %.1f minutes reached at step %d: stopping", self.max_seconds / 60, state.global_step)
                 self.stopped_at_step = state.global_step
