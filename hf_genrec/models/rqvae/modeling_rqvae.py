@@ -74,15 +74,45 @@ class ResidualQuantizer(nn.Module):
         self.beta = beta
         self.codebooks = nn.ModuleList(nn.Embedding(codebook_size, dim) for _ in range(num_levels))
 
+    @staticmethod
+    def level_logits(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``-||r - e||^2`` for residuals ``[B, d]`` and a codebook ``[K, d]`` -> ``[B, K]``.
+
+        The paper's sign: the nearest code gets the largest logit (the official vq.py returns
+        ``+||r - e||^2`` as "logit", which makes SIA's softmax favour far codes)."""
+        return 2 * residual @ weight.t() - (weight * weight).sum(1) - (residual * residual).sum(1, keepdim=True)
+
+    @torch.no_grad()
+    def assign(self, latents: torch.Tensor, previous: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
+        """Codes ``[B, num_levels]`` of ``latents`` ``[B, d]``: the nearest code per level, except that
+        with ``previous`` ``[B, num_levels]`` and ``margin > 0`` an item keeps its previous code at a
+        level while that code's squared distance is at most ``(1 + margin)`` times the nearest one's
+        (hysteresis: parameter noise should not re-code items that sit near a boundary). The next
+        level quantises the residual of the code actually kept. ``margin=0`` gives ``forward``'s codes."""
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        if previous is not None and previous.shape != (latents.shape[0], len(self.codebooks)):
+            raise ValueError(f"previous codes must be [{latents.shape[0]}, {len(self.codebooks)}], got {tuple(previous.shape)}")
+        residual, codes = latents, []
+        for level, book in enumerate(self.codebooks):
+            logits = self.level_logits(residual, book.weight)
+            idx = logits.argmax(-1)
+            if previous is not None and margin > 0:
+                prev = previous[:, level].to(idx)
+                # Distances are -logits; clamp the rounding that can make a tiny distance negative.
+                d_prev = (-logits.gather(1, prev[:, None])).squeeze(1).clamp_min(0)
+                d_best = (-logits.gather(1, idx[:, None])).squeeze(1).clamp_min(0)
+                idx = torch.where(d_prev <= (1 + margin) * d_best, prev, idx)
+            residual = residual - book(idx)
+            codes.append(idx)
+        return torch.stack(codes, 1)
+
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         residual = latents
         quantized = torch.zeros_like(latents)
         codes, logits, losses = [], [], []
         for book in self.codebooks:
-            weight = book.weight
-            # -||r - e||^2 (the paper's sign: the nearest code gets the largest logit; the official
-            # vq.py returns +||r - e||^2 as "logit", which makes SIA's softmax favour far codes).
-            level_logits = 2 * residual @ weight.t() - (weight * weight).sum(1) - (residual * residual).sum(1, keepdim=True)
+            level_logits = self.level_logits(residual, book.weight)
             idx = level_logits.argmax(-1)
             chosen = book(idx)
             losses.append(F.mse_loss(chosen, residual.detach()) + self.beta * F.mse_loss(residual, chosen.detach()))
@@ -176,21 +206,38 @@ class RQVAEModel(RQVAEPreTrainedModel):
             residual = residual - centroids[torch.cdist(residual, centroids).argmin(1)]
 
     @torch.no_grad()
-    def get_prefix_codes(self, embeddings: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """Quantiser codes without the suffix, ``[N, num_levels]`` (long, on CPU)."""
+    def get_prefix_codes(
+        self,
+        embeddings: torch.Tensor,
+        batch_size: int = 8192,
+        previous: torch.Tensor | None = None,
+        margin: float = 0.0,
+    ) -> torch.Tensor:
+        """Quantiser codes without the suffix, ``[N, num_levels]`` (long, on CPU). With ``previous``
+        ``[N, num_levels]`` and ``margin > 0``, items keep previous codes within the margin
+        (:meth:`ResidualQuantizer.assign`)."""
         self._check_input(embeddings)
+        if previous is not None and previous.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"previous codes have {previous.shape[0]} rows for {embeddings.shape[0]} items")
         out = []
-        for chunk in embeddings.split(batch_size):
-            out.append(self.quantizer(self.encode(chunk.to(self.device, self.dtype))).codes.cpu())
+        for i, chunk in enumerate(embeddings.split(batch_size)):
+            prev = None if previous is None else previous[i * batch_size : i * batch_size + chunk.shape[0]].to(self.device)
+            out.append(self.quantizer.assign(self.encode(chunk.to(self.device, self.dtype)), prev, margin).cpu())
         return torch.cat(out)
 
     @torch.no_grad()
-    def get_codes(self, embeddings: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    def get_codes(
+        self,
+        embeddings: torch.Tensor,
+        batch_size: int = 8192,
+        previous: torch.Tensor | None = None,
+        margin: float = 0.0,
+    ) -> torch.Tensor:
         """Unique item ids ``[N, num_levels + 1]``: quantiser codes plus a collision suffix.
 
         Raises :class:`CodebookCollisionError` when more items share a prefix than ``suffix_size``.
         """
-        return assign_suffix(self.get_prefix_codes(embeddings, batch_size), self.config.suffix_size)
+        return assign_suffix(self.get_prefix_codes(embeddings, batch_size, previous, margin), self.config.suffix_size)
 
     @torch.no_grad()
     def code_statistics(self, embeddings: torch.Tensor) -> dict[str, float]:
