@@ -14,6 +14,7 @@ Variants:
   etegrec        alternating training with the default codebook_sync
   static_codes   the same recommender on the pre-trained RQ-VAE's codes, no SIA/PSA (TIGER-style)
   sync_none / sync_both / sync_tokenizer_to_recommender   etegrec with that codebook_sync
+  margin_<m>     etegrec with recode_margin m (re-coding hysteresis; e.g. margin_0.05)
   dualscid       etegrec on [SASRec ; MiniLM title] embeddings (text-aware semantic IDs; own RQ-VAE)
 Every stage's result in --out (split, SASRec, RQ-VAE, each variant's test metrics) is reused by a
 later call, and a variant's trainer checkpoints resume, so the run can span several sessions.
@@ -75,6 +76,8 @@ def variant_args(name: str, epochs: int) -> tuple[list[str], int]:
         return ["--alternating", "false", *NO_ALIGNMENT], epochs // 2
     if name.startswith("sync_"):
         return ["--codebook_sync", name.removeprefix("sync_")], epochs
+    if name.startswith("margin_"):  # e.g. margin_0.05: etegrec with that recode_margin
+        return ["--recode_margin", str(float(name.removeprefix("margin_")))], epochs
     raise ValueError(f"unknown variant {name!r}")
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ETEGRec's codebook_sync modes against static codes on the embedded default (generated data), each
+# ETEGRec's codebook_sync modes (and recode_margin) against static codes on the embedded default (generated data), each
 # with 8 recommender epochs (alternating: 16 epochs; static: 8) + 4 fine-tuning epochs, full
 # determinism, two runs at a time with one thread each (a 2-core machine). Test metrics land in
 # OUT/<variant>/test_metrics.json; runs already done are skipped.
@@ -14,7 +14,9 @@ run() {  # name, extra args
 }
 run tokenizer_to_recommender --codebook_sync tokenizer_to_recommender & run none --codebook_sync none & wait
 run both --codebook_sync both & run static --alternating false --num_train_epochs 8 --rec_sia_weight 0 --rec_psa_weight 0 & wait
-for v in none both tokenizer_to_recommender static; do
+# Re-coding hysteresis (recode_margin, not in the official code) on the default sync mode.
+run margin_0.05 --recode_margin 0.05 & run margin_0.2 --recode_margin 0.2 & wait
+for v in none both tokenizer_to_recommender static margin_0.05 margin_0.2; do
   python -c "import json,sys; m=json.load(open(sys.argv[1])); print(f'{sys.argv[2]:<26} N@10 {m[\"ndcg@10\"]:.4f}  R@10 {m[\"recall@10\"]:.4f}')" \
     "$OUT/$v/test_metrics.json" "$v"
 done

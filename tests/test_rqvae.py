@@ -40,6 +40,48 @@ def test_codes_are_argmin_of_residual_distance():
         residual = residual - book.weight[expected]
 
 
+def test_recoding_margin_keeps_previous_codes_only_within_the_margin():
+    """Level 0 codes at 0 and 1 on a line: a latent at 0.55 is nearest to code 1 (d^2 .2025), but
+    code 0 (d^2 .3025) is within 1.5x of it: kept with margin .6, dropped with margin .4. Level 1
+    (codes 0, .5, -.5) then quantises the residual the kept code leaves: .55 -> code 1 (.5), where
+    the nearest level-0 code would leave -.45 -> code 2 (-.5)."""
+    from hf_genrec.models.rqvae.modeling_rqvae import ResidualQuantizer
+
+    q = ResidualQuantizer(num_levels=2, codebook_size=3, dim=1, beta=0.25)
+    with torch.no_grad():
+        q.codebooks[0].weight.copy_(torch.tensor([[0.0], [1.0], [9.0]]))
+        q.codebooks[1].weight.copy_(torch.tensor([[0.0], [0.5], [-0.5]]))
+    z = torch.tensor([[0.55], [0.1]])
+    prev = torch.tensor([[0, 2], [1, 0]])
+    assert q.assign(z).tolist() == [[1, 2], [0, 0]]
+    assert torch.equal(q.assign(z), q(z).codes)
+    # Item 1 keeps level 0 and gets level 1 from the kept residual; item 2's previous level-0 code is
+    # 81x too far, so it moves; at level 1 its previous code 0 is the nearest anyway.
+    assert q.assign(z, prev, margin=0.6).tolist() == [[0, 1], [0, 0]]
+    assert q.assign(z, prev, margin=0.4).tolist() == [[1, 2], [0, 0]]
+    assert q.assign(z, prev, margin=0.0).tolist() == [[1, 2], [0, 0]]
+    with pytest.raises(ValueError, match="margin"):
+        q.assign(z, prev, margin=-1)
+    with pytest.raises(ValueError, match="previous codes"):
+        q.assign(z, prev[:1], margin=0.5)
+
+
+def test_recoding_margin_through_the_model():
+    torch.manual_seed(2)
+    model = RQVAEModel(small_config())
+    x = torch.randn(200, 16)
+    model.kmeans_init(x)
+    nearest = model.get_prefix_codes(x)
+    assert torch.equal(nearest, model(x).codes)
+    other = torch.randint(0, 8, nearest.shape)
+    assert torch.equal(model.get_prefix_codes(x, previous=other, margin=0.0), nearest)
+    # A huge margin keeps every previous code, across chunk boundaries too.
+    assert torch.equal(model.get_prefix_codes(x, batch_size=64, previous=other, margin=1e9), other)
+    assert torch.equal(model.get_codes(x, previous=nearest, margin=0.3), model.get_codes(x))
+    with pytest.raises(ValueError, match="rows"):
+        model.get_prefix_codes(x, previous=nearest[:10], margin=0.1)
+
+
 def test_assign_suffix_numbers_collisions_in_order():
     prefix = torch.tensor([[1, 2], [0, 0], [1, 2], [1, 2], [0, 1]])
     codes = assign_suffix(prefix, suffix_size=4)

@@ -422,3 +422,28 @@ def test_time_budget_stops_at_a_step_end_then_evaluates(tmp_path):
     assert any("eval_ndcg@10" in row for row in trainer.state.log_history)
     with pytest.raises(ValueError, match="max_minutes"):
         TimeBudgetCallback(0)
+
+
+def test_recode_margin_keeps_codes_within_the_margin(tmp_path):
+    """recode_margin=0 (official) re-codes to the nearest codes; a huge margin keeps every item's
+    codes through a tokenizer epoch that moved the RQ-VAE (churn 0 logged)."""
+    runs = {}
+    for margin in (0.0, 1e9):
+        dsd, emb, tok, rec = setup()
+        before = rec.item_codes.clone()
+        trainer = GenRecTrainer(
+            model=rec,
+            item_tokenizer=tok,
+            item_embeddings=emb,
+            args=args(tmp_path / str(margin), num_train_epochs=1, eval_strategy="no", recode_margin=margin),
+            train_dataset=dsd["train"],
+        )
+        trainer.train()
+        churn = [row["codes/changed_prefix"] for row in trainer.state.log_history if "codes/changed_prefix" in row]
+        runs[margin] = (before, rec.item_codes.clone(), tok.get_codes(emb), churn)
+    before, after, nearest, churn = runs[0.0]
+    assert churn[0] > 0 and torch.equal(after[1:], nearest)
+    before, after, nearest, churn = runs[1e9]
+    assert churn == [0.0] and torch.equal(after, before) and not torch.equal(after[1:], nearest)
+    with pytest.raises(ValueError, match="recode_margin"):
+        args(tmp_path, recode_margin=-0.1)

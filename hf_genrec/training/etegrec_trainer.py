@@ -138,19 +138,21 @@ class ETEGRecTrainer(RecommenderTrainer):
 
     @torch.no_grad()
     def reassign_item_codes(self) -> dict[str, float]:
-        """Recompute every item's codes with the current tokenizer (suffix included) and install
-        them in the recommender's code table (the one table; the collator passes item ids).
+        """Recompute every item's codes with the current tokenizer (suffix included; with
+        ``recode_margin`` > 0 an item keeps codes within the margin) and install them in the
+        recommender's code table (the one table; the collator passes item ids).
         Returns the collision rate and the churn of the prefix codes (per level and any level)."""
         tok = self.item_tokenizer
         was_training = tok.training
         tok.eval()
         emb = self.model.item_embeddings[1:]
-        with gathered_root_parameters(self.model):
-            prefix = tok.get_prefix_codes(emb)
-        codes = assign_suffix(prefix, tok.config.suffix_size)
-        tok.train(was_training)
         levels = tok.config.num_levels
         old = self.recommender.item_codes[1:, :levels].cpu()
+        margin = self.args.recode_margin
+        with gathered_root_parameters(self.model):
+            prefix = tok.get_prefix_codes(emb, previous=old if margin > 0 else None, margin=margin)
+        codes = assign_suffix(prefix, tok.config.suffix_size)
+        tok.train(was_training)
         moved = old != codes[:, :levels]
         self.recommender.set_item_codes(codes)
         # Churn of the semantic prefix only: a suffix shifts whenever a neighbour's prefix moves,
