@@ -16,7 +16,11 @@ run tokenizer_to_recommender --codebook_sync tokenizer_to_recommender & run none
 run both --codebook_sync both & run static --alternating false --num_train_epochs 8 --rec_sia_weight 0 --rec_psa_weight 0 & wait
 # Re-coding hysteresis (recode_margin, not in the official code) on the default sync mode.
 run margin_0.05 --recode_margin 0.05 & run margin_0.2 --recode_margin 0.2 & wait
-for v in none both tokenizer_to_recommender static margin_0.05 margin_0.2; do
+# Which half hurts: alternation with no SIA/PSA at all (only re-coding by the VQ-trained RQ-VAE), and
+# static codes with the recommender's SIA/PSA on for its last 3 of 8 epochs (as alternation has them).
+run none_no_alignment --rec_sia_weight 0 --rec_psa_weight 0 --tok_sia_weight 0 --tok_psa_weight 0 &
+run static_alignment --alternating false --num_train_epochs 8 --warm_epoch 5 & wait
+for v in none both tokenizer_to_recommender static margin_0.05 margin_0.2 none_no_alignment static_alignment; do
   python -c "import json,sys; m=json.load(open(sys.argv[1])); print(f'{sys.argv[2]:<26} N@10 {m[\"ndcg@10\"]:.4f}  R@10 {m[\"recall@10\"]:.4f}')" \
     "$OUT/$v/test_metrics.json" "$v"
 done
