@@ -181,10 +181,15 @@ def test_health_ready_and_metrics_count_what_happened(model):
 
 def test_shutdown_drains_in_flight_requests(model):
     srv = Server(model, max_batch_size=1, max_wait_ms=0).__enter__()
-    slow(model, 0.3)
+    calls = slow(model, 1.0)
     with ThreadPoolExecutor(4) as pool:
         pending = [pool.submit(srv.post, {"history": ["sku-01"]}) for _ in range(4)]
-        time.sleep(0.15)
+        # Shut down only once all 4 are in flight (one in the model, 3 queued): a fixed sleep raced
+        # on a loaded machine, where a request not yet sent is rightly refused, not drained.
+        deadline = time.time() + 30
+        while not (calls and "genrec_queue_depth 3.0" in httpx.get(srv.url + "/metrics").text):
+            assert time.time() < deadline, "the 4 requests never were in flight together"
+            time.sleep(0.01)
         srv.server.should_exit = True  # what uvicorn's SIGTERM handler does
         answers = [p.result() for p in pending]
     srv.thread.join(30)
