@@ -179,16 +179,21 @@ def test_health_ready_and_metrics_count_what_happened(model):
     assert "genrec_batch_size_count 3.0" in text  # the warm-up call runs outside the batcher
 
 
+def queue_depth(srv) -> int:
+    line = next(x for x in httpx.get(srv.url + "/metrics").text.splitlines() if x.startswith("genrec_queue_depth "))
+    return int(float(line.split()[1]))
+
+
 def test_shutdown_drains_in_flight_requests(model):
     srv = Server(model, max_batch_size=1, max_wait_ms=0).__enter__()
-    calls = slow(model, 1.0)
+    calls = slow(model, 0.3)
     with ThreadPoolExecutor(4) as pool:
         pending = [pool.submit(srv.post, {"history": ["sku-01"]}) for _ in range(4)]
-        # Shut down only once all 4 are in flight (one in the model, 3 queued): a fixed sleep raced
-        # on a loaded machine, where a request not yet sent is rightly refused, not drained.
+        # Shut down only once the server holds all 4 (model calls started + queued): a fixed sleep
+        # raced on a loaded machine, where a request not yet sent is rightly refused, not drained.
         deadline = time.time() + 30
-        while not (calls and "genrec_queue_depth 3.0" in httpx.get(srv.url + "/metrics").text):
-            assert time.time() < deadline, "the 4 requests never were in flight together"
+        while len(calls) + queue_depth(srv) < 4:
+            assert time.time() < deadline, "the 4 requests never reached the server"
             time.sleep(0.01)
         srv.server.should_exit = True  # what uvicorn's SIGTERM handler does
         answers = [p.result() for p in pending]
