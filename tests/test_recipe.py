@@ -135,3 +135,23 @@ def test_example_is_reproducible_when_asked(tmp_path):
     a, b = runs
     assert json.loads((a / "test_metrics.json").read_text()) == json.loads((b / "test_metrics.json").read_text())
     assert (a / "final" / "model.safetensors").read_bytes() == (b / "final" / "model.safetensors").read_bytes()
+
+
+def test_fine_tuning_that_never_beats_the_alternating_stage_is_discarded():
+    from types import SimpleNamespace
+
+    from hf_genrec.recipes.etegrec import keep_better_stage
+
+    loaded = []
+
+    def fine_tuned(best):
+        args = SimpleNamespace(metric_for_best_model="ndcg@10")
+        return SimpleNamespace(state=SimpleNamespace(best_metric=best), args=args, _load_joint=loaded.append)
+
+    before = SimpleNamespace(best_metric=0.0501, best_model_checkpoint="out/checkpoint-12336")
+    keep_better_stage(fine_tuned(0.0473), before, greater_is_better=True)
+    assert loaded == ["out/checkpoint-12336"]
+    keep_better_stage(fine_tuned(0.0473), before, greater_is_better=False)  # lower is better: fine-tuning won
+    keep_better_stage(fine_tuned(0.06), before, greater_is_better=True)
+    keep_better_stage(fine_tuned(None), before, greater_is_better=True)  # no evaluation during fine-tuning
+    assert loaded == ["out/checkpoint-12336"]

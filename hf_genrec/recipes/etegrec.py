@@ -75,6 +75,13 @@ class DataArguments:
     sasrec_hidden_size: int = 64
     sasrec_epochs: int = 30
     finetune_epochs: int = field(default=4, metadata={"help": "final recommender-only epochs from the best checkpoint"})
+    finetune_keep_better: bool = field(
+        default=True,
+        metadata={
+            "help": "keep the alternating stage's best checkpoint when fine-tuning never beats it on validation "
+            "(the official code keeps fine-tuning's best regardless)"
+        },
+    )
     finetune_learning_rate: float = field(
         default=5e-4, metadata={"help": "lr of the final stage (ETEGRec: 5e-4, code loss only)"}
     )
@@ -286,10 +293,33 @@ def main(argv: list[str] | None = None) -> dict:
             output_dir=os.path.join(work, "finetune"),
             resume_from_checkpoint=None,
         )
+        before = trainer.state
         trainer = make_trainer(ft_args, dargs.finetune_max_minutes)
         trainer.train()
+        if dargs.finetune_keep_better:
+            keep_better_stage(trainer, before, targs.greater_is_better)
 
     return test_and_save(trainer, model, dsd, dargs.dataset_dir, work, ", exact 4-code match")
+
+
+def keep_better_stage(ft_trainer: ETEGRecTrainer, before, greater_is_better: bool | None) -> None:
+    """Reload the alternating stage's best checkpoint when fine-tuning never beat it on validation.
+
+    The official code restarts the best score at 0 for fine-tuning, so a fine-tuning stage that only
+    loses ground still replaces the alternating stage's model (measured on Beauty: validation N@10
+    .0501 before, .0453 / .0473 after its first two fine-tuning epochs)."""
+    ours, theirs = ft_trainer.state.best_metric, before.best_metric
+    if ours is None or theirs is None or not before.best_model_checkpoint:
+        return
+    if (ours < theirs) if greater_is_better is not False else (ours > theirs):
+        logger.warning(
+            "fine-tuning's best validation %s (%.5f) is below the alternating stage's (%.5f): keeping %s",
+            ft_trainer.args.metric_for_best_model,
+            ours,
+            theirs,
+            before.best_model_checkpoint,
+        )
+        ft_trainer._load_joint(before.best_model_checkpoint)
 
 
 def cli(argv: list[str] | None = None) -> None:
