@@ -1,0 +1,50 @@
+"""Rank a split with a saved checkpoint (any hf_genrec family), as the recipes' test stage does.
+
+    python benchmarks/evaluate_checkpoint.py --checkpoint outputs/beauty-cpu/etegrec/checkpoint-12336 \\
+        --data outputs/beauty-cpu/data --max_history 20 [--split test] [--json FILE]
+
+Used to score a trainer checkpoint that the recipe did not keep as its final model (e.g. the
+alternating stage's best when fine-tuning replaced it). Prints and returns Recall@k / NDCG@k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+import torch
+from transformers import AutoModel
+
+import hf_genrec  # noqa: F401  (registers the Auto classes)
+from hf_genrec.data import load_genrec_dataset
+from hf_genrec.training import RecommenderTrainer, RecommenderTrainingArguments
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="a prepared split (save_to_disk folder)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max_history", type=int, default=50, help="as in training")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    model = AutoModel.from_pretrained(a.checkpoint).eval()
+    dsd = load_genrec_dataset(a.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = RecommenderTrainingArguments(
+            output_dir=tmp, per_device_eval_batch_size=a.batch, max_history=a.max_history, report_to=[],
+            use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+        )
+        metrics = RecommenderTrainer(model=model, args=args).evaluate(dsd[a.split], metric_key_prefix=a.split)
+    report = {k.removeprefix(f"{a.split}_"): v for k, v in metrics.items() if "@" in k}
+    print(json.dumps(report, indent=2))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
