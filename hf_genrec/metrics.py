@@ -50,10 +50,19 @@ def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[in
 
 def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target under full-catalogue scores ``[B, N+1]`` (column 0 = padding,
-    never ranked). Ties count against the target (pessimistic), so a constant model scores 0."""
+    never ranked). Ties count against the target (pessimistic), so a constant model scores 0.
+
+    A target scored -inf (an item the ranking excluded, e.g. one already in the history) is a
+    miss: rank ``N``. NaN scores raise ``ValueError`` (a NaN compares false with everything and
+    would otherwise rank every target first).
+    """
+    if torch.isnan(scores[:, 1:]).any():
+        bad = int(torch.isnan(scores[:, 1:]).any(1).nonzero()[0])
+        raise ValueError(f"scores contain NaN (row {bad}); the model has diverged or was fed bad input")
     target_score = scores.gather(1, targets.unsqueeze(1))
-    better = (scores[:, 1:] >= target_score).sum(1) - 1
-    return better.clamp_min(0)
+    better = ((scores[:, 1:] >= target_score).sum(1) - 1).clamp_min(0)
+    excluded = target_score.squeeze(1) == float("-inf")
+    return torch.where(excluded, torch.full_like(better, scores.shape[1] - 1), better)
 
 
 def ndcg_single(rank: int, k: int) -> float:

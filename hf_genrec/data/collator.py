@@ -17,6 +17,8 @@ class DataCollatorForRecommendation:
         history ``[B, H]``: the last ``max_history`` items of each history, left padded with 0
         (``H`` = the longest row of the batch). targets ``[B]``: the next item. When rows carry
         ``history_timestamps``: ``history_timestamps`` ``[B, H]`` (seconds, float64, left padded with 0).
+        With ``seen_items=True``: ``seen_items`` ``[B, E]``, every item of each row's whole history
+        (not cut to ``max_history``; left padded with 0), for evaluation that excludes seen items.
 
     Item ids stay item ids: a family looks up what it needs (codes, embeddings) in its own
     tables, so re-assigning an ETEGRec model's codes never leaves a stale copy here. Unknown ids
@@ -26,8 +28,11 @@ class DataCollatorForRecommendation:
     """
 
     max_history: int = 50
+    seen_items: bool = False
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         histories = []
         for r in rows:
             hist = list(r["history"])[-self.max_history :]
@@ -41,4 +46,6 @@ class DataCollatorForRecommendation:
         if rows[0].get("history_timestamps") is not None:
             times = [list(r["history_timestamps"])[-self.max_history :] for r in rows]
             batch["history_timestamps"] = left_pad(times, 0.0, dtype=torch.float64)
+        if self.seen_items:
+            batch["seen_items"] = left_pad([list(r["history"]) for r in rows], 0)
         return batch

@@ -7,6 +7,7 @@ full-ranking validation / test metrics.
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import numpy as np
@@ -58,18 +59,36 @@ def train_sasrec(
     num_train_epochs: int = 200,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
-    patience: int = 10,
+    patience: int | None = 10,
     seed: int = 42,
     use_cpu: bool = False,
     metric_ks=DEFAULT_KS,
+    exclude_history: bool = False,
+    eval_every_epochs: int = 1,
+    lr_scheduler_type: str = "constant",
+    callbacks: list | None = None,
     **training_kwargs,
 ) -> tuple[SASRecModel, dict[str, float]]:
     """Train SASRec with full-softmax CE on every position of each user's training sequence,
-    select the epoch with the best validation NDCG@10 and evaluate it on the test split. A run
-    that left epoch checkpoints in ``output_dir`` resumes from the last one.
+    select the evaluation with the best validation NDCG@10 and evaluate it on the test split. A
+    run that left checkpoints in ``output_dir`` resumes from the last one.
 
-    Returns the model and its metrics (``val_*`` and ``test_*`` recall/ndcg at ``metric_ks``).
+    Args:
+        exclude_history: the model-selection protocol (and the saved model's default): rank with
+            each user's history items removed ("seen items excluded") or over all items.
+        eval_every_epochs: validate (and checkpoint) every this many epochs.
+        patience: stop after this many validations without improvement; None trains every epoch.
+        lr_scheduler_type: ``"constant"`` by default (as the reference SASRec implementations: a
+            linear decay to 0 stops learning long before 200 epochs are done).
+        callbacks: more ``TrainerCallback`` objects (e.g. timing).
+        training_kwargs: more ``TrainingArguments`` (e.g. ``weight_decay``, ``max_grad_norm``).
+
+    Returns the model and its metrics: ``val_*`` / ``test_*`` recall/ndcg at ``metric_ks`` under the
+    selection protocol, and the same under both protocols as ``{split}_exclude_seen_*`` and
+    ``{split}_all_items_*``.
     """
+    if eval_every_epochs < 1:
+        raise ValueError(f"eval_every_epochs must be >= 1, got {eval_every_epochs}")
     config = SASRecConfig(
         num_items=dsd.num_items,
         hidden_size=hidden_size,
@@ -77,19 +96,26 @@ def train_sasrec(
         num_heads=num_heads,
         dropout=dropout,
         max_history=max_history,
+        exclude_history=exclude_history,
     )
     torch.manual_seed(seed)
     model = SASRecModel(config)
+    train_rows = _sequence_rows(dsd)
     # A small model: plain data parallel even inside an FSDP / DeepSpeed launch.
     with without_model_sharding():
+        schedule = {"eval_strategy": "epoch", "save_strategy": "epoch"}
+        if eval_every_epochs > 1:
+            world = TrainingArguments(output_dir=output_dir, use_cpu=use_cpu, report_to=[]).world_size
+            steps = eval_every_epochs * math.ceil(len(train_rows) / (batch_size * world))
+            schedule = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": steps, "save_steps": steps}
         args = TrainingArguments(
             output_dir=output_dir,
             num_train_epochs=num_train_epochs,
             per_device_train_batch_size=batch_size,
             per_device_eval_batch_size=batch_size * 2,
             learning_rate=learning_rate,
-            eval_strategy="epoch",
-            save_strategy="epoch",
+            lr_scheduler_type=lr_scheduler_type,
+            **schedule,
             save_total_limit=1,
             load_best_model_at_end=True,
             metric_for_best_model="ndcg@10",
@@ -105,14 +131,14 @@ def train_sasrec(
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=_sequence_rows(dsd),
+            train_dataset=train_rows,
             eval_dataset=list(dsd["validation"]),
             data_collator=SASRecCollator(),
             compute_metrics=ranking_metrics_for_trainer(metric_ks),
             # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
             # memory stays O(users) instead of O(users x items).
             preprocess_logits_for_metrics=ranks_from_scores,
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+            callbacks=([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []) + list(callbacks or []),
         )
         # A run cut short (a session's end) continues from its last epoch checkpoint.
         last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
@@ -123,9 +149,15 @@ def train_sasrec(
         trainer.remove_callback(EarlyStoppingCallback)
         metrics = {}
         for split, prefix in (("validation", "val"), ("test", "test")):
-            m = trainer.evaluate(list(dsd[split]), metric_key_prefix=prefix)
-            metrics.update({k: v for k, v in m.items() if "@" in k})
+            for protocol, exclude in (("exclude_seen", True), ("all_items", False)):
+                model.config.exclude_history = exclude
+                m = trainer.evaluate(list(dsd[split]), metric_key_prefix=f"{prefix}_{protocol}")
+                metrics.update({k: v for k, v in m.items() if "@" in k})
+            model.config.exclude_history = exclude_history
+            chosen = "exclude_seen" if exclude_history else "all_items"
+            metrics.update({k.replace(f"_{chosen}_", "_"): v for k, v in list(metrics.items()) if f"{prefix}_{chosen}_" in k})
     logger.info("SASRec metrics: %s", metrics)
+    model.training_log = trainer.state.log_history
     return model, metrics
 
 

@@ -50,15 +50,53 @@ class RecommendationOutput(ModelOutput):
 class Recommender(Protocol):
     """What a family implements (the rest comes from :class:`RecommenderMixin`)."""
 
-    def top_k_items(self, history: torch.Tensor, k: int, **kwargs) -> RecommendationOutput:
+    def top_k_items(
+        self, history: torch.Tensor, k: int, exclude_items: torch.Tensor | None = None, **kwargs
+    ) -> RecommendationOutput:
         """Best ``k`` items for each history.
 
         Args:
             history: ``[B, H]`` dense item ids, oldest first, left padded with 0; every row has an item.
             k: items per user.
+            exclude_items: ``[B, E]`` dense ids that must not be returned for that user (0 = padding),
+                e.g. the whole history under the "seen items excluded" protocol. The search stays
+                exact: it returns the best ``k`` items outside the set whenever that many exist.
         Returns: :class:`RecommendationOutput` with ``item_ids`` / ``scores`` ``[B, k]``, best first.
         """
         ...
+
+
+def excluded_items_mask(exclude_items: torch.Tensor | None, num_items: int) -> torch.Tensor | None:
+    """``[B, E]`` dense ids (0 = padding) -> ``[B, N + 1]`` bool, True at every listed item (column 0
+    stays False: padding is never an item). None stays None."""
+    if exclude_items is None:
+        return None
+    if exclude_items.dim() != 2:
+        raise ValueError(f"exclude_items must be [B, E] dense item ids, got shape {tuple(exclude_items.shape)}")
+    if exclude_items.numel() and (exclude_items.min() < 0 or exclude_items.max() > num_items):
+        raise UnknownItemError(f"exclude_items holds ids outside 0..{num_items}")
+    mask = torch.zeros(exclude_items.shape[0], num_items + 1, dtype=torch.bool, device=exclude_items.device)
+    mask.scatter_(1, exclude_items.long(), True)
+    mask[:, 0] = False
+    return mask
+
+
+def top_k_from_scores(scores: torch.Tensor, k: int, exclude_items: torch.Tensor | None = None) -> RecommendationOutput:
+    """The top-``k`` of full-catalogue scores ``[B, N + 1]`` (column 0 = padding, never returned),
+    with ``exclude_items`` ``[B, E]`` left out. Where fewer than ``k`` items remain, ``item_ids`` is
+    padded with -1 and ``scores`` with -inf (also for items whose score is -inf)."""
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    mask = excluded_items_mask(exclude_items, scores.shape[1] - 1)
+    if mask is not None:
+        scores.masked_fill_(mask, float("-inf"))
+    top = scores.topk(min(k, scores.shape[1] - 1), dim=1)
+    ids = torch.where(torch.isfinite(top.values), top.indices, torch.full_like(top.indices, -1))
+    values = top.values
+    if k > ids.shape[1]:
+        ids = torch.nn.functional.pad(ids, (0, k - ids.shape[1]), value=-1)
+        values = torch.nn.functional.pad(values, (0, k - values.shape[1]), value=float("-inf"))
+    return RecommendationOutput(item_ids=ids, scores=values)
 
 
 class RecommenderMixin:
@@ -88,8 +126,15 @@ class RecommenderMixin:
             raise UnknownItemError(f"unknown item id {int(ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
 
     # ------------------------------------------------------------------------ recommending
-    def recommend_dense(self, histories: Sequence[Sequence[int]], top_k: int = 10, **kwargs) -> RecommendationOutput:
-        """Recommend ``top_k`` dense item ids for histories of dense ids (``1..N``, oldest first)."""
+    def recommend_dense(
+        self, histories: Sequence[Sequence[int]], top_k: int = 10, exclude_history: bool | None = None, **kwargs
+    ) -> RecommendationOutput:
+        """Recommend ``top_k`` dense item ids for histories of dense ids (``1..N``, oldest first).
+
+        ``exclude_history`` (default ``config.exclude_history``) leaves every item of each given
+        history out of its recommendations ("seen items excluded"). Other keyword arguments go to
+        the family's ``top_k_items``.
+        """
         if not len(histories):
             raise ValueError("no histories given")
         if top_k < 1:
@@ -98,6 +143,8 @@ class RecommenderMixin:
             if len(h) == 0:
                 raise EmptyHistoryError(f"history {i} is empty; at least one item is needed")
         history = left_pad([list(h) for h in histories], 0).to(self.device)
+        if getattr(self.config, "exclude_history", False) if exclude_history is None else exclude_history:
+            kwargs["exclude_items"] = history
         return self.top_k_items(history, top_k, **kwargs)
 
     def recommend(

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 from starlette.requests import ClientDisconnect
 
 from ..utils import ItemIdMap
@@ -61,6 +61,8 @@ class RecommendRequest(BaseModel):
     histories: list[list[ItemId]] | None = None
     k: StrictInt = 10
     unknown_items: Literal["error", "drop"] = "error"
+    #: leave the history's items out of the answer; None = the model's saved default
+    exclude_history: StrictBool | None = None
 
 
 class BadRequest(ValueError):
@@ -132,11 +134,11 @@ def validate(req: RecommendRequest, item_map: ItemIdMap, cfg: ServingConfig) -> 
 
 
 def model_runner(model) -> callable:
-    """``(dense histories, k) -> (item ids, scores)`` lists, no gradients, on the model's device."""
+    """``(dense histories, k, exclude_history) -> (item ids, scores)`` lists, no gradients, on the model's device."""
 
-    def run(histories: list[list[int]], k: int):
+    def run(histories: list[list[int]], k: int, exclude_history: bool | None = None):
         with torch.inference_mode():
-            out = model.recommend_dense(histories, top_k=k)
+            out = model.recommend_dense(histories, top_k=k, exclude_history=exclude_history)
         return out.item_ids.tolist(), out.scores.float().tolist()
 
     return run
@@ -266,11 +268,12 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
         except ClientDisconnect:  # the caller gave up while sending; nobody is left to answer
             return Response(status_code=499)
         try:
-            dense, batch, k = validate(parse_request(body), item_map, cfg)
+            req = parse_request(body)
+            dense, batch, k = validate(req, item_map, cfg)
         except BadRequest as bad:
             return error(bad.status, str(bad))
         try:
-            future = await request.app.state.batcher.submit(dense, k)
+            future = await request.app.state.batcher.submit(dense, k, req.exclude_history)
         except QueueFullError as full:
             return error(503, str(full), **{"Retry-After": str(cfg.retry_after_s)})
         try:

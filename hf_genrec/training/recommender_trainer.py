@@ -26,6 +26,13 @@ class RecommenderTrainingArguments(TrainingArguments):
         default_factory=lambda: list(DEFAULT_KS), metadata={"help": "cutoffs k of the Recall@k / NDCG@k reported"}
     )
     max_history: int = field(default=50, metadata={"help": "history items kept per example (the most recent)"})
+    exclude_history: bool | None = field(
+        default=None,
+        metadata={
+            "help": "evaluate with each user's whole history left out of the ranking (seen items excluded; a target "
+            "that repeats a history item is then a miss); default: the model's config.exclude_history"
+        },
+    )
     # The collator consumes the raw `history` / `target` columns, so they must survive.
     remove_unused_columns: bool = field(default=False)
 
@@ -64,7 +71,7 @@ class RecommenderTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=data_collator or DataCollatorForRecommendation(args.max_history),
+            data_collator=data_collator or DataCollatorForRecommendation(args.max_history, seen_items=True),
             compute_metrics=compute_metrics or ranking_metrics_for_trainer(args.metric_ks),
             **kwargs,
         )
@@ -73,10 +80,27 @@ class RecommenderTrainer(Trainer):
         """Extra keyword arguments of ``top_k_items`` during evaluation (e.g. beams)."""
         return {}
 
+    @property
+    def excludes_history(self) -> bool:
+        """Whether evaluation leaves the history out of the ranking (``args.exclude_history``, else the
+        recommender's ``config.exclude_history``)."""
+        if self.args.exclude_history is not None:
+            return self.args.exclude_history
+        return bool(getattr(getattr(self.recommender, "config", None), "exclude_history", False))
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        # `seen_items` is for evaluation only; the model's forward does not take it.
+        return super().training_step(model, {k: v for k, v in inputs.items() if k != "seen_items"}, *args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Top ``max(metric_ks)`` items for each history; returns each target's 0-based rank (a miss = k)."""
+        """Top ``max(metric_ks)`` items for each history; returns each target's 0-based rank (a miss = k).
+        With :attr:`excludes_history`, the ranking leaves out the whole history (``seen_items`` when
+        the collator gives it, else the model's ``history``)."""
         inputs = self._prepare_inputs(inputs)
+        seen = inputs.pop("seen_items", None)
         extra = {k: v for k, v in inputs.items() if k not in ("history", "targets") and k in self._top_k_params}
+        if self.excludes_history:
+            extra["exclude_items"] = seen if seen is not None else inputs["history"]
         with torch.no_grad():
             out = self.recommender.top_k_items(inputs["history"], max(self.args.metric_ks), **extra, **self.top_k_kwargs())
         ranks = target_ranks(out.item_ids, inputs["targets"])

@@ -63,6 +63,8 @@ class HLLMConfig(PretrainedConfig):
         item_pooling: ``"item_token"`` | ``"mean"`` | ``None`` (decoder: item token, encoder: mean).
         item_prompt: text put before every item's fields.
         max_text_length: tokens per item text (item token included).
+        exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
+            evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
         loss: ``"nce"`` (cosine logits, learnable scale, sampled + in-batch negatives, likely false
             negatives masked) or ``"ce"`` (full softmax over every item; light mode only).
         num_negatives: items sampled uniformly per batch as NCE negatives (shared by the batch).
@@ -115,6 +117,7 @@ class HLLMConfig(PretrainedConfig):
         user_lora_target_modules: list[str] | None = None,
         user_save_base_weights: bool = True,
         initializer_range: float = 0.02,
+        exclude_history: bool = False,
         evaluation_results: dict | None = None,
         **kwargs,
     ):
@@ -181,6 +184,7 @@ class HLLMConfig(PretrainedConfig):
         self.item_save_base_weights = item_save_base_weights
         self.user_save_base_weights = user_save_base_weights
         self.initializer_range = initializer_range
+        self.exclude_history = exclude_history
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

@@ -27,7 +27,7 @@ from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
 from ..backbone import BackboneFamilyPreTrainedModel, BackboneHolderMixin, attention_implementation, build_backbone
-from ..recommender import RecommendationOutput, RecommenderMixin
+from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores
 from .configuration_hllm import HLLMConfig
 from .item_text import tokenize_item_texts
 
@@ -358,16 +358,16 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         return scores
 
     @torch.no_grad()
-    def top_k_items(self, history: torch.Tensor, k: int, history_timestamps: torch.Tensor | None = None) -> RecommendationOutput:
+    def top_k_items(
+        self,
+        history: torch.Tensor,
+        k: int,
+        history_timestamps: torch.Tensor | None = None,
+        exclude_items: torch.Tensor | None = None,
+    ) -> RecommendationOutput:
         """Best ``k`` items (full ranking by cosine) for ``[B, H]`` left-padded histories (and their
-        ``history_timestamps`` when the model uses time features)."""
-        scores = self.all_item_scores(history, history_timestamps)
-        top = scores.topk(min(k, self.config.num_items), dim=1)
-        ids, values = top.indices, top.values
-        if k > ids.shape[1]:
-            ids = F.pad(ids, (0, k - ids.shape[1]), value=-1)
-            values = F.pad(values, (0, k - values.shape[1]), value=float("-inf"))
-        return RecommendationOutput(item_ids=ids, scores=values)
+        ``history_timestamps`` when the model uses time features), leaving out ``exclude_items`` ``[B, E]``."""
+        return top_k_from_scores(self.all_item_scores(history, history_timestamps), k, exclude_items)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # The saved cache must match the saved item LLM, so a reloaded model recommends as this one.

@@ -32,6 +32,8 @@ class ItemIDLlamaConfig(PretrainedConfig):
             full softmax over every item, on the same parameters, for comparison).
         fast_top_k_clusters: clusters the fast inference path expands (``None``: exact, certified).
         initializer_range: std of the N(0, std) init of the new layers.
+        exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
+            evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
         evaluation_results: for the model card.
     """
 
@@ -55,6 +57,7 @@ class ItemIDLlamaConfig(PretrainedConfig):
         lora_target_modules: list[str] | None = None,
         save_base_weights: bool = True,
         initializer_range: float = 0.02,
+        exclude_history: bool = False,
         evaluation_results: dict | None = None,
         **kwargs,
     ):
@@ -80,6 +83,7 @@ class ItemIDLlamaConfig(PretrainedConfig):
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.save_base_weights = save_base_weights
         self.initializer_range = initializer_range
+        self.exclude_history = exclude_history
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

@@ -159,15 +159,22 @@ class HierarchicalSoftmax(nn.Module):
         return out
 
     def top_k(
-        self, query: torch.Tensor, k: int, item_weight: torch.Tensor, num_clusters: int | None = None
+        self,
+        query: torch.Tensor,
+        k: int,
+        item_weight: torch.Tensor,
+        num_clusters: int | None = None,
+        excluded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best ``k`` items ``([B, k] ids, [B, k] log-probs)``.
+        """Best ``k`` items ``([B, k] ids, [B, k] log-probs)``, never one that ``excluded`` ``[B, N + 1]``
+        (bool) marks for that row.
 
         ``num_clusters=None``: exact. Clusters are expanded best first; since log p(item) <=
         log p(its cluster), a row is certified once its k-th score beats the best unexpanded
         cluster, and only uncertified rows expand more (doubling). ``num_clusters=m``: the fast
         path, only the best ``m`` clusters (its recall against the exact ranking is measured by
-        ``benchmarks/hsm_bench.py``).
+        ``benchmarks/hsm_bench.py``). Excluded items score -inf inside their cluster, which only
+        lowers scores, so the cluster bound still certifies the exact top-k of what remains.
         """
         cluster_lp = self.cluster_log_probs(query)
         order = cluster_lp.argsort(1, descending=True)
@@ -179,6 +186,9 @@ class HierarchicalSoftmax(nn.Module):
             m = min(m, self.num_clusters)
             chosen = order[todo, :m]
             joint = cluster_lp[todo].gather(1, chosen).unsqueeze(-1) + self.within_log_probs(query[todo], chosen, item_weight)
+            if excluded is not None:
+                slots = self.cluster_items[chosen]  # [b, m, S] item ids (0 = empty slot)
+                joint = joint.masked_fill(excluded[todo].gather(1, slots.flatten(1)).view_as(slots), float("-inf"))
             flat = joint.flatten(1)
             top = flat.topk(min(k, flat.shape[1]), 1)
             items = self.cluster_items[chosen].flatten(1).gather(1, top.indices)

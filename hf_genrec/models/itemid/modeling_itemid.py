@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -27,7 +26,7 @@ from ..backbone import (
     attention_implementation,
     build_backbone,
 )
-from ..recommender import RecommendationOutput, RecommenderMixin
+from ..recommender import RecommendationOutput, RecommenderMixin, excluded_items_mask, top_k_from_scores
 from .configuration_itemid import ItemIDLlamaConfig
 from .hierarchical_softmax import HierarchicalSoftmax
 
@@ -174,20 +173,19 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
 
     # --------------------------------------------------------------------- the contract
     @torch.no_grad()
-    def top_k_items(self, history: torch.Tensor, k: int, num_clusters: int | None = None) -> RecommendationOutput:
-        """Best ``k`` items for ``[B, H]`` left-padded histories. Hierarchical head: exact (certified
-        best-first cluster search) unless ``num_clusters`` (or ``config.fast_top_k_clusters``) asks
-        for the fast path over that many best clusters."""
+    def top_k_items(
+        self, history: torch.Tensor, k: int, num_clusters: int | None = None, exclude_items: torch.Tensor | None = None
+    ) -> RecommendationOutput:
+        """Best ``k`` items for ``[B, H]`` left-padded histories, leaving out ``exclude_items`` ``[B, E]``.
+        Hierarchical head: exact (certified best-first cluster search) unless ``num_clusters`` (or
+        ``config.fast_top_k_clusters``) asks for the fast path over that many best clusters."""
         q = self.query(history)
         if self.config.head == "full":
-            lp = self.all_log_probs(q)
-            top = lp.topk(min(k, self.config.num_items), 1)
-            ids, scores = top.indices, top.values
-            pad = k - ids.shape[1]
-            if pad:
-                ids = F.pad(ids, (0, pad), value=-1)
-                scores = F.pad(scores, (0, pad), value=float("-inf"))
-            return RecommendationOutput(item_ids=ids, scores=scores)
+            return top_k_from_scores(self.all_log_probs(q), k, exclude_items)
+        m = num_clusters if num_clusters is not None else self.config.fast_top_k_clusters
+        excluded = excluded_items_mask(exclude_items, self.config.num_items)
+        ids, scores = self.head.top_k(q, k, self.item_embeddings.weight, num_clusters=m, excluded=excluded)
+        return RecommendationOutput(item_ids=ids, scores=scores)
         m = num_clusters if num_clusters is not None else self.config.fast_top_k_clusters
         ids, scores = self.head.top_k(q, k, self.item_embeddings.weight, num_clusters=m)
         return RecommendationOutput(item_ids=ids, scores=scores)

@@ -34,6 +34,8 @@ class LlamaRecConfig(PretrainedConfig):
             semantic embedding (the PSA target).
         use_lora / lora_*: LoRA injected into the backbone with peft; ``use_lora=False`` trains it in full.
         initializer_range: std of the N(0, std) init of the new layers.
+        exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
+            evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
         save_base_weights: ``False`` saves only what trains (LoRA, projectors, adapters, codebooks,
             code table) and reloads the frozen backbone from ``backbone_name_or_path``: a 7B
             checkpoint then takes megabytes, not 13 GB. Needs ``use_lora`` and that path.
@@ -64,6 +66,7 @@ class LlamaRecConfig(PretrainedConfig):
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] | None = None,
         initializer_range: float = 0.02,
+        exclude_history: bool = False,
         default_num_beams: int = 20,
         default_num_return_sequences: int = 10,
         generation_chunk_size: int = 64,
@@ -91,6 +94,7 @@ class LlamaRecConfig(PretrainedConfig):
         self.lora_dropout = lora_dropout
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.initializer_range = initializer_range
+        self.exclude_history = exclude_history
         self.default_num_beams = default_num_beams
         self.default_num_return_sequences = default_num_return_sequences
         self.generation_chunk_size = generation_chunk_size

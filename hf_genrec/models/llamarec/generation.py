@@ -46,6 +46,7 @@ class CodeBeamSearchMixin:
         num_beams: int | None = None,
         num_return_sequences: int | None = None,
         chunk_size: int | None = None,
+        exclude_items: torch.Tensor | None = None,
     ) -> RecommendationOutput:
         """Recommend items for left-padded history codes.
 
@@ -55,6 +56,9 @@ class CodeBeamSearchMixin:
             num_beams: beams kept per level (default ``config.default_num_beams``).
             num_return_sequences: items returned per user (default ``config.default_num_return_sequences``; at most num_beams).
             chunk_size: users per backbone call (default ``config.generation_chunk_size``), bounding memory.
+            exclude_items: ``[B, E]`` dense item ids never to return for that user (0 = padding). Beams
+                are pruned at every level to prefixes that still hold an item outside the set, so
+                ``num_return_sequences`` items come back whenever that many exist.
         """
         if is_sharded(self.codebooks[0].weight):
             raise RuntimeError(
@@ -70,17 +74,33 @@ class CodeBeamSearchMixin:
         if (attention_mask.sum(1) % self.config.code_length).any():
             raise ValueError(f"histories must hold whole items ({self.config.code_length} codes each)")
         chunk = chunk_size or self.config.generation_chunk_size
+        if exclude_items is not None and exclude_items.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"exclude_items has {exclude_items.shape[0]} rows for {input_ids.shape[0]} users")
+        if exclude_items is not None:
+            self.check_item_ids(exclude_items, allow_padding=True)
         outs = [
-            self._beam_search(input_ids[i : i + chunk], attention_mask[i : i + chunk], num_beams, k)
+            self._beam_search(
+                input_ids[i : i + chunk],
+                attention_mask[i : i + chunk],
+                num_beams,
+                k,
+                None if exclude_items is None else exclude_items[i : i + chunk].to(input_ids.device),
+            )
             for i in range(0, input_ids.shape[0], chunk)
         ]
         return RecommendationOutput(**{f: torch.cat([o[f] for o in outs]) for f in ("item_ids", "scores", "codes")})
 
     def top_k_items(
-        self, history: torch.Tensor, k: int, num_beams: int | None = None, chunk_size: int | None = None
+        self,
+        history: torch.Tensor,
+        k: int,
+        num_beams: int | None = None,
+        chunk_size: int | None = None,
+        exclude_items: torch.Tensor | None = None,
     ) -> RecommendationOutput:
         """Best ``k`` items for ``[B, H]`` left-padded histories of item ids (the recommender contract):
-        constrained beam search with ``max(k, num_beams or config.default_num_beams)`` beams."""
+        constrained beam search with ``max(k, num_beams or config.default_num_beams)`` beams, never
+        returning ``exclude_items`` ``[B, E]``."""
         inputs = self.code_inputs(history)
         return self.generate(
             inputs["input_ids"],
@@ -88,6 +108,7 @@ class CodeBeamSearchMixin:
             num_beams=max(k, num_beams or self.config.default_num_beams),
             num_return_sequences=k,
             chunk_size=chunk_size,
+            exclude_items=exclude_items,
         )
 
     def _cache_kwarg(self) -> str:
@@ -95,8 +116,9 @@ class CodeBeamSearchMixin:
         params = inspect.signature(self.backbone.forward).parameters
         return "cache" if "cache" in params else "past_key_values"
 
-    def _beam_search(self, input_ids, attention_mask, num_beams: int, k: int) -> dict[str, torch.Tensor]:
+    def _beam_search(self, input_ids, attention_mask, num_beams: int, k: int, exclude_items=None) -> dict[str, torch.Tensor]:
         cfg, trie = self.config, self.trie
+        excluded = None if exclude_items is None else trie.excluded_counts(exclude_items)
         bsz, past = input_ids.shape
         device = input_ids.device
         cache_kw = self._cache_kwarg()
@@ -119,7 +141,7 @@ class CodeBeamSearchMixin:
         # Level 0: one root per user.
         logp = torch.log_softmax(self.level_logits(out.last_hidden_state[:, -1], 0).float(), -1)  # [B, V]
         child = trie.children[0][0].expand(bsz, -1)
-        cand = torch.where(child >= 0, logp, neg_inf)
+        cand = torch.where(trie.has_items_left(0, child, excluded), logp, neg_inf)
         beam_scores, beam_codes = cand.topk(min(num_beams, cand.shape[1]), dim=1)  # [B, K]
         nodes = child.gather(1, beam_codes)
         codes = beam_codes.unsqueeze(-1)  # [B, K, 1]
@@ -144,7 +166,8 @@ class CodeBeamSearchMixin:
             ).last_hidden_state  # [B, K, H]
             logp = torch.log_softmax(self.level_logits(h, level).float(), -1)  # [B, K, V]
             child = trie.children[level][nodes.clamp_min(0)]  # [B, K, V]
-            cand = torch.where((child >= 0) & (nodes >= 0).unsqueeze(-1), beam_scores.unsqueeze(-1) + logp, neg_inf)
+            open_ = trie.has_items_left(level, child, excluded) & (nodes >= 0).unsqueeze(-1)
+            cand = torch.where(open_, beam_scores.unsqueeze(-1) + logp, neg_inf)
             vocab = cand.shape[-1]
             beam_scores, flat = cand.flatten(1).topk(min(num_beams, beams * vocab), dim=1)
             parent, code = flat // vocab, flat % vocab

@@ -12,7 +12,10 @@ class SASRecConfig(PretrainedConfig):
         num_items: catalogue size N (ids 1..N, 0 = padding).
         hidden_size: item embedding size; this is the exported collaborative embedding dim.
         num_layers / num_heads / dropout: the causal transformer.
-        max_history: longest history the position embedding covers.
+        max_history: longest history the position embedding covers; longer inputs keep their
+            most recent ``max_history`` items.
+        exclude_history: the default of ``forward(exclude_history=)``: score the items of the
+            history -inf (the "seen items excluded" ranking protocol).
     """
 
     model_type = "genrec_sasrec"
@@ -26,6 +29,7 @@ class SASRecConfig(PretrainedConfig):
         dropout: float = 0.5,
         max_history: int = 50,
         initializer_range: float = 0.02,
+        exclude_history: bool = False,
         **kwargs,
     ):
         self.num_items = num_items
@@ -35,4 +39,5 @@ class SASRecConfig(PretrainedConfig):
         self.dropout = dropout
         self.max_history = max_history
         self.initializer_range = initializer_range
+        self.exclude_history = exclude_history
         super().__init__(**kwargs)

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ..linear_cross_entropy import linear_cross_entropy
 from .configuration_sasrec import SASRecConfig
 
 
@@ -52,41 +53,78 @@ class SASRecModel(PreTrainedModel):
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             module.weight.data[module.padding_idx].zero_()
 
-    def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Hidden state at every position, ``[B, L, H]``."""
-        length = input_ids.shape[1]
-        if length > self.config.max_history:
-            input_ids = input_ids[:, -self.config.max_history :]
-            length = self.config.max_history
-        pad = input_ids == 0
+    def _truncate(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids[:, -self.config.max_history :] if input_ids.shape[1] > self.config.max_history else input_ids
+
+    def encode_tokens(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states of the real (non-padding) positions only.
+
+        ``input_ids`` ``[B, L]`` (its last ``max_history`` columns are read). Returns ``(hidden [T, H],
+        real [B, L'])``: one row per True entry of ``real`` in row-major order, ``L' = min(L, max_history)``.
+
+        Only attention needs the ``[B, L]`` layout; every other operation (embedding dropout, layer
+        norms, projections, feed-forward) runs on the ``T`` real positions. A Beauty batch of 512
+        users is ~11% real positions in a window of 50, so this does a ninth of the per-position
+        work of the padded computation. Padded keys are hidden from every query, so the result is
+        exactly that of the padded computation (``nn.TransformerEncoder`` over the same parameters,
+        checked in the tests).
+        """
+        input_ids = self._truncate(input_ids)
+        batch, length = input_ids.shape
+        real = input_ids != 0
         # Left padding: positions count back from the most recent item (0 = last), so the amount
         # of padding never changes an item's position.
-        positions = torch.arange(length - 1, -1, -1, device=input_ids.device)
-        x = self.item_embedding(input_ids) * self.config.hidden_size**0.5 + self.position_embedding(positions)
-        x = self.dropout(x) * (~pad).unsqueeze(-1)
+        positions = torch.arange(length - 1, -1, -1, device=input_ids.device).expand(batch, length)[real]
+        x = self.item_embedding(input_ids[real]) * self.config.hidden_size**0.5 + self.position_embedding(positions)
+        x = self.dropout(x)
         eye = torch.eye(length, dtype=torch.bool, device=x.device)
         causal_ok = torch.tril(torch.ones(length, length, dtype=torch.bool, device=x.device))
-        # Padded keys are hidden from every query; a padded query sees only itself, so no softmax
-        # row is empty (an empty row gives NaN, and 0 * NaN would leak it into real positions).
-        allowed = causal_ok & (~pad.unsqueeze(1) | eye)
-        mask = (~allowed).repeat_interleave(self.config.num_heads, dim=0)
-        h = self.encoder(x, mask=mask)
-        return self.final_norm(h)
+        # A padded query sees only itself, so no softmax row is empty (an empty row gives NaN,
+        # which the backward pass would spread to the real keys).
+        allowed = (causal_ok & (real.unsqueeze(1) | eye)).unsqueeze(1)  # [B, 1, L, L]
+        heads = self.config.num_heads
+        for layer in self.encoder.layers:
+            attn = layer.self_attn
+            qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
+            padded = qkv.new_zeros(batch, length, qkv.shape[-1]).index_put((real,), qkv)
+            q, k, v = padded.view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, H/heads]
+            a = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed, dropout_p=attn.dropout if self.training else 0.0
+            )
+            a = a.transpose(1, 2).reshape(batch, length, -1)[real]
+            x = x + layer.dropout1(attn.out_proj(a))
+            x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+        return self.final_norm(x), real
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> SASRecOutput:
-        h = self.encode(input_ids)
+    def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden state at every position, ``[B, L', H]`` (zeros at padding)."""
+        h, real = self.encode_tokens(input_ids)
+        return h.new_zeros(*real.shape, h.shape[-1]).index_put((real,), h)
+
+    def forward(
+        self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, exclude_history: bool | None = None, **kwargs
+    ) -> SASRecOutput:
+        """Training (``labels`` ``[B, L]``): mean CE over all items at every labelled position.
+        Scoring (``labels`` ``[B]`` or None): ``logits`` ``[B, N+1]`` after the last position; with
+        ``exclude_history`` (default: ``config.exclude_history``) every item of ``input_ids`` (all
+        columns, also those beyond ``max_history``) scores -inf, as does the padding column 0."""
         table = self.item_embedding.weight
         if labels is not None and labels.dim() == 2:
-            labels = labels[:, -h.shape[1] :]
-            valid = labels > 0
-            if not valid.any():
+            h, real = self.encode_tokens(input_ids)
+            labels = labels[:, -real.shape[1] :][real]
+            scored = labels > 0
+            if not scored.any():
                 raise ValueError("batch has no training targets (all labels are padding)")
-            logits = h[valid] @ table.t()
-            logits[:, 0] = float("-inf")
-            return SASRecOutput(loss=F.cross_entropy(logits, labels[valid]), logits=None)
-        logits = h[:, -1] @ table.t()
+            # Column 0 (padding) is never a class: drop its row and shift the targets.
+            loss = linear_cross_entropy(h[scored], table[1:], labels[scored] - 1)
+            return SASRecOutput(loss=loss, logits=None)
+        last = self.encode(input_ids)[:, -1]
+        logits = last @ table.t()
         logits[:, 0] = float("-inf")
+        # The loss is over the whole catalogue either way (a target the exclusion masks would be inf).
         loss = F.cross_entropy(logits, labels) if labels is not None else None
+        if self.config.exclude_history if exclude_history is None else exclude_history:
+            logits = logits.scatter(1, input_ids, float("-inf"))
         return SASRecOutput(loss=loss, logits=logits)
 
     def item_embeddings(self) -> torch.Tensor:

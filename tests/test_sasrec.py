@@ -1,0 +1,106 @@
+"""SASRec: the packed encoder and the fused loss against the plain padded computation, both
+ranking protocols, the NaN guard of the metrics, the evaluation cadence of ``train_sasrec``."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_genrec.data import leave_one_out, make_synthetic_sequences
+from hf_genrec.embeddings import train_sasrec
+from hf_genrec.metrics import ranks_from_scores
+from hf_genrec.models.linear_cross_entropy import linear_cross_entropy
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+
+IDS = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 9]])
+LABELS = torch.tensor([[0, 0, 0, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9], [0, 0, 0, 0, 0, 0, 0, 1]])
+
+
+def tiny(dropout=0.0, heads=2):
+    torch.manual_seed(0)
+    return SASRecModel(SASRecConfig(num_items=30, hidden_size=16, num_heads=heads, max_history=8, dropout=dropout))
+
+
+def padded_reference(model, ids):
+    """The padded computation with ``nn.TransformerEncoder``'s own forward over the same parameters."""
+    pad, length = ids == 0, ids.shape[1]
+    x = model.item_embedding(ids) * model.config.hidden_size**0.5 + model.position_embedding(torch.arange(length - 1, -1, -1))
+    x = x * (~pad).unsqueeze(-1)
+    eye = torch.eye(length, dtype=torch.bool)
+    allowed = torch.tril(torch.ones(length, length, dtype=torch.bool)) & (~pad.unsqueeze(1) | eye)
+    mask = (~allowed).repeat_interleave(model.config.num_heads, dim=0)
+    return model.final_norm(model.encoder(x, mask=mask))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_packed_encoder_and_fused_loss_equal_the_padded_computation(heads):
+    model = tiny(heads=heads).train()  # dropout 0: train mode takes the training path deterministically
+    loss = model(IDS, labels=LABELS).loss
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    h = padded_reference(model, IDS)
+    valid = LABELS > 0
+    logits = h[valid] @ model.item_embedding.weight.t()
+    logits[:, 0] = float("-inf")
+    ref = F.cross_entropy(logits, LABELS[valid])
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()), allow_unused=True)
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-5)
+    for (name, _), g, r in zip(model.named_parameters(), grads, ref_grads):
+        if r is None:
+            assert g is None or not g.any(), name
+        else:
+            torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4, msg=name)
+    model.eval()
+    torch.testing.assert_close(model.encode(IDS)[IDS > 0], h[IDS > 0].detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 100])
+def test_linear_cross_entropy_equals_cross_entropy(chunk):
+    torch.manual_seed(0)
+    h = torch.randn(7, 5, requires_grad=True)
+    table = torch.randn(11, 5, requires_grad=True)
+    y = torch.randint(0, 11, (7,))
+    loss = linear_cross_entropy(h, table, y, chunk_rows=chunk)
+    ref = F.cross_entropy(h @ table.t(), y)
+    g, r = torch.autograd.grad(loss * 3, (h, table)), torch.autograd.grad(ref * 3, (h, table))
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-6)
+    for a, b in zip(g, r):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="targets must lie in 0..10"):
+        linear_cross_entropy(h, table, torch.full((7,), 11))
+    with pytest.raises(ValueError, match="no rows"):
+        linear_cross_entropy(h[:0], table, y[:0])
+
+
+def test_exclude_history_masks_every_given_item_even_beyond_max_history():
+    model = tiny().eval()
+    ids = torch.tensor([[11, 12, 1, 2, 3, 4, 5, 6, 7, 8]])  # 10 items, the model reads the last 8
+    plain = model(ids).logits
+    masked = model(ids, exclude_history=True).logits
+    assert torch.isinf(masked[0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12]]).all()
+    keep = [i for i in range(31) if i not in (0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12)]
+    assert torch.equal(masked[0, keep], plain[0, keep])
+    assert torch.equal(plain, model(ids[:, 2:]).logits)  # what the model reads: the last 8
+    model.config.exclude_history = True
+    assert torch.equal(model(ids).logits, masked)
+    target = torch.tensor([12])
+    assert model(ids, labels=target).loss.item() == pytest.approx(F.cross_entropy(plain, target).item())
+
+
+def test_ranks_from_scores_excluded_target_is_a_miss_and_nan_raises():
+    scores = torch.tensor([[float("-inf"), 0.5, float("-inf"), 0.9], [float("-inf"), 0.2, 0.7, 0.1]])
+    assert ranks_from_scores(scores, torch.tensor([2, 2])).tolist() == [3, 0]
+    with pytest.raises(ValueError, match="NaN"):
+        ranks_from_scores(torch.tensor([[0.0, float("nan"), 1.0]]), torch.tensor([2]))
+
+
+def test_train_sasrec_evaluates_every_n_epochs_and_reports_both_protocols(tmp_path):
+    dsd = leave_one_out(make_synthetic_sequences(num_users=120, num_items=30, seed=0))
+    model, metrics = train_sasrec(
+        dsd, str(tmp_path), hidden_size=16, num_train_epochs=4, eval_every_epochs=2, patience=None, use_cpu=True,
+        disable_tqdm=True, exclude_history=True, metric_ks=(5, 10),
+    )
+    evals = [round(e["epoch"]) for e in model.training_log if "eval_ndcg@10" in e]
+    assert evals == [2, 4]
+    assert model.config.exclude_history is True
+    for split in ("val", "test"):
+        assert metrics[f"{split}_ndcg@10"] == metrics[f"{split}_exclude_seen_ndcg@10"]
+        assert f"{split}_all_items_ndcg@10" in metrics
