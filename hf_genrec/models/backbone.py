@@ -6,7 +6,9 @@ A family model is a ``PreTrainedModel`` holding one or more HF backbones as subm
 name -> prefix of that backbone's config fields) and mixes in :class:`BackboneHolderMixin`.
 The config carries, for each prefix ``p``: ``{p}backbone_config``, ``{p}backbone_name_or_path``,
 ``{p}use_lora``, ``{p}lora_r``, ``{p}lora_alpha``, ``{p}lora_dropout``,
-``{p}lora_target_modules`` and ``{p}save_base_weights`` (see :class:`BackboneSettings`).
+``{p}lora_target_modules`` and ``{p}save_base_weights`` (see :class:`BackboneSettings`), and
+optionally the regularisation ``{p}embedding_dropout``, ``{p}hidden_dropout`` and
+``{p}attention_dropout`` (0 when the config lacks them, as in checkpoints saved before they existed).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class BackboneSettings:
     lora_dropout: float
     lora_target_modules: list[str]
     save_base_weights: bool
+    embedding_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, prefix: str = "") -> BackboneSettings:
@@ -47,7 +52,71 @@ class BackboneSettings:
             lora_dropout=get("lora_dropout"),
             lora_target_modules=list(get("lora_target_modules")),
             save_base_weights=bool(get("save_base_weights")),
+            **{f: float(getattr(config, f"{prefix}{f}", 0.0) or 0.0) for f in DROPOUT_FIELDS},
         )
+
+
+#: the regularisation fields a family config may carry per backbone prefix
+DROPOUT_FIELDS = ("embedding_dropout", "hidden_dropout", "attention_dropout")
+
+
+def _dropout_output(p: float):
+    """Forward hook: dropout on a sub-layer's output (the residual branch), in training only."""
+
+    def hook(module: nn.Module, args, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (nn.functional.dropout(output[0], p, training=True), *output[1:])
+        return nn.functional.dropout(output, p, training=True)
+
+    return hook
+
+
+def _dropout_inputs_embeds(p: float):
+    """Forward pre-hook of the backbone: dropout on ``inputs_embeds``, in training only."""
+
+    def hook(module: nn.Module, args, kwargs):
+        if module.training and kwargs.get("inputs_embeds") is not None:
+            kwargs["inputs_embeds"] = nn.functional.dropout(kwargs["inputs_embeds"], p, training=True)
+        return args, kwargs
+
+    return hook
+
+
+def apply_dropout(backbone: nn.Module, settings: BackboneSettings) -> None:
+    """Regularise a decoder-only backbone (LLaMA layers have no dropout on the residual path).
+
+    - ``embedding_dropout``: on the ``inputs_embeds`` every family feeds the backbone;
+    - ``hidden_dropout``: on the output of every layer's attention and MLP blocks before they join
+      the residual stream (GPT-2's ``resid_pdrop``);
+    - ``attention_dropout``: on the attention probabilities (the backbone's own
+      ``attention_dropout``, also written into its config).
+
+    Hooks, not new modules, so the state-dict keys and checkpoints stay those of the plain
+    backbone; they are re-created from the config at every load. All three act in training only.
+    """
+    for name in DROPOUT_FIELDS:
+        value = getattr(settings, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if settings.attention_dropout:
+        attention = [m for m in backbone.modules() if isinstance(getattr(m, "attention_dropout", None), float)]
+        if not attention:
+            raise ValueError(f"attention_dropout: {type(backbone).__name__} has no attention module that reads one")
+        for m in attention:
+            m.attention_dropout = settings.attention_dropout
+        backbone.config.attention_dropout = settings.attention_dropout
+    if settings.hidden_dropout:
+        blocks = [
+            getattr(m, n) for m in backbone.modules() for n in ("self_attn", "mlp") if isinstance(getattr(m, n, None), nn.Module)
+        ]
+        if not blocks:
+            raise ValueError(f"hidden_dropout: {type(backbone).__name__} has no decoder layers with self_attn / mlp blocks")
+        for block in blocks:
+            block.register_forward_hook(_dropout_output(settings.hidden_dropout))
+    if settings.embedding_dropout:
+        backbone.register_forward_pre_hook(_dropout_inputs_embeds(settings.embedding_dropout), with_kwargs=True)
 
 
 def inject_lora(backbone: nn.Module, settings: BackboneSettings) -> None:
@@ -124,9 +193,11 @@ def load_base_weights(backbone: nn.Module, settings: BackboneSettings) -> None:
 
 
 def build_backbone(settings: BackboneSettings, backbone: PreTrainedModel | None = None) -> PreTrainedModel:
-    """The given (pretrained) backbone, or a fresh one from ``settings.config``; LoRA injected."""
+    """The given (pretrained) backbone, or a fresh one from ``settings.config``; LoRA injected,
+    dropout hooks installed (:func:`apply_dropout`)."""
     backbone = backbone if backbone is not None else AutoModel.from_config(settings.config)
     inject_lora(backbone, settings)
+    apply_dropout(backbone, settings)
     return backbone
 
 

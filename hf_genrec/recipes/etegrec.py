@@ -31,6 +31,7 @@ from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..models.rqvae import RQVAEConfig
 from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback
 from .stages import (
+    DropoutArguments,
     build_recommender,
     get_item_embeddings,
     get_item_tokenizer,
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(DropoutArguments):
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "local LLaMA-architecture checkpoint; default: a small random-init LLaMA"}
     )
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
         lora_alpha=margs.lora_alpha,
         lora_dropout=margs.lora_dropout,
         default_num_beams=targs.eval_num_beams,
+        **margs.dropout_config(),
     )
     model.set_item_map(dsd.item_map)
     logger.info(

@@ -31,13 +31,13 @@ from ..embeddings.text import default_text_model_path
 from ..models.hllm import DEFAULT_ITEM_PROMPT, HLLMForRecommendation, train_word_level_tokenizer
 from ..models.hllm.configuration_hllm import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
-from .stages import RUN_DEFAULTS, load_dataset, parse_recipe_args, small_backbone, test_and_save
+from .stages import RUN_DEFAULTS, DropoutArguments, load_dataset, parse_recipe_args, small_backbone, test_and_save
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class HLLMArguments:
+class HLLMArguments(DropoutArguments):
     dataset_dir: str | None = field(
         default=None, metadata={"help": "interaction file/folder or prepared split; default: generated"}
     )
@@ -131,6 +131,7 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
         user_lora_r=margs.lora_r,
         item_lora_alpha=margs.lora_alpha,
         user_lora_alpha=margs.lora_alpha,
+        **margs.dropout_config("user_"),  # the user LLM is the sequence model that overfits
     )
     common = dict(
         num_items=dsd.num_items,

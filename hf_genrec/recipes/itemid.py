@@ -24,13 +24,21 @@ from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
-from .stages import RUN_DEFAULTS, get_item_embeddings, load_dataset, parse_recipe_args, small_backbone, test_and_save
+from .stages import (
+    RUN_DEFAULTS,
+    DropoutArguments,
+    get_item_embeddings,
+    load_dataset,
+    parse_recipe_args,
+    small_backbone,
+    test_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ItemIDArguments:
+class ItemIDArguments(DropoutArguments):
     dataset_dir: str | None = field(
         default=None, metadata={"help": "interaction file/folder or prepared split; default: generated"}
     )
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         dim = emb.shape[1]
     num_clusters = margs.num_clusters or max(1, round(math.sqrt(dsd.num_items)))
     shape = dict(num_items=dsd.num_items, item_embedding_dim=dim, num_clusters=num_clusters, head=margs.head)
-    lora = dict(use_lora=margs.use_lora, lora_r=margs.lora_r, lora_alpha=margs.lora_alpha)
+    lora = dict(use_lora=margs.use_lora, lora_r=margs.lora_r, lora_alpha=margs.lora_alpha, **margs.dropout_config())
     if margs.model_name_or_path:
         model = ItemIDLlamaForRecommendation.from_backbone(margs.model_name_or_path, **shape, **lora)
     else:

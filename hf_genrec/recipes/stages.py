@@ -110,6 +110,21 @@ def get_item_tokenizer(
     return tok
 
 
+@dataclasses.dataclass
+class DropoutArguments:
+    """Backbone regularisation flags every LLM recipe takes (saved in the model config)."""
+
+    embedding_dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout on the backbone's input embeddings"})
+    hidden_dropout: float = dataclasses.field(
+        default=0.0, metadata={"help": "dropout on each attention / MLP block's output before the residual add"}
+    )
+    attention_dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout on the attention probabilities"})
+
+    def dropout_config(self, prefix: str = "") -> dict[str, float]:
+        """The config fields these flags set, e.g. ``{"user_hidden_dropout": 0.1, ...}``."""
+        return {f"{prefix}{f}": getattr(self, f) for f in ("embedding_dropout", "hidden_dropout", "attention_dropout")}
+
+
 def build_recommender(
     tokenizer: RQVAEModel,
     embeddings: torch.Tensor,

@@ -65,6 +65,9 @@ class HLLMConfig(PretrainedConfig):
         max_text_length: tokens per item text (item token included).
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        user_embedding_dropout / user_hidden_dropout / user_attention_dropout: the user LLM's regularisation, active in training
+            only: dropout on the input embeddings, on each attention / MLP block's output before the
+            residual add, and on the attention probabilities.
         loss: ``"nce"`` (cosine logits, learnable scale, sampled + in-batch negatives, likely false
             negatives masked) or ``"ce"`` (full softmax over every item; light mode only).
         num_negatives: items sampled uniformly per batch as NCE negatives (shared by the batch).
@@ -118,6 +121,9 @@ class HLLMConfig(PretrainedConfig):
         user_save_base_weights: bool = True,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        user_embedding_dropout: float = 0.0,
+        user_hidden_dropout: float = 0.0,
+        user_attention_dropout: float = 0.0,
         evaluation_results: dict | None = None,
         **kwargs,
     ):
@@ -185,6 +191,9 @@ class HLLMConfig(PretrainedConfig):
         self.user_save_base_weights = user_save_base_weights
         self.initializer_range = initializer_range
         self.exclude_history = exclude_history
+        self.user_embedding_dropout = user_embedding_dropout
+        self.user_hidden_dropout = user_hidden_dropout
+        self.user_attention_dropout = user_attention_dropout
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

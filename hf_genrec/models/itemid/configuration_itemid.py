@@ -34,6 +34,9 @@ class ItemIDLlamaConfig(PretrainedConfig):
         initializer_range: std of the N(0, std) init of the new layers.
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        embedding_dropout / hidden_dropout / attention_dropout: regularisation, active in training
+            only: dropout on the input embeddings, on each attention / MLP block's output before the
+            residual add, and on the attention probabilities.
         evaluation_results: for the model card.
     """
 
@@ -58,6 +61,9 @@ class ItemIDLlamaConfig(PretrainedConfig):
         save_base_weights: bool = True,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        embedding_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
         evaluation_results: dict | None = None,
         **kwargs,
     ):
@@ -84,6 +90,9 @@ class ItemIDLlamaConfig(PretrainedConfig):
         self.save_base_weights = save_base_weights
         self.initializer_range = initializer_range
         self.exclude_history = exclude_history
+        self.embedding_dropout = embedding_dropout
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

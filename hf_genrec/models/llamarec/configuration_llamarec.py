@@ -36,6 +36,9 @@ class LlamaRecConfig(PretrainedConfig):
         initializer_range: std of the N(0, std) init of the new layers.
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        embedding_dropout / hidden_dropout / attention_dropout: regularisation, active in training
+            only: dropout on the input embeddings, on each attention / MLP block's output before the
+            residual add, and on the attention probabilities.
         save_base_weights: ``False`` saves only what trains (LoRA, projectors, adapters, codebooks,
             code table) and reloads the frozen backbone from ``backbone_name_or_path``: a 7B
             checkpoint then takes megabytes, not 13 GB. Needs ``use_lora`` and that path.
@@ -67,6 +70,9 @@ class LlamaRecConfig(PretrainedConfig):
         lora_target_modules: list[str] | None = None,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        embedding_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
         default_num_beams: int = 20,
         default_num_return_sequences: int = 10,
         generation_chunk_size: int = 64,
@@ -95,6 +101,9 @@ class LlamaRecConfig(PretrainedConfig):
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.initializer_range = initializer_range
         self.exclude_history = exclude_history
+        self.embedding_dropout = embedding_dropout
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
         self.default_num_beams = default_num_beams
         self.default_num_return_sequences = default_num_return_sequences
         self.generation_chunk_size = generation_chunk_size
