@@ -379,9 +379,9 @@ def test_time_gap_features_from_timestamped_data_through_the_trainer(tmp_path, t
     assert model.time_buckets(ts, mask).tolist() == [[0, 0, 2, 4]]  # first item 0; 1 min -> 1 + 1; 7 min -> 1 + 3
     with pytest.raises(ValueError, match="history_timestamps"):
         model.top_k_items(torch.tensor([[1, 2]]), 3)
-    from hf_genrec.recipes.hllm import whole_sequence_rows
+    from hf_genrec.data import whole_sequence_rows
 
-    rows = whole_sequence_rows(dsd)
+    rows = whole_sequence_rows(dsd, max_history=50)
     assert len(rows[0]["history_timestamps"]) == len(rows[0]["history"])
     args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), num_train_epochs=1, per_device_train_batch_size=4,
                                         use_cpu=True, report_to="none", save_strategy="no", metric_ks=[5])

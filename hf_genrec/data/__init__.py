@@ -19,7 +19,14 @@ from .readers import (
     read_movielens,
     read_recbole_inter,
 )
-from .splits import GenRecDatasetDict, dataset_file_in, leave_one_out, load_genrec_dataset, train_sequences
+from .splits import (
+    GenRecDatasetDict,
+    dataset_file_in,
+    leave_one_out,
+    load_genrec_dataset,
+    train_sequences,
+    whole_sequence_rows,
+)
 from .synthetic import make_synthetic_item_texts, make_synthetic_sequences
 
 __all__ = [
@@ -48,4 +55,5 @@ __all__ = [
     "read_movielens",
     "read_recbole_inter",
     "train_sequences",
+    "whole_sequence_rows",
 ]

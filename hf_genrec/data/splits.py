@@ -128,6 +128,37 @@ def train_sequences(dsd: DatasetDict) -> list[list[int]]:
     return [list(h) for h in dsd["validation"]["history"]]
 
 
+def whole_sequence_rows(dsd: DatasetDict, max_history: int) -> Dataset:
+    """Training rows for whole-sequence training (``train_on_all_positions``): each user's training
+    sequence as windows of at most ``max_history + 1`` items, ``history`` = the window without its
+    last item, ``target`` = that item, ``length`` = the history length.
+
+    A sequence longer than a window is cut into windows that end ``max_history`` items apart, so
+    every transition of the sequence is trained exactly once per epoch (the first target of each
+    window reads only the items of its window). Timestamps follow the items when the split has them.
+    """
+    if max_history < 1:
+        raise ValueError(f"max_history must be >= 1, got {max_history}")
+    seqs = train_sequences(dsd)
+    times = dsd["validation"]["history_timestamps"] if "history_timestamps" in dsd["validation"].column_names else None
+    rows: dict[str, list] = {"history": [], "target": [], "length": []}
+    if times is not None:
+        rows["history_timestamps"] = []
+    for i, seq in enumerate(seqs):
+        end = len(seq)
+        while end >= 2:
+            start = max(0, end - max_history - 1)
+            rows["history"].append(seq[start : end - 1])
+            rows["target"].append(seq[end - 1])
+            rows["length"].append(end - 1 - start)
+            if times is not None:
+                rows["history_timestamps"].append(list(times[i])[start : end - 1])
+            end -= max_history
+    if not rows["target"]:
+        raise ValueError("no user has a training sequence of two items or more")
+    return Dataset.from_dict(rows)
+
+
 def dataset_file_in(directory: str) -> str:
     """The interaction file inside a dataset folder (first of ``*.inter.json``, ``*.json``,
     ``*.inter``, ``*.jsonl``, ``ratings.dat``, HLLM's ``<name>.csv``)."""

@@ -24,6 +24,7 @@ import torch
 from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, set_seed
 
 from ..cli.errors import run_cli
+from ..data import whole_sequence_rows
 from ..distributed import launched_with
 from ..memory import estimate_training_memory
 from ..models.llamarec import LlamaRecConfig
@@ -58,6 +59,10 @@ class ModelArguments(DropoutArguments):
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
+    train_on_all_positions: bool = field(
+        default=False,
+        metadata={"help": "whole-sequence training: one causal pass per user sequence, every item predicted (its codes)"},
+    )
     rqvae_path: str | None = field(default=None, metadata={"help": "pre-trained RQ-VAE; default: pre-train one here"})
     codebook_size: int = field(default=256)
     codebook_dim: int = field(default=128)
@@ -255,8 +260,11 @@ def main(argv: list[str] | None = None) -> dict:
         lora_alpha=margs.lora_alpha,
         lora_dropout=margs.lora_dropout,
         default_num_beams=targs.eval_num_beams,
+        train_on_all_positions=margs.train_on_all_positions,
         **margs.dropout_config(),
     )
+    # Whole-sequence training reads one row per user sequence (windows of max_history + 1 items).
+    train_rows = whole_sequence_rows(dsd, targs.max_history) if margs.train_on_all_positions else dsd["train"]
     model.set_item_map(dsd.item_map)
     logger.info(
         "recommender: %.2fM parameters, %.2fM trainable",
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
             item_tokenizer=tokenizer,
             item_embeddings=emb,
             args=args,
-            train_dataset=dsd["train"],
+            train_dataset=train_rows,
             eval_dataset=dsd["validation"],
             callbacks=callbacks,
         )

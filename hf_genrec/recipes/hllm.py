@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from datasets import Dataset
 from transformers import AutoTokenizer, EarlyStoppingCallback
 
 from ..cli.errors import run_cli
-from ..data import align_item_texts, find_item_text_file, make_synthetic_item_texts, read_item_texts, train_sequences
+from ..data import align_item_texts, find_item_text_file, make_synthetic_item_texts, read_item_texts, whole_sequence_rows
 from ..data.splits import GenRecDatasetDict
 from ..embeddings import load_item_embeddings
 from ..embeddings.text import default_text_model_path
@@ -86,23 +85,6 @@ EMBEDDED_DEFAULTS = {
     "--learning_rate": "2e-3",
     "--per_device_train_batch_size": "64",
 }
-
-
-def whole_sequence_rows(dsd: GenRecDatasetDict) -> Dataset:
-    """One row per user: ``history`` = the training sequence without its last item, ``target`` = that
-    item. With ``train_on_all_positions`` every transition of the sequence is trained once per epoch
-    (the official objective), instead of once per prefix row."""
-    seqs = train_sequences(dsd)
-    keep = [i for i, s in enumerate(seqs) if len(s) >= 2]
-    rows = {
-        "history": [seqs[i][:-1] for i in keep],
-        "target": [seqs[i][-1] for i in keep],
-        "length": [len(seqs[i]) - 1 for i in keep],
-    }
-    if "history_timestamps" in dsd["validation"].column_names:  # the validation history is the training part
-        times = dsd["validation"]["history_timestamps"]
-        rows["history_timestamps"] = [list(times[i])[:-1] for i in keep]
-    return Dataset.from_dict(rows)
 
 
 def item_texts_for(dsd: GenRecDatasetDict, margs: HLLMArguments) -> list[str] | None:
@@ -202,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = RecommenderTrainer(
         model=model,
         args=targs,
-        train_dataset=whole_sequence_rows(dsd),
+        train_dataset=whole_sequence_rows(dsd, targs.max_history),
         eval_dataset=dsd["validation"],
         callbacks=[EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)],
     )

@@ -20,6 +20,7 @@ import torch
 from transformers import EarlyStoppingCallback
 
 from ..cli.errors import run_cli
+from ..data import whole_sequence_rows
 from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
@@ -63,6 +64,9 @@ class ItemIDArguments(DropoutArguments):
     stage1_learning_rate: float = 1e-3
     stage2_epochs: float = field(default=4, metadata={"help": "LoRA / the LLM trains too, at a lower lr"})
     stage2_learning_rate: float = 2e-4
+    train_on_all_positions: bool = field(
+        default=False, metadata={"help": "whole-sequence training: one causal pass per user sequence, every item predicted"}
+    )
     recluster_between_stages: bool = field(
         default=True, metadata={"help": "re-run k-means on the item table after stage 1 (an explicit step)"}
     )
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     num_clusters = margs.num_clusters or max(1, round(math.sqrt(dsd.num_items)))
     shape = dict(num_items=dsd.num_items, item_embedding_dim=dim, num_clusters=num_clusters, head=margs.head)
     lora = dict(use_lora=margs.use_lora, lora_r=margs.lora_r, lora_alpha=margs.lora_alpha, **margs.dropout_config())
+    lora["train_on_all_positions"] = margs.train_on_all_positions
     if margs.model_name_or_path:
         model = ItemIDLlamaForRecommendation.from_backbone(margs.model_name_or_path, **shape, **lora)
     else:
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer = RecommenderTrainer(
             model=model,
             args=args,
-            train_dataset=dsd["train"],
+            train_dataset=whole_sequence_rows(dsd, targs.max_history) if margs.train_on_all_positions else dsd["train"],
             eval_dataset=dsd["validation"],
             callbacks=[EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)],
         )

@@ -116,6 +116,12 @@ class ETEGRecJointModel(nn.Module):
             return out
         # SIA, PSA and the VQ loss see each distinct target once (official: np.unique over the
         # batch's targets), so a popular item is neither over-weighted nor its own negative.
+        if rec is not None and rec.predicted_items is not None:
+            # Whole-sequence training: SIA / PSA at every predicted item, not only the last.
+            targets = rec.predicted_items
+        elif self.recommender.config.train_on_all_positions:
+            # A tokenizer epoch without alignment: the VQ loss sees the items of whole sequences.
+            targets = torch.cat([history[history > 0], targets])
         keep = first_occurrence(targets)
         tok = self.item_tokenizer(self.item_embeddings[targets[keep]].to(self.item_tokenizer.dtype))
         if tokenizer_phase:

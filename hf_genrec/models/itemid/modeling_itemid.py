@@ -34,7 +34,8 @@ from .hierarchical_softmax import HierarchicalSoftmax
 @dataclass
 class ItemIDLlamaOutput(ModelOutput):
     """loss: mean negative log-likelihood of the targets (exact, under the configured head).
-    query: ``[B, D]`` the next-item query in item-embedding space. log_probs: ``[B]`` log p(target)."""
+    query: ``[B, D]`` the next-item query in item-embedding space (after the last position).
+    log_probs: ``[B]`` log p(target), or ``[M]`` one per predicted item with ``train_on_all_positions``."""
 
     loss: torch.Tensor | None = None
     query: torch.Tensor | None = None
@@ -131,14 +132,20 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         self.check_item_ids(item_ids, allow_padding=True)
         if input_ids is None and ((item_ids == 0) & (attention_mask > 0)).any():
             raise ValueError("text positions (item_ids == 0 under the mask) need input_ids")
+        hidden = self.hidden_states(item_ids, input_ids, attention_mask)[:, -1]
+        return self.output_adapter(hidden.to(self.output_adapter.weight.dtype))
+
+    def hidden_states(
+        self, item_ids: torch.Tensor, input_ids: torch.Tensor | None, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The backbone's last hidden state at every position of a left-padded sequence, ``[B, T, hidden]``."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-        hidden = self.backbone(
+        return self.backbone(
             inputs_embeds=self.embed(item_ids, input_ids),
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=False,
-        ).last_hidden_state[:, -1]
-        return self.output_adapter(hidden.to(self.output_adapter.weight.dtype))
+        ).last_hidden_state
 
     def forward(
         self,
@@ -149,13 +156,36 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> ItemIDLlamaOutput:
-        """Query for the next item and, with ``targets`` ``[B]``, its exact negative log-likelihood."""
+        """Query for the next item and, with ``targets`` ``[B]``, its exact negative log-likelihood.
+        With ``config.train_on_all_positions`` (item-only ``history``) every item of
+        ``history + [targets]`` after the first is predicted in one causal pass, and ``loss`` is the
+        mean negative log-likelihood over all of them (``log_probs`` ``[M]``)."""
+        if targets is not None and self.config.train_on_all_positions:
+            if history is None:
+                raise ValueError("train_on_all_positions trains on item-only histories; mixed text inputs predict one target")
+            return self._forward_all_positions(history, targets)
         q = self.query(history, input_ids, item_ids, attention_mask)
         if targets is None:
             return ItemIDLlamaOutput(query=q)
         self.check_item_ids(targets, allow_padding=False)
         log_probs = self.target_log_probs(q, targets)
         return ItemIDLlamaOutput(loss=-log_probs.mean(), query=q, log_probs=log_probs)
+
+    def _forward_all_positions(self, history: torch.Tensor, targets: torch.Tensor) -> ItemIDLlamaOutput:
+        if history.dim() != 2 or targets.shape != history.shape[:1]:
+            raise ValueError(f"expected history [B, H] and targets [B], got {tuple(history.shape)} and {tuple(targets.shape)}")
+        self.check_item_ids(targets, allow_padding=False)
+        seq = torch.cat([history, targets.unsqueeze(1).to(history)], 1)  # [B, H + 1]
+        inputs, labels = seq[:, :-1], seq[:, 1:]
+        if not (inputs > 0).any(1).all():
+            raise EmptyHistoryError("a history is empty; at least one item is needed")
+        self.check_item_ids(inputs, allow_padding=True)
+        hidden = self.hidden_states(inputs, None, (inputs > 0).long())
+        trained = (inputs > 0) & (labels > 0)  # every real position predicts its successor
+        q = self.output_adapter(hidden[trained].to(self.output_adapter.weight.dtype))  # [M, D]
+        log_probs = self.target_log_probs(q, labels[trained])
+        last = self.output_adapter(hidden[:, -1].to(self.output_adapter.weight.dtype))
+        return ItemIDLlamaOutput(loss=-log_probs.mean(), query=last, log_probs=log_probs)
 
     def target_log_probs(self, query: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target | query) ``[B]`` under the configured head."""

@@ -36,6 +36,10 @@ class LlamaRecConfig(PretrainedConfig):
         initializer_range: std of the N(0, std) init of the new layers.
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        train_on_all_positions: whole-sequence training: ``forward(history, targets)`` reads
+            ``history + [target]`` in one causal pass and every item after the first predicts its codes
+            (feed one row per user sequence, :func:`~hf_genrec.data.whole_sequence_rows`); otherwise
+            only ``targets`` is predicted (one row per prefix).
         embedding_dropout / hidden_dropout / attention_dropout: regularisation, active in training
             only: dropout on the input embeddings, on each attention / MLP block's output before the
             residual add, and on the attention probabilities.
@@ -70,6 +74,7 @@ class LlamaRecConfig(PretrainedConfig):
         lora_target_modules: list[str] | None = None,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        train_on_all_positions: bool = False,
         embedding_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
         attention_dropout: float = 0.0,
@@ -101,6 +106,7 @@ class LlamaRecConfig(PretrainedConfig):
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.initializer_range = initializer_range
         self.exclude_history = exclude_history
+        self.train_on_all_positions = train_on_all_positions
         self.embedding_dropout = embedding_dropout
         self.hidden_dropout = hidden_dropout
         self.attention_dropout = attention_dropout

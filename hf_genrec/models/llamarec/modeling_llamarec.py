@@ -42,11 +42,13 @@ class HasCodebooks(Protocol):
 class LlamaRecOutput(ModelOutput):
     """Output of :meth:`LlamaRecForCodeGeneration.forward`.
 
-    loss: code cross-entropy (mean over users and levels) when ``labels`` are given.
-    logits: ``[B, code_length, code_vocab]`` scores of each target code.
-    seq_latents: ``[B, hidden]`` hidden state at the last history token.
-    seq_project_latents: ``[B, codebook_dim]`` ``enc_adapter(seq_latents)``, the SIA input.
-    dec_latents: ``[B, semantic_dim]`` ``dec_adapter(seq_latents)``, the PSA input.
+    loss: code cross-entropy (mean over every predicted code) when targets are given.
+    logits: ``[B, code_length, code_vocab]`` scores of each target code (prefix mode only).
+    seq_latents: ``[M, hidden]`` hidden state before each predicted item: ``M = B`` (the last
+        history token) in prefix mode; with ``train_on_all_positions``, one row per item boundary.
+    seq_project_latents: ``[M, codebook_dim]`` ``enc_adapter(seq_latents)``, the SIA input.
+    dec_latents: ``[M, semantic_dim]`` ``dec_adapter(seq_latents)``, the PSA input.
+    predicted_items: ``[M]`` the item each row of ``seq_latents`` predicts (whole-sequence mode).
     """
 
     loss: torch.Tensor | None = None
@@ -54,6 +56,7 @@ class LlamaRecOutput(ModelOutput):
     seq_latents: torch.Tensor | None = None
     seq_project_latents: torch.Tensor | None = None
     dec_latents: torch.Tensor | None = None
+    predicted_items: torch.Tensor | None = None
 
 
 class LlamaRecPreTrainedModel(BackboneFamilyPreTrainedModel):
@@ -245,7 +248,58 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
                 users and levels) and ``logits`` scores each target code; without them only the
                 sequence latents are returned.
         """
+        if targets is not None and self.config.train_on_all_positions:
+            return self.forward_all_positions(history, targets)
         return self.forward_codes(**self.code_inputs(history, targets))
+
+    def forward_all_positions(self, history: torch.Tensor, targets: torch.Tensor) -> LlamaRecOutput:
+        """Whole-sequence training: one causal pass over the codes of ``history + [targets]`` (``[B, H]``
+        item ids left padded with 0, ``[B]``); every item after a row's first is predicted, code by
+        code, from everything before it (the next-token objective of a decoder-only LM).
+
+        Returns ``loss`` (mean over every predicted code) and, per item boundary, ``seq_latents`` /
+        ``seq_project_latents`` / ``dec_latents`` ``[M, ...]`` with ``predicted_items`` ``[M]``.
+        """
+        if history.dim() != 2 or targets.shape != history.shape[:1]:
+            raise ValueError(f"expected history [B, H] and targets [B], got {tuple(history.shape)} and {tuple(targets.shape)}")
+        self.check_item_ids(targets, allow_padding=False)
+        seq = torch.cat([history, targets.unsqueeze(1).to(history)], 1)  # [B, S]
+        length = self.config.code_length
+        codes = self.codes_for_items(seq, allow_padding=True).flatten(1)  # [B, S * L]
+        input_ids, labels = codes[:, :-1], codes[:, 1:]
+        attention_mask = (input_ids >= 0).long()
+        if not attention_mask.any(1).all():
+            raise EmptyHistoryError("a history is empty; at least one item is needed")
+        position_ids = self.position_ids_from_mask(attention_mask)
+        embeds = self.embed_codes(input_ids, position_ids % length, attention_mask)
+        hidden = self.backbone(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # [B, S * L - 1, H]
+        # Label token q + 1 belongs to item (q + 1) // L; it is predicted when that item and the one
+        # before it are real (the first item of a row has no history to be predicted from).
+        item_of_label = torch.arange(1, codes.shape[1], device=codes.device) // length
+        real = seq > 0
+        predicted = real[:, item_of_label] & real[:, (item_of_label - 1).clamp_min(0)] & (item_of_label > 0)
+        level_of_label = torch.arange(1, codes.shape[1], device=codes.device) % length
+        total = predicted.sum()
+        if total == 0:
+            raise ValueError("no row has two items: nothing to predict (whole-sequence rows need a history)")
+        loss = hidden.new_zeros((), dtype=torch.float32)
+        for lvl in range(length):
+            at = predicted & (level_of_label == lvl)
+            if at.any():
+                logits = self.level_logits(hidden[at], lvl).float()
+                loss = loss + F.cross_entropy(logits, labels[at], reduction="sum")
+        boundary = predicted & (level_of_label == 0)  # the last code of an item, before the next one
+        seq_latents = hidden[boundary].to(self.dtype)
+        rows, cols = boundary.nonzero(as_tuple=True)
+        return LlamaRecOutput(
+            loss=loss / total,
+            seq_latents=seq_latents,
+            seq_project_latents=self.enc_adapter(seq_latents),
+            dec_latents=self.dec_adapter(seq_latents),
+            predicted_items=seq[rows, item_of_label[cols]],
+        )
 
     def forward_codes(
         self,
