@@ -123,3 +123,28 @@ def test_synthetic_covers_catalogue_and_is_deterministic():
     a = make_synthetic_sequences(num_users=100, num_items=50, seed=3)
     assert a == make_synthetic_sequences(num_users=100, num_items=50, seed=3)
     assert {i for s in a.values() for i in s} == set(range(50))
+
+
+def test_prepared_item_text_gives_each_item_its_own_text(tmp_path):
+    """MovieLens ids 1, 3, 5, 7 become dense 1..4: the prepared item_text.json must still give
+    movie 3 its own title wherever it is read (the HLLM alignment and the text-embedding path)."""
+    import json
+
+    from hf_genrec.cli.prepare_data import main as prepare
+    from hf_genrec.data import align_item_texts, load_genrec_dataset
+    from hf_genrec.embeddings import count_missing_text
+
+    raw = tmp_path / "ml"
+    raw.mkdir()
+    movies = {1: "Alpha", 3: "Gamma", 5: "Epsilon", 7: "Eta"}
+    (raw / "movies.dat").write_text("".join(f"{m}::{t} (1999)::Drama\n" for m, t in movies.items()), encoding="latin-1")
+    lines = [f"{u}::{m}::5::{100 * u + j}" for u in range(1, 4) for j, m in enumerate([1, 3, 5, 7])]
+    (raw / "ratings.dat").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "prepared"
+    prepare(["--input", str(raw), "--output_dir", str(out)])
+    dsd = load_genrec_dataset(str(out))
+    text = json.loads((out / "item_text.json").read_text())
+    aligned = align_item_texts(text, dsd.item_map)
+    for dense, original in enumerate(dsd.item_map.original_ids, start=1):
+        assert movies[int(original)] in aligned[dense - 1], (dense, original, aligned[dense - 1])
+    assert count_missing_text(text, dsd.item_map) == 0

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from ..data import load_genrec_dataset
+from ..data.item_text import ITEM_TEXT_FILE
 from ..embeddings import build_item_embeddings
 from .errors import run_cli
 
@@ -36,12 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dsd = load_genrec_dataset(a.data_dir)
-    text_path = os.path.join(a.data_dir, "item_text.json")
+    text_path = os.path.join(a.data_dir, ITEM_TEXT_FILE)
     item_text = None
     if os.path.exists(text_path):
         with open(text_path) as f:
-            # item_text.json is keyed by dense id; build_item_embeddings looks texts up by original id.
-            item_text = {dsd.item_map.to_original(int(k)): v for k, v in json.load(f).items()}
+            item_text = json.load(f)  # keyed by original item id, as every family matches it
     out_dir = os.path.dirname(os.path.abspath(a.output))
     emb, report = build_item_embeddings(
         dsd,

@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from ..data import dataset_file_in, leave_one_out, load_interactions
+from ..data.item_text import write_item_text
 from .errors import run_cli
 
 
@@ -25,10 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     dsd = leave_one_out(data, max_history=a.max_history, on_short=a.on_short)
     dsd.save_to_disk(a.output_dir)
     if data.item_text:
-        import json
-
-        with open(f"{a.output_dir}/item_text.json", "w") as f:
-            json.dump({str(dsd.item_map.to_dense(k)): v for k, v in data.item_text.items() if k in dsd.item_map}, f)
+        write_item_text(a.output_dir, data.item_text, dsd.item_map)
     print(
         f"{len(data.sequences)} users, {dsd.num_items} items, {data.num_interactions} interactions; "
         f"rows: train {len(dsd['train'])}, validation {len(dsd['validation'])}, test {len(dsd['test'])}; "

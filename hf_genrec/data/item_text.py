@@ -128,6 +128,20 @@ def find_item_text_file(dataset_path: str) -> str | None:
     return None
 
 
+#: the item text a prepared dataset folder carries, keyed by the *original* item id (as a string)
+ITEM_TEXT_FILE = "item_text.json"
+
+
+def write_item_text(directory: str, item_text: Mapping, item_map: ItemIdMap) -> str:
+    """Write ``item_text.json`` for the items of ``item_map``, keyed by their original ids (the ids
+    of the interaction file; what :func:`align_item_texts` and every family match). Returns the path."""
+    known = {str(i) for i in item_map.original_ids}
+    path = os.path.join(directory, ITEM_TEXT_FILE)
+    with open(path, "w") as f:
+        json.dump({str(k): v for k, v in item_text.items() if str(k) in known}, f)
+    return path
+
+
 def align_item_texts(item_text: Mapping, item_map: ItemIdMap) -> list[str]:
     """The text of every mapped item in dense order (``N`` strings, ``""`` where none is known).
 

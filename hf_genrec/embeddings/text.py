@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.item_text import align_item_texts
 from ..utils.item_map import ItemIdMap
 
 
@@ -33,14 +34,13 @@ def text_item_embeddings(
     """
     from sentence_transformers import SentenceTransformer
 
+    texts = align_item_texts(item_text, item_map)  # ids matched as strings; raises when none has text
     model = SentenceTransformer(model_name_or_path or default_text_model_path(), device=device)
-    texts = [item_text.get(orig, "") for orig in item_map.original_ids]
-    if count_missing_text(item_text, item_map) == len(texts):
-        raise ValueError("none of the items has text; text embeddings need item_text")
     emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
     return emb.astype(np.float32)
 
 
 def count_missing_text(item_text: dict, item_map: ItemIdMap) -> int:
     """How many of the mapped items have no (or empty) text."""
-    return sum(1 for orig in item_map.original_ids if not item_text.get(orig))
+    by_str = {str(k): v for k, v in item_text.items()}
+    return sum(1 for orig in item_map.original_ids if not by_str.get(str(orig)))

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ..linear_cross_entropy import linear_cross_entropy
+from ...utils.linear_cross_entropy import linear_cross_entropy
 from .configuration_sasrec import SASRecConfig
 
 
