@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.embeddings import train_sasrec
 from hf_genrec.metrics import ranks_from_scores
-from hf_genrec.utils.linear_cross_entropy import linear_cross_entropy
 from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+from hf_genrec.utils.linear_cross_entropy import linear_cross_entropy
 
 IDS = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 9]])
 LABELS = torch.tensor([[0, 0, 0, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9], [0, 0, 0, 0, 0, 0, 0, 1]])
