@@ -309,6 +309,25 @@ class BackboneFamilyPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
 
+def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids ``[B, T]`` for left-padded rows: real tokens count 0, 1, ... from the first one
+    (LlamaModel's default ``arange`` would count the padding). Padding gets 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def check_positions(backbone_config: PretrainedConfig | dict | None, needed: int, what: str) -> None:
+    """Refuse a model whose backbone cannot place ``needed`` positions (``max_position_embeddings``)."""
+    if backbone_config is None:
+        return
+    limit = (
+        backbone_config.get("max_position_embeddings")
+        if isinstance(backbone_config, dict)
+        else getattr(backbone_config, "max_position_embeddings", None)
+    )
+    if limit is not None and needed > limit:
+        raise ValueError(f"{what} needs {needed} positions but the backbone has max_position_embeddings={limit}")
+
+
 def attention_implementation(backbone: PreTrainedModel | None) -> str | None:
     """The attention implementation a given backbone was built with (``None`` for a fresh one)."""
     return backbone.config._attn_implementation if backbone is not None else None

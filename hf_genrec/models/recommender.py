@@ -125,15 +125,25 @@ class RecommenderMixin:
         if bad.any():
             raise UnknownItemError(f"unknown item id {int(ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
 
+    def readable_history(self, history: torch.Tensor, *aligned: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        """The last ``config.max_history`` columns of a left-padded ``history`` ``[B, H]`` (and of any
+        tensors aligned with it, e.g. timestamps; None stays None): what the model reads, the same
+        cut in training, evaluation and serving."""
+        limit = getattr(self.config, "max_history", None)
+        if limit is None or history.shape[1] <= limit:
+            return (history, *aligned)
+        return (history[:, -limit:], *(t[:, -limit:] if t is not None else None for t in aligned))
+
     # ------------------------------------------------------------------------ recommending
     def recommend_dense(
         self, histories: Sequence[Sequence[int]], top_k: int = 10, exclude_history: bool | None = None, **kwargs
     ) -> RecommendationOutput:
         """Recommend ``top_k`` dense item ids for histories of dense ids (``1..N``, oldest first).
 
-        ``exclude_history`` (default ``config.exclude_history``) leaves every item of each given
-        history out of its recommendations ("seen items excluded"). Other keyword arguments go to
-        the family's ``top_k_items``.
+        The model reads the last ``config.max_history`` items of each history; ``exclude_history``
+        (default ``config.exclude_history``) leaves every item of each given history, also the older
+        ones, out of its recommendations ("seen items excluded"). Other keyword arguments go to the
+        family's ``top_k_items``.
         """
         if not len(histories):
             raise ValueError("no histories given")
@@ -145,7 +155,8 @@ class RecommenderMixin:
         history = left_pad([list(h) for h in histories], 0).to(self.device)
         if getattr(self.config, "exclude_history", False) if exclude_history is None else exclude_history:
             kwargs["exclude_items"] = history
-        return self.top_k_items(history, top_k, **kwargs)
+        (readable,) = self.readable_history(history)
+        return self.top_k_items(readable, top_k, **kwargs)
 
     def recommend(
         self, histories: Sequence[Sequence[Any]], top_k: int = 10, unknown_items: str = "error", **kwargs

@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
         lora_dropout=margs.lora_dropout,
         default_num_beams=targs.eval_num_beams,
         train_on_all_positions=margs.train_on_all_positions,
+        max_history=targs.max_history,
         **margs.dropout_config(),
     )
     # Whole-sequence training reads one row per user sequence (windows of max_history + 1 items).

@@ -104,7 +104,7 @@ def item_texts_for(dsd: GenRecDatasetDict, margs: HLLMArguments) -> list[str] | 
     return align_item_texts(raw, dsd.item_map)
 
 
-def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArguments):
+def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArguments, max_history: int = 50):
     """The HLLM and its item tokenizer (``None`` without an item LLM)."""
     lora = dict(
         item_use_lora=margs.item_use_lora,
@@ -117,6 +117,7 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
     )
     common = dict(
         num_items=dsd.num_items,
+        max_history=max_history,
         mode=margs.mode,
         max_text_length=margs.max_text_length,
         loss=margs.loss,
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     if margs.num_time_buckets and "history_timestamps" not in dsd["train"].column_names:
         raise ValueError("--num_time_buckets needs timestamps, and this dataset has none (e.g. Beauty.inter.json)")
     texts = item_texts_for(dsd, margs)
-    model, tokenizer = build_model(dsd, texts, margs)
+    model, tokenizer = build_model(dsd, texts, margs, targs.max_history)
     model.set_item_map(dsd.item_map)
     if margs.mode == "light" and texts is not None:
         fill_item_cache(model, margs.item_model, margs.item_cache_dir or os.path.join(targs.output_dir, "item_cache"))

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     num_clusters = margs.num_clusters or max(1, round(math.sqrt(dsd.num_items)))
     shape = dict(num_items=dsd.num_items, item_embedding_dim=dim, num_clusters=num_clusters, head=margs.head)
     lora = dict(use_lora=margs.use_lora, lora_r=margs.lora_r, lora_alpha=margs.lora_alpha, **margs.dropout_config())
-    lora["train_on_all_positions"] = margs.train_on_all_positions
+    lora.update(train_on_all_positions=margs.train_on_all_positions, max_history=targs.max_history)
     if margs.model_name_or_path:
         model = ItemIDLlamaForRecommendation.from_backbone(margs.model_name_or_path, **shape, **lora)
     else:

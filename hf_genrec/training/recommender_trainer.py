@@ -9,6 +9,7 @@ per-user ranks across processes and drops the padding it adds, so under DDP each
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +17,8 @@ from transformers import Trainer, TrainingArguments
 
 from ..data import DataCollatorForRecommendation
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,7 +28,10 @@ class RecommenderTrainingArguments(TrainingArguments):
     metric_ks: list[int] = field(
         default_factory=lambda: list(DEFAULT_KS), metadata={"help": "cutoffs k of the Recall@k / NDCG@k reported"}
     )
-    max_history: int = field(default=50, metadata={"help": "history items kept per example (the most recent)"})
+    max_history: int = field(
+        default=50,
+        metadata={"help": "history items the model reads (the most recent); saved in the model's config.max_history"},
+    )
     exclude_history: bool | None = field(
         default=None,
         metadata={
@@ -66,6 +72,11 @@ class RecommenderTrainer(Trainer):
         self.recommender = recommender if recommender is not None else model
         if not callable(getattr(self.recommender, "top_k_items", None)):
             raise TypeError(f"{type(self.recommender).__name__} does not implement the recommender contract (top_k_items)")
+        config = getattr(self.recommender, "config", None)
+        if config is not None and getattr(config, "max_history", args.max_history) != args.max_history:
+            # The checkpoint must record the history length it was trained and evaluated with.
+            logger.info("max_history: the model's %s -> %s (the training arguments')", config.max_history, args.max_history)
+            config.max_history = args.max_history
         # Per-user side inputs the collator adds (e.g. history_timestamps) go to a model that takes them.
         self._top_k_params = set(inspect.signature(self.recommender.top_k_items).parameters)
         super().__init__(

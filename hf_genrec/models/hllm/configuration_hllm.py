@@ -65,6 +65,9 @@ class HLLMConfig(PretrainedConfig):
         max_text_length: tokens per item text (item token included).
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        max_history: history items the model reads, the most recent; ``recommend()``, the server,
+            the collator of :class:`~hf_genrec.training.RecommenderTrainer` and ``top_k_items`` all cut
+            longer histories to it (the trainer writes its ``--max_history`` here).
         user_embedding_dropout / user_hidden_dropout / user_attention_dropout: the user LLM's regularisation, active in training
             only: dropout on the input embeddings, on each attention / MLP block's output before the
             residual add, and on the attention probabilities.
@@ -121,6 +124,7 @@ class HLLMConfig(PretrainedConfig):
         user_save_base_weights: bool = True,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        max_history: int = 50,
         user_embedding_dropout: float = 0.0,
         user_hidden_dropout: float = 0.0,
         user_attention_dropout: float = 0.0,
@@ -190,7 +194,10 @@ class HLLMConfig(PretrainedConfig):
         self.item_save_base_weights = item_save_base_weights
         self.user_save_base_weights = user_save_base_weights
         self.initializer_range = initializer_range
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
         self.exclude_history = exclude_history
+        self.max_history = max_history
         self.user_embedding_dropout = user_embedding_dropout
         self.user_hidden_dropout = user_hidden_dropout
         self.user_attention_dropout = user_attention_dropout

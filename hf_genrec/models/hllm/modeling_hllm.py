@@ -26,7 +26,14 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
-from ..backbone import BackboneFamilyPreTrainedModel, BackboneHolderMixin, attention_implementation, build_backbone
+from ..backbone import (
+    BackboneFamilyPreTrainedModel,
+    BackboneHolderMixin,
+    attention_implementation,
+    build_backbone,
+    check_positions,
+    left_padded_position_ids,
+)
 from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores
 from .configuration_hllm import HLLMConfig
 from .item_text import tokenize_item_texts
@@ -80,6 +87,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             if self.item_emb_token is not None and self.item_emb_token.device.type != "meta":
                 self.item_emb_token.normal_(0.0, config.initializer_range)
         self.finish_backbones(attn)
+        check_positions(self.user_llm.config, config.max_history, f"max_history={config.max_history}")
         # End to end, any optimizer step outdates the cache; train() sets this, top_k_items refreshes.
         self._item_cache_stale = False
 
@@ -170,7 +178,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             mask = F.pad(mask, (0, 1), value=True)
         # Positions count from each text's first real token, so an item's embedding does not
         # depend on how much padding its batch needed.
-        position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        position_ids = left_padded_position_ids(mask)
         hidden = self.item_llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids).last_hidden_state
         hidden = hidden.float()
         if self.item_emb_token is not None:
@@ -253,7 +261,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         (position t predicts the item after t)."""
         if time_vectors is not None:
             item_vectors = item_vectors + time_vectors
-        position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        position_ids = left_padded_position_ids(mask)
         out = self.user_llm(
             inputs_embeds=item_vectors.to(self.backbone_compute_dtype("user_llm")),
             attention_mask=mask.long(),
@@ -366,7 +374,9 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         exclude_items: torch.Tensor | None = None,
     ) -> RecommendationOutput:
         """Best ``k`` items (full ranking by cosine) for ``[B, H]`` left-padded histories (and their
-        ``history_timestamps`` when the model uses time features), leaving out ``exclude_items`` ``[B, E]``."""
+        ``history_timestamps`` when the model uses time features), leaving out ``exclude_items`` ``[B, E]``.
+        The model reads the last ``config.max_history`` items."""
+        history, history_timestamps = self.readable_history(history, history_timestamps)
         return top_k_from_scores(self.all_item_scores(history, history_timestamps), k, exclude_items)
 
     def save_pretrained(self, save_directory, *args, **kwargs):

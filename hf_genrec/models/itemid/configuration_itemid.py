@@ -34,6 +34,9 @@ class ItemIDLlamaConfig(PretrainedConfig):
         initializer_range: std of the N(0, std) init of the new layers.
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        max_history: history items the model reads, the most recent; ``recommend()``, the server,
+            the collator of :class:`~hf_genrec.training.RecommenderTrainer` and ``top_k_items`` all cut
+            longer histories to it (the trainer writes its ``--max_history`` here).
         train_on_all_positions: whole-sequence training: ``forward(history, targets)`` reads
             ``history + [target]`` in one causal pass and every item after the first predicts it
             (feed one row per user sequence, :func:`~hf_genrec.data.whole_sequence_rows`); otherwise
@@ -65,6 +68,7 @@ class ItemIDLlamaConfig(PretrainedConfig):
         save_base_weights: bool = True,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        max_history: int = 50,
         train_on_all_positions: bool = False,
         embedding_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
@@ -94,7 +98,10 @@ class ItemIDLlamaConfig(PretrainedConfig):
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.save_base_weights = save_base_weights
         self.initializer_range = initializer_range
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
         self.exclude_history = exclude_history
+        self.max_history = max_history
         self.train_on_all_positions = train_on_all_positions
         self.embedding_dropout = embedding_dropout
         self.hidden_dropout = hidden_dropout

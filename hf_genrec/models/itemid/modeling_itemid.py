@@ -25,6 +25,8 @@ from ..backbone import (
     BackboneSettings,
     attention_implementation,
     build_backbone,
+    check_positions,
+    left_padded_position_ids,
 )
 from ..recommender import RecommendationOutput, RecommenderMixin, excluded_items_mask, top_k_from_scores
 from .configuration_itemid import ItemIDLlamaConfig
@@ -67,6 +69,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         self._new_layers = (self.item_embeddings, self.input_adapter, self.output_adapter, self.head.cluster_embeddings)
         self.post_init()
         self.finish_backbones({"backbone": attn})
+        check_positions(self.backbone.config, config.max_history, f"max_history={config.max_history}")
         with torch.no_grad():
             self.item_embeddings.weight[0].zero_()
         if config.num_items and self.head.item_cluster.device.type != "meta":  # from_pretrained loads its own
@@ -139,7 +142,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         self, item_ids: torch.Tensor, input_ids: torch.Tensor | None, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """The backbone's last hidden state at every position of a left-padded sequence, ``[B, T, hidden]``."""
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        position_ids = left_padded_position_ids(attention_mask)
         return self.backbone(
             inputs_embeds=self.embed(item_ids, input_ids),
             attention_mask=attention_mask,
@@ -209,6 +212,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         """Best ``k`` items for ``[B, H]`` left-padded histories, leaving out ``exclude_items`` ``[B, E]``.
         Hierarchical head: exact (certified best-first cluster search) unless ``num_clusters`` (or
         ``config.fast_top_k_clusters``) asks for the fast path over that many best clusters."""
+        (history,) = self.readable_history(history)
         q = self.query(history)
         if self.config.head == "full":
             return top_k_from_scores(self.all_log_probs(q), k, exclude_items)

@@ -36,6 +36,9 @@ class LlamaRecConfig(PretrainedConfig):
         initializer_range: std of the N(0, std) init of the new layers.
         exclude_history: the default of ``recommend()`` / ``recommend_dense()`` and of
             evaluation: leave the items of the user's history out of the ranking ("seen items excluded").
+        max_history: history items the model reads, the most recent; ``recommend()``, the server,
+            the collator of :class:`~hf_genrec.training.RecommenderTrainer` and ``top_k_items`` all cut
+            longer histories to it (the trainer writes its ``--max_history`` here).
         train_on_all_positions: whole-sequence training: ``forward(history, targets)`` reads
             ``history + [target]`` in one causal pass and every item after the first predicts its codes
             (feed one row per user sequence, :func:`~hf_genrec.data.whole_sequence_rows`); otherwise
@@ -74,6 +77,7 @@ class LlamaRecConfig(PretrainedConfig):
         lora_target_modules: list[str] | None = None,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        max_history: int = 50,
         train_on_all_positions: bool = False,
         embedding_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
@@ -105,7 +109,10 @@ class LlamaRecConfig(PretrainedConfig):
         self.lora_dropout = lora_dropout
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.initializer_range = initializer_range
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
         self.exclude_history = exclude_history
+        self.max_history = max_history
         self.train_on_all_positions = train_on_all_positions
         self.embedding_dropout = embedding_dropout
         self.hidden_dropout = hidden_dropout

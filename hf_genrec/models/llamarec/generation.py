@@ -100,7 +100,8 @@ class CodeBeamSearchMixin:
     ) -> RecommendationOutput:
         """Best ``k`` items for ``[B, H]`` left-padded histories of item ids (the recommender contract):
         constrained beam search with ``max(k, num_beams or config.default_num_beams)`` beams, never
-        returning ``exclude_items`` ``[B, E]``."""
+        returning ``exclude_items`` ``[B, E]``. The model reads the last ``config.max_history`` items."""
+        (history,) = self.readable_history(history)
         inputs = self.code_inputs(history)
         return self.generate(
             inputs["input_ids"],

@@ -25,6 +25,8 @@ from ..backbone import (
     BackboneSettings,
     attention_implementation,
     build_backbone,
+    check_positions,
+    left_padded_position_ids,
 )
 from ..recommender import RecommenderMixin
 from .configuration_llamarec import LlamaRecConfig
@@ -100,6 +102,9 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         self._trie, self._trie_key = None, None  # the beam-search trie, derived from item_codes on use
         self.post_init()
         self.finish_backbones({"backbone": attn})
+        # A history of max_history items plus the target's first codes (training), or the beam's codes.
+        needed = config.max_history * config.code_length + config.code_length - 1
+        check_positions(self.backbone.config, needed, f"max_history={config.max_history} x {config.code_length} codes")
 
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
@@ -203,10 +208,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
             )
 
     # ---------------------------------------------------------------------- embeddings
-    @staticmethod
-    def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-        """Left padding: positions count real tokens only (LlamaModel's default ignores padding)."""
-        return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    position_ids_from_mask = staticmethod(left_padded_position_ids)
 
     def embed_codes(self, codes: torch.Tensor, levels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Soft embedding of codes ``[B, T]`` at levels ``[B, T]`` -> ``[B, T, hidden]`` (masked entries -> 0)."""
