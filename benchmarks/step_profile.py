@@ -16,21 +16,18 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from beauty import PRESETS  # the script's folder is on sys.path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from beauty import PRESETS  # noqa: E402
-
-from hf_genrec.data import DataCollatorForRecommendation, load_genrec_dataset  # noqa: E402
-from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE  # noqa: E402
-from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel  # noqa: E402
-from hf_genrec.recipes.stages import build_recommender, small_backbone  # noqa: E402
-from hf_genrec.training import ETEGRecJointModel  # noqa: E402
+from hf_genrec.data import DataCollatorForRecommendation, load_genrec_dataset
+from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
+from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel
+from hf_genrec.recipes.stages import build_recommender, small_backbone
+from hf_genrec.training import ETEGRecJointModel
 
 
 def batches(dataset, batch: int, count: int, grouped: bool, max_history: int = 50, seed: int = 0) -> list[dict]:

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from generate_bench import SHAPES  # the script's folder is on sys.path
 from transformers import TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).parent))
-from generate_bench import SHAPES  # noqa: E402
-
-from hf_genrec import ETEGRecTrainer, ETEGRecTrainingArguments, LlamaRecConfig, LlamaRecForCodeGeneration  # noqa: E402
-from hf_genrec.memory import estimate_training_memory  # noqa: E402
-from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel, assign_suffix  # noqa: E402
+from hf_genrec import ETEGRecTrainer, ETEGRecTrainingArguments, LlamaRecConfig, LlamaRecForCodeGeneration
+from hf_genrec.memory import estimate_training_memory
+from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel, assign_suffix
 
 
 class StepTimer(TrainerCallback):

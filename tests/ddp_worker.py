@@ -18,13 +18,11 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from hf_genrec import DataCollatorForRecommendation, GenRecTrainer, LlamaRecForCodeGeneration  # noqa: E402
-from hf_genrec.distributed import gathered_root_parameters  # noqa: E402
-from hf_genrec.metrics import ranking_metrics  # noqa: E402
-from tests.test_trainer import args as trainer_test_args  # noqa: E402
-from tests.test_trainer import setup  # noqa: E402
+from hf_genrec import DataCollatorForRecommendation, GenRecTrainer, LlamaRecForCodeGeneration
+from hf_genrec.distributed import gathered_root_parameters
+from hf_genrec.metrics import ranking_metrics
+from tests.test_trainer import args as trainer_test_args
+from tests.test_trainer import setup
 
 
 def emulate_fsdp_on_cpu() -> None:

@@ -29,6 +29,8 @@ def test_top_k_from_scores_masks_pads_and_never_returns_padding():
     assert out.item_ids.tolist() == [[3, 1, -1, -1, -1], [2, 3, 4, -1, -1]]
     assert torch.isinf(out.scores[0, 2:]).all() and out.scores[1, :3].tolist() == pytest.approx([0.3, 0.2, 0.1])
     assert scores[0, 0] == 9.0  # the caller's scores are not modified
+    with pytest.raises(ValueError, match="NaN"):
+        top_k_from_scores(torch.tensor([[0.0, float("nan"), 1.0]]), 1)
     mask = excluded_items_mask(torch.tensor([[0, 3, 3]]), 4)
     assert mask.tolist() == [[False, False, False, True, False]]
 

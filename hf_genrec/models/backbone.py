@@ -123,7 +123,7 @@ def inject_lora(backbone: nn.Module, settings: BackboneSettings) -> None:
     """Inject LoRA adapters into ``backbone`` in place (a no-op without ``use_lora``).
 
     In-place injection keeps key paths stable for the outer ``save_pretrained`` /
-    ``from_pretrained``; wrapping with ``get_peft_model`` breaks the outer ``post_init`` (HF5-NOTES).
+    ``from_pretrained``; wrapping with ``get_peft_model`` breaks the outer ``post_init`` (tied-weight key paths change).
     """
     if not settings.use_lora:
         return

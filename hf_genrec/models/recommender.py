@@ -85,6 +85,9 @@ def top_k_from_scores(scores: torch.Tensor, k: int, exclude_items: torch.Tensor 
     """The top-``k`` of full-catalogue scores ``[B, N + 1]`` (column 0 = padding, never returned),
     with ``exclude_items`` ``[B, E]`` left out. Where fewer than ``k`` items remain, ``item_ids`` is
     padded with -1 and ``scores`` with -inf (also for items whose score is -inf)."""
+    if torch.isnan(scores[:, 1:]).any():
+        # topk ranks NaN first: a diverged model would "recommend" arbitrary items without a word.
+        raise ValueError("the model's scores contain NaN (diverged weights or bad input); nothing to rank")
     scores = scores.clone()
     scores[:, 0] = float("-inf")
     mask = excluded_items_mask(exclude_items, scores.shape[1] - 1)

@@ -31,7 +31,7 @@ class AlternatingTrainingCallback(TrainerCallback):
     """
 
     def __init__(self, trainer):
-        self.trainer = trainer  # callbacks never receive the trainer (HF5-NOTES), so keep it
+        self.trainer = trainer  # callbacks never receive the trainer (only model, optimizer, ...), so keep it
 
     @staticmethod
     def epoch_index(state) -> int:

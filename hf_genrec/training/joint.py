@@ -33,7 +33,8 @@ class ETEGRecJointModel(nn.Module):
     ``item_embeddings`` ``[N, semantic_dim]`` (row i = item i + 1) are the frozen RQ-VAE inputs.
     """
 
-    # The Trainer divides the loss by the accumulation steps itself; see HF5-NOTES.
+    # The Trainer divides the loss by the accumulation steps itself: without this it would also pass
+    # num_items_in_batch to forward and expect a loss summed over the batch.
     accepts_loss_kwargs = False
 
     def __init__(self, recommender: LlamaRecForCodeGeneration, item_tokenizer: RQVAEModel, item_embeddings: torch.Tensor):
