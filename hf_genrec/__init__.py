@@ -4,6 +4,13 @@ Importing the package registers every model family with the Auto classes, so
 ``AutoModel.from_pretrained(path)`` works with no ``trust_remote_code``.
 """
 
+import logging as _logging
+
+# bitsandbytes' CPU backend warns at import, on CPUs with AVX512-BF16, that an optional kernel package
+# is missing (nothing here uses its 4-bit CPU kernels). peft imports bitsandbytes, so without this
+# `import hf_genrec` would print that line, and every command-line mistake would take two lines.
+_logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
+
 from transformers import AutoConfig, AutoModel
 
 from .data import DataCollatorForRecommendation

@@ -158,7 +158,9 @@ def test_timeout_answers_504_and_model_errors_500_while_the_server_keeps_serving
     with Server(model) as srv:
         slow(model, 0.0, fail_first=True)
         failed = srv.post({"history": ["sku-01"]})
-        assert failed.status_code == 500 and "boom" in failed.json()["error"]
+        # The exception text stays in the log; the client gets an id to quote.
+        assert failed.status_code == 500 and "boom" not in failed.text
+        assert failed.json()["error"] == "internal error" and len(failed.json()["error_id"]) == 12
         assert srv.post({"history": ["sku-01"]}).status_code == 200
         metrics = httpx.get(srv.url + "/metrics").text
     assert 'genrec_requests_total{endpoint="/v1/recommend",status="500"} 1.0' in metrics
@@ -247,3 +249,66 @@ def test_batcher_keeps_the_answers_of_each_k_apart(model):
     assert a25["items"] == model.recommend([["sku-01"]], top_k=25).items[0]
     assert b3["items"] == model.recommend([["sku-02"]], top_k=3).items[0] and len(b25["items"]) == 25
     assert torch.tensor(a25["scores"]).diff().le(1e-6).all()
+
+
+def test_metrics_label_by_route_so_random_paths_add_no_series(model):
+    with Server(model) as srv:
+        for i in range(5):
+            assert httpx.get(f"{srv.url}/no/such/{i}").status_code == 404
+        srv.post({"history": ["sku-01"]})
+        text = httpx.get(srv.url + "/metrics").text
+    assert "/no/such" not in text
+    assert 'genrec_requests_total{endpoint="unmatched",status="404"} 5.0' in text
+    assert 'genrec_requests_total{endpoint="/v1/recommend",status="200"} 1.0' in text
+
+
+def test_limits_on_histories_items_and_work_per_request_answer_413_naming_the_limit(model):
+    model.config.max_history = 4
+    with Server(model, max_histories_per_request=3, max_history_items=10, max_request_items=8) as srv:
+        calls = slow(model, 0.0)
+        many = srv.post({"histories": [["sku-01"]] * 4})
+        long = srv.post({"history": ["sku-01"] * 11})
+        work = srv.post({"histories": [["sku-01"] * 4, ["sku-02"] * 4, ["sku-03"]]})  # reads 4 + 4 + 1 items
+        # 10 items, but the model reads 4 of them: within the 8-item budget, and cut to 4 for the model.
+        fine = srv.post({"history": [NAMES[i] for i in range(10)], "k": 5})
+    assert many.status_code == 413 and "max_histories_per_request" in many.json()["error"]
+    assert long.status_code == 413 and "max_history_items" in long.json()["error"]
+    assert work.status_code == 413 and "max_request_items" in work.json()["error"]
+    assert fine.status_code == 200 and calls == [1]
+    assert fine.json()["items"] == model.recommend([[NAMES[i] for i in range(6, 10)]], top_k=5).items[0]
+
+
+def test_exclude_history_per_request(model):
+    history = [NAMES[i] for i in range(12)]
+    with Server(model, max_wait_ms=50) as srv:
+        with ThreadPoolExecutor(2) as pool:
+            plain, excluded = pool.map(
+                lambda ex: srv.post({"history": history, "k": 10, "exclude_history": ex}).json(), [False, True]
+            )
+    assert set(plain["items"]) & set(history)  # the random model recommends seen items
+    assert not set(excluded["items"]) & set(history)
+    assert excluded["items"] == model.recommend([history], top_k=10, exclude_history=True).items[0]
+
+
+def test_a_time_aware_model_takes_timestamps_and_asks_for_them():
+    from hf_genrec import HLLMConfig, HLLMForRecommendation
+
+    from .test_hllm import tiny
+
+    torch.manual_seed(0)
+    config = HLLMConfig(num_items=30, item_backbone_config=None, item_embedding_dim=8, user_backbone_config=tiny(16),
+                        num_time_buckets=8, num_negatives=4)
+    hllm = HLLMForRecommendation(config).eval()
+    hllm.set_item_embeddings(torch.randn(30, 8))
+    hllm.set_item_map(ItemIdMap(NAMES))
+    history, times = ["sku-01", "sku-04", "sku-07"], [0.0, 600.0, 7200.0]
+    with Server(hllm) as srv:
+        missing = srv.post({"history": history})
+        wrong = srv.post({"history": history, "timestamps": [0.0]})
+        ok = srv.post({"history": history, "timestamps": times, "k": 5})
+        dropped = srv.post({"history": ["sku-01", "nope", "sku-04", "sku-07"], "timestamps": [0.0, 1.0, 600.0, 7200.0],
+                            "unknown_items": "drop", "k": 5})
+    assert missing.status_code == 422 and '"timestamps"' in missing.json()["error"]
+    assert wrong.status_code == 422 and "3 items but 1 timestamps" in wrong.json()["error"]
+    want = hllm.recommend([history], top_k=5, history_timestamps=[times]).items[0]
+    assert ok.status_code == 200 and ok.json()["items"] == want and dropped.json()["items"] == want

@@ -139,14 +139,20 @@ class RecommenderMixin:
 
     # ------------------------------------------------------------------------ recommending
     def recommend_dense(
-        self, histories: Sequence[Sequence[int]], top_k: int = 10, exclude_history: bool | None = None, **kwargs
+        self,
+        histories: Sequence[Sequence[int]],
+        top_k: int = 10,
+        exclude_history: bool | None = None,
+        history_timestamps: Sequence[Sequence[float]] | None = None,
+        **kwargs,
     ) -> RecommendationOutput:
         """Recommend ``top_k`` dense item ids for histories of dense ids (``1..N``, oldest first).
 
         The model reads the last ``config.max_history`` items of each history; ``exclude_history``
         (default ``config.exclude_history``) leaves every item of each given history, also the older
         ones, out of its recommendations ("seen items excluded"). Other keyword arguments go to the
-        family's ``top_k_items``.
+        family's ``top_k_items``. ``history_timestamps`` (seconds, one per item) go to a family that
+        uses time features.
         """
         if not len(histories):
             raise ValueError("no histories given")
@@ -158,7 +164,16 @@ class RecommenderMixin:
         history = left_pad([list(h) for h in histories], 0).to(self.device)
         if getattr(self.config, "exclude_history", False) if exclude_history is None else exclude_history:
             kwargs["exclude_items"] = history
-        (readable,) = self.readable_history(history)
+        times = None
+        if history_timestamps is not None:
+            if len(history_timestamps) != len(histories) or any(
+                len(t) != len(h) for t, h in zip(history_timestamps, histories)
+            ):
+                raise ValueError("history_timestamps must give one time per history item")
+            times = left_pad([list(t) for t in history_timestamps], 0.0, dtype=torch.float64).to(self.device)
+        readable, times = self.readable_history(history, times)
+        if times is not None:
+            kwargs["history_timestamps"] = times
         return self.top_k_items(readable, top_k, **kwargs)
 
     def recommend(
@@ -174,6 +189,11 @@ class RecommenderMixin:
             raise ValueError(f"unknown_items must be one of {UNKNOWN_ITEM_POLICIES}, got {unknown_items!r}")
         if isinstance(histories, (str, bytes)) or not len(histories):
             raise ValueError("histories must be a non-empty list of item-id lists")
+        times = kwargs.get("history_timestamps")
+        if times is not None and unknown_items == "drop":
+            # Dropped items take their timestamps with them.
+            kept = [[i in self.item_map for i in h] for h in histories]
+            kwargs["history_timestamps"] = [[t for t, k in zip(ts, ks) if k] for ts, ks in zip(times, kept)]
         dense = []
         for i, h in enumerate(histories):
             ids, _ = self.item_map.to_dense_many(h, unknown_items)

@@ -20,6 +20,8 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -50,6 +52,9 @@ class ServingConfig:
     max_k: int = 100
     max_history_items: int = 1000
     max_histories_per_request: int = 256
+    #: history items one request makes the model read (each history counts up to the model's
+    #: ``max_history``): bounds the work a single request holds the model worker for
+    max_request_items: int = 4096
     max_body_bytes: int = 1 << 20
     retry_after_s: int = 1
 
@@ -63,6 +68,9 @@ class RecommendRequest(BaseModel):
     unknown_items: Literal["error", "drop"] = "error"
     #: leave the history's items out of the answer; None = the model's saved default
     exclude_history: StrictBool | None = None
+    #: seconds of each history item, for a model with time features ("timestamps" with "history")
+    timestamps: list[float] | None = None
+    histories_timestamps: list[list[float]] | None = None
 
 
 class BadRequest(ValueError):
@@ -104,41 +112,77 @@ def parse_request(body: bytes) -> RecommendRequest:
         raise BadRequest("; ".join(f"{where}: {msg}" for where, msg in problems.items())) from None
 
 
-def validate(req: RecommendRequest, item_map: ItemIdMap, cfg: ServingConfig) -> tuple[list[list[int]], bool, int]:
-    """Dense histories of a request, whether it used the batch form, and k; raises :class:`BadRequest`."""
+def validate(
+    req: RecommendRequest,
+    item_map: ItemIdMap,
+    cfg: ServingConfig,
+    model_max_history: int | None = None,
+    needs_timestamps: bool = False,
+) -> tuple[list[list[int]], bool, int, list[list[float]] | None]:
+    """Dense histories of a request, whether it used the batch form, k, and the histories' timestamps
+    (None without); raises :class:`BadRequest`. ``model_max_history``: the items of a history the
+    model reads (the rest only counts for exclusion). ``needs_timestamps``: the model uses time features."""
     if (req.history is None) == (req.histories is None):
         raise BadRequest('give exactly one of "history" (one user) or "histories" (a list of users)')
     batch = req.histories is not None
     histories = req.histories if batch else [req.history]
+    given_times = req.histories_timestamps if batch else ([req.timestamps] if req.timestamps is not None else None)
+    if (req.timestamps if batch else req.histories_timestamps) is not None:
+        raise BadRequest('"timestamps" goes with "history", "histories_timestamps" with "histories"')
+    if needs_timestamps and given_times is None:
+        raise BadRequest(f'this model uses time features: give "{"histories_timestamps" if batch else "timestamps"}" '
+                         "(seconds, one per history item)")
+    if given_times is not None and len(given_times) != len(histories):
+        raise BadRequest(f"{len(given_times)} timestamp lists for {len(histories)} histories")
     if not histories:
         raise BadRequest('"histories" is empty')
     if len(histories) > cfg.max_histories_per_request:
-        raise BadRequest(f"at most {cfg.max_histories_per_request} histories per request, got {len(histories)}")
+        raise BadRequest(
+            f"at most {cfg.max_histories_per_request} histories per request (max_histories_per_request), got {len(histories)}",
+            status=413,
+        )
     if not 1 <= req.k <= cfg.max_k:
         raise BadRequest(f"k must be between 1 and {cfg.max_k}, got {req.k}")
-    dense = []
+    dense, times = [], [] if given_times is not None else None
     for i, history in enumerate(histories):
         where = f"histories[{i}]" if batch else "history"
+        if given_times is not None and len(given_times[i]) != len(history):
+            raise BadRequest(f"{where}: {len(history)} items but {len(given_times[i])} timestamps")
         if not history:
             raise BadRequest(f"{where} is empty; give at least one item id")
         if len(history) > cfg.max_history_items:
-            raise BadRequest(f"{where} has {len(history)} items; at most {cfg.max_history_items} are accepted")
-        ids, unknown = item_map.to_dense_many(coerce_ids(item_map, history), unknown="drop")
+            raise BadRequest(
+                f"{where} has {len(history)} items; at most {cfg.max_history_items} are accepted (max_history_items)",
+                status=413,
+            )
+        coerced = coerce_ids(item_map, history)
+        ids, unknown = item_map.to_dense_many(coerced, unknown="drop")
+        if times is not None:
+            times.append([t for t, item in zip(given_times[i], coerced) if item in item_map])
         if unknown and req.unknown_items == "error":
             shown = ", ".join(repr(u) for u in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
             raise BadRequest(f'{where}: unknown item ids {shown} (pass "unknown_items": "drop" to skip them)')
         if not ids:
             raise BadRequest(f"{where} has no item this model knows")
         dense.append(ids)
-    return dense, batch, req.k
+    read = sum(min(len(h), model_max_history or len(h)) for h in dense)
+    if read > cfg.max_request_items:
+        raise BadRequest(
+            f"the request makes the model read {read} history items; at most {cfg.max_request_items} are accepted "
+            "(max_request_items): send fewer histories per request",
+            status=413,
+        )
+    return dense, batch, req.k, times
 
 
 def model_runner(model) -> callable:
-    """``(dense histories, k, exclude_history) -> (item ids, scores)`` lists, no gradients, on the model's device."""
+    """``(dense histories, k, exclude_history, timestamps) -> (item ids, scores)`` lists, no gradients,
+    on the model's device."""
 
-    def run(histories: list[list[int]], k: int, exclude_history: bool | None = None):
+    def run(histories: list[list[int]], k: int, exclude_history: bool | None = None, timestamps=None):
+        extra = {"history_timestamps": timestamps} if timestamps is not None else {}
         with torch.inference_mode():
-            out = model.recommend_dense(histories, top_k=k, exclude_history=exclude_history)
+            out = model.recommend_dense(histories, top_k=k, exclude_history=exclude_history, **extra)
         return out.item_ids.tolist(), out.scores.float().tolist()
 
     return run
@@ -154,12 +198,12 @@ class RequestMetrics:
     rather than ``@app.middleware("http")``, whose per-request task and stream copy cost CPU the
     2-core serving budget has no room for."""
 
-    def __init__(self, app, metrics: ServingMetrics):
+    def __init__(self, app, metrics: ServingMetrics, route_paths: Callable[[], set[str]] = set):
         self.app, self.metrics = app, metrics
+        self.route_paths = route_paths  # called per answer: the app's routes exist only after this is built
 
     async def __call__(self, scope, receive, send):
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path == "/metrics":
+        if scope["type"] != "http" or scope.get("path") == "/metrics":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = 500
@@ -173,8 +217,13 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+            # Label by the matched route's template: raw paths would let every random 404 add a series.
+            # (A 413 from the body limit never reaches the router: its path is still a known route.)
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or (scope.get("path") if scope.get("path") in self.route_paths() else None)
+            endpoint = endpoint or "unmatched"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
 class BodySizeLimit:
@@ -220,6 +269,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
     item_map = model.item_map
     metrics = ServingMetrics()
     run = model_runner(model)
+    needs_times = bool(getattr(model.config, "num_time_buckets", 0))  # HLLM with time features
     state = {"ready": False}
 
     @asynccontextmanager
@@ -229,7 +279,8 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
         metrics.queue_depth.set_function(lambda: batcher.depth)
         app.state.batcher = batcher
         if warmup:  # the first call pays for lazy initialisation (trie, kernels); keep it off the first user
-            await asyncio.get_running_loop().run_in_executor(None, run, [[1]], min(10, cfg.max_k))
+            warm_times = [[0.0]] if needs_times else None
+            await asyncio.get_running_loop().run_in_executor(None, run, [[1]], min(10, cfg.max_k), None, warm_times)
         state["ready"] = True
         logger.info("model ready: %s, %d items", type(model).__name__, item_map.num_items)
         yield
@@ -243,7 +294,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestMetrics, metrics=metrics, route_paths=lambda: {r.path for r in app.routes})
 
     @app.get("/health")
     async def health():
@@ -269,11 +320,11 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
             return Response(status_code=499)
         try:
             req = parse_request(body)
-            dense, batch, k = validate(req, item_map, cfg)
+            dense, batch, k, times = validate(req, item_map, cfg, getattr(model.config, "max_history", None), needs_times)
         except BadRequest as bad:
             return error(bad.status, str(bad))
         try:
-            future = await request.app.state.batcher.submit(dense, k, req.exclude_history)
+            future = await request.app.state.batcher.submit(dense, k, req.exclude_history, times)
         except QueueFullError as full:
             return error(503, str(full), **{"Retry-After": str(cfg.retry_after_s)})
         try:
@@ -281,9 +332,12 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
         except asyncio.TimeoutError:
             future.cancel()  # the batcher skips it if it has not run yet
             return error(504, f"no answer within {cfg.timeout_ms:.0f} ms")
-        except Exception as err:  # the model failed on this batch
-            logger.exception("model error")
-            return error(500, f"model error: {type(err).__name__}: {err}")
+        except Exception:  # the model failed on this batch
+            # The exception text stays in the server log (it can hold paths, ids, internals); the
+            # client gets an id to quote.
+            error_id = uuid.uuid4().hex[:12]
+            logger.exception("model error %s", error_id)
+            return JSONResponse({"error": "internal error", "error_id": error_id}, status_code=500)
         answers = [_answer(item_map, i, s) for i, s in zip(ids, scores)]
         return {"results": answers} if batch else answers[0]
 

@@ -30,12 +30,15 @@ class Pending:
     k: int
     future: asyncio.Future
     exclude_history: bool | None = None
+    timestamps: list[list[float]] | None = None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-# (histories, k, exclude_history) -> (item_ids [B][k], scores [B][k]); -1 ids mark "no item" and are
-# dropped by the caller.
-RecommendFn = Callable[[list[list[int]], int, bool | None], tuple[list[list[int]], list[list[float]]]]
+# (histories, k, exclude_history, timestamps) -> (item_ids [B][k], scores [B][k]); -1 ids mark "no
+# item" and are dropped by the caller.
+RecommendFn = Callable[
+    [list[list[int]], int, bool | None, list[list[float]] | None], tuple[list[list[int]], list[list[float]]]
+]
 
 
 class MicroBatcher:
@@ -81,13 +84,19 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run())
 
-    async def submit(self, histories: list[list[int]], k: int, exclude_history: bool | None = None) -> asyncio.Future:
+    async def submit(
+        self,
+        histories: list[list[int]],
+        k: int,
+        exclude_history: bool | None = None,
+        timestamps: list[list[float]] | None = None,
+    ) -> asyncio.Future:
         """Queue a request; the returned future resolves to ``(item_ids, scores)`` per history."""
         if self._closing:
             raise QueueFullError("the server is shutting down")
         if self._depth + len(histories) > self.max_queue:
             raise QueueFullError(f"the request queue is full ({self._depth} of {self.max_queue} histories waiting)")
-        pending = Pending(histories, k, asyncio.get_running_loop().create_future(), exclude_history)
+        pending = Pending(histories, k, asyncio.get_running_loop().create_future(), exclude_history, timestamps)
         self._queue.append(pending)
         self._depth += len(histories)
         self._wakeup.set()
@@ -146,16 +155,17 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
-            # One model call per (k, exclusion) pair in the batch.
-            by_k: dict[tuple[int, bool | None], list[Pending]] = {}
+            # One model call per (k, exclusion, with timestamps) combination in the batch.
+            by_k: dict[tuple[int, bool | None, bool], list[Pending]] = {}
             for p in batch:
-                by_k.setdefault((p.k, p.exclude_history), []).append(p)
+                by_k.setdefault((p.k, p.exclude_history, p.timestamps is not None), []).append(p)
             if self.on_batch is not None:
                 self.on_batch(sum(len(p.histories) for p in batch))
-            for (k, exclude), group in by_k.items():
+            for (k, exclude, timed), group in by_k.items():
                 histories = [h for p in group for h in p.histories]
+                times = [t for p in group for t in p.timestamps] if timed else None
                 try:
-                    ids, scores = await loop.run_in_executor(self._executor, self.recommend_fn, histories, k, exclude)
+                    ids, scores = await loop.run_in_executor(self._executor, self.recommend_fn, histories, k, exclude, times)
                 except Exception as err:  # a model error fails this batch only; the server keeps serving
                     for p in group:
                         if not p.future.done():

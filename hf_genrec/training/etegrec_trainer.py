@@ -22,7 +22,7 @@ from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArgume
 from .callbacks import AlternatingTrainingCallback
 from .checkpoint import check_keys, read_weights
 from .joint import ETEGRecJointModel
-from .recommender_trainer import RecommenderTrainer
+from .recommender_trainer import RecommenderTrainer, replace_pickled_training_args
 from .schedules import PhaseLRScheduler
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ class ETEGRecTrainer(RecommenderTrainer):
         os.makedirs(output_dir, exist_ok=True)
         self.recommender.save_pretrained(output_dir, state_dict=rec_state)
         self.item_tokenizer.save_pretrained(os.path.join(output_dir, TOKENIZER_SUBDIR), state_dict=tok_state)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        replace_pickled_training_args(self.args, output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         self._load_joint(resume_from_checkpoint)

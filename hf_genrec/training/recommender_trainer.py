@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +52,19 @@ class RecommenderTrainingArguments(TrainingArguments):
             self.label_names = ["targets"]
 
 
+TRAINING_ARGS_JSON = "training_args.json"
+
+
+def replace_pickled_training_args(args: TrainingArguments, output_dir: str) -> None:
+    """Write the training arguments as JSON and remove ``Trainer``'s ``training_args.bin``: a pickle,
+    which nobody should have to unpickle to read a checkpoint (loading one runs arbitrary code)."""
+    with open(os.path.join(output_dir, TRAINING_ARGS_JSON), "w") as f:
+        f.write(args.to_json_string())
+    pickled = os.path.join(output_dir, "training_args.bin")
+    if os.path.exists(pickled):
+        os.remove(pickled)
+
+
 class RecommenderTrainer(Trainer):
     """A ``Trainer`` for any model that implements the recommender contract
     (:class:`hf_genrec.models.recommender.Recommender`).
@@ -86,6 +100,11 @@ class RecommenderTrainer(Trainer):
             compute_metrics=compute_metrics or ranking_metrics_for_trainer(args.metric_ks),
             **kwargs,
         )
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            replace_pickled_training_args(self.args, output_dir or self.args.output_dir)
 
     def top_k_kwargs(self) -> dict:
         """Extra keyword arguments of ``top_k_items`` during evaluation (e.g. beams)."""
