@@ -20,23 +20,12 @@ def tiny(dropout=0.0, heads=2):
     return SASRecModel(SASRecConfig(num_items=30, hidden_size=16, num_heads=heads, max_history=8, dropout=dropout))
 
 
-def padded_reference(model, ids):
-    """The padded computation with ``nn.TransformerEncoder``'s own forward over the same parameters."""
-    pad, length = ids == 0, ids.shape[1]
-    x = model.item_embedding(ids) * model.config.hidden_size**0.5 + model.position_embedding(torch.arange(length - 1, -1, -1))
-    x = x * (~pad).unsqueeze(-1)
-    eye = torch.eye(length, dtype=torch.bool)
-    allowed = torch.tril(torch.ones(length, length, dtype=torch.bool)) & (~pad.unsqueeze(1) | eye)
-    mask = (~allowed).repeat_interleave(model.config.num_heads, dim=0)
-    return model.final_norm(model.encoder(x, mask=mask))
-
-
 @pytest.mark.parametrize("heads", [1, 2])
 def test_packed_encoder_and_fused_loss_equal_the_padded_computation(heads):
     model = tiny(heads=heads).train()  # dropout 0: train mode takes the training path deterministically
     loss = model(IDS, labels=LABELS).loss
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
-    h = padded_reference(model, IDS)
+    h = model.encode_padded(IDS)
     valid = LABELS > 0
     logits = h[valid] @ model.item_embedding.weight.t()
     logits[:, 0] = float("-inf")

@@ -96,6 +96,20 @@ class SASRecModel(PreTrainedModel):
             x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
         return self.final_norm(x), real
 
+    def encode_padded(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The same hidden states as :meth:`encode`, ``[B, L', H]``, computed the plain way: every
+        position of the padded batch through ``nn.TransformerEncoder``'s own forward (the reference
+        the packed computation is checked and timed against)."""
+        input_ids = self._truncate(input_ids)
+        pad, length = input_ids == 0, input_ids.shape[1]
+        positions = torch.arange(length - 1, -1, -1, device=input_ids.device)
+        x = self.item_embedding(input_ids) * self.config.hidden_size**0.5 + self.position_embedding(positions)
+        x = self.dropout(x) * (~pad).unsqueeze(-1)
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)
+        allowed = torch.tril(torch.ones(length, length, dtype=torch.bool, device=x.device)) & (~pad.unsqueeze(1) | eye)
+        h = self.final_norm(self.encoder(x, mask=(~allowed).repeat_interleave(self.config.num_heads, dim=0)))
+        return h * (~pad).unsqueeze(-1)
+
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Hidden state at every position, ``[B, L', H]`` (zeros at padding)."""
         h, real = self.encode_tokens(input_ids)
