@@ -2,7 +2,8 @@
 runs) against the plain padded computation (``nn.TransformerEncoder`` over every position, then
 ``F.cross_entropy`` over materialised logits), on the same Beauty batches, side by side, one process.
 
-    python benchmarks/sasrec_speed.py --data ../shared/data/amazon-beauty --steps 10 --json benchmarks/results/sasrec-speed-cpu.json
+    python benchmarks/sasrec_speed.py --data ../shared/data/amazon-beauty --steps 10 \
+        --json benchmarks/results/sasrec-speed-cpu.json
 
 Both compute the same loss and gradients (``tests/test_sasrec.py``); only the time differs. Run it
 on a quiet machine: the figure is the ratio of the two, measured in alternation.
