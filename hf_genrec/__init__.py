@@ -17,7 +17,7 @@ from .data import DataCollatorForRecommendation
 from .metrics import ranking_metrics
 from .models.hllm import HLLMConfig, HLLMForRecommendation
 from .models.itemid import HierarchicalSoftmax, ItemIDLlamaConfig, ItemIDLlamaForRecommendation
-from .models.llamarec import CodeTrie, LlamaRecConfig, LlamaRecForCodeGeneration, LlamaRecOutput
+from .models.llamarec import CodeTrie, DataCollatorForCodeSeq, LlamaRecConfig, LlamaRecForCodeGeneration, LlamaRecOutput
 from .models.recommender import RecommendationOutput, RecommenderMixin
 from .models.rqvae import CodebookCollisionError, RQVAEConfig, RQVAEModel, RQVAEOutput
 from .models.sasrec import SASRecConfig, SASRecModel
@@ -48,6 +48,7 @@ __all__ = [
     "AlternatingTrainingCallback",
     "CodeTrie",
     "CodebookCollisionError",
+    "DataCollatorForCodeSeq",
     "DataCollatorForRecommendation",
     "ETEGRecTrainer",
     "ETEGRecTrainingArguments",

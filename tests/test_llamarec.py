@@ -355,3 +355,25 @@ def test_other_decoder_only_backbones(tmp_path, model_type):
     joint = ETEGRecJointModel(model, tok, torch.randn(30, 16))
     block = {"qwen2": "Qwen2DecoderLayer", "mistral": "MistralDecoderLayer"}[model_type]
     assert joint._no_split_modules == [block]
+
+
+def test_data_collator_for_code_seq_matches_code_inputs_and_follows_a_recoding():
+    from hf_genrec import DataCollatorForCodeSeq
+
+    model = tiny_recommender(use_lora=False, max_history=4).eval()
+    collate = DataCollatorForCodeSeq(model)
+    rows = [{"history": [1, 2, 3, 4, 5, 6], "target": 7}, {"history": [8], "target": 9}]
+    batch = collate(rows)
+    want = model.code_inputs(torch.tensor([[3, 4, 5, 6], [0, 0, 0, 8]]))  # the last max_history items
+    assert torch.equal(batch["input_ids"], want["input_ids"]) and torch.equal(batch["attention_mask"], want["attention_mask"])
+    assert torch.equal(batch["labels"], model.item_codes[torch.tensor([7, 9])])
+    with torch.no_grad():
+        out = model.generate(batch["input_ids"], batch["attention_mask"], num_beams=30, num_return_sequences=5)
+        direct = model.top_k_items(torch.tensor([[3, 4, 5, 6], [0, 0, 0, 8]]), 5, num_beams=30)
+    assert torch.equal(out.item_ids, direct.item_ids)
+    # Re-coding the model (as a tokenizer epoch does) changes what the collator emits: no stale copy.
+    codes = model.item_codes[1:].clone()
+    model.set_item_codes(codes.roll(1, dims=0))
+    assert torch.equal(collate(rows)["input_ids"][1, -4:], model.item_codes[8])
+    with pytest.raises(EmptyHistoryError):
+        collate([{"history": []}])
