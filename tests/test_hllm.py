@@ -389,3 +389,38 @@ def test_time_gap_features_from_timestamped_data_through_the_trainer(tmp_path, t
     trainer.train()
     assert model.time_embedding.weight.grad is not None or trainer.state.global_step > 0
     assert 0 <= trainer.evaluate()["eval_ndcg@5"] <= 1
+
+
+def test_item_cache_follows_weight_changes_not_train_calls(tokenizer, monkeypatch):
+    model = make_model(tokenizer, mode="end_to_end").eval()
+    calls = []
+    original = model.compute_item_embeddings
+    monkeypatch.setattr(model, "compute_item_embeddings", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model.top_k_items(HISTORY, 3)
+    model.train()
+    model.eval()
+    model.top_k_items(HISTORY, 3)
+    assert len(calls) == 1  # train() alone changed nothing
+    with torch.no_grad():
+        next(model.item_llm.parameters()).add_(0.1)  # what an optimizer step does
+    scores = model.all_item_scores(HISTORY)
+    assert len(calls) == 2
+    torch.testing.assert_close(scores, brute_force_scores(model, HISTORY), atol=1e-5, rtol=1e-5)
+
+
+def test_light_mode_disk_cache_key_covers_the_item_weights(tokenizer, tmp_path):
+    from hf_genrec.recipes.hllm import fill_item_cache
+
+    a = make_model(tokenizer, mode="light")
+    b = make_model(tokenizer, mode="light")
+    with torch.no_grad():
+        for p in b.item_llm.parameters():
+            p.mul_(1.5)  # same config and texts, other weights
+    fill_item_cache(a, "item-model", str(tmp_path))
+    fill_item_cache(b, "item-model", str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 2
+    assert not torch.allclose(a.item_embedding_cache[1:], b.item_embedding_cache[1:])
+    c = make_model(tokenizer, mode="light")
+    fill_item_cache(c, "item-model", str(tmp_path))  # a's weights again: read from the cache
+    torch.testing.assert_close(c.item_embedding_cache, a.item_embedding_cache)
+    assert len(list(tmp_path.iterdir())) == 2

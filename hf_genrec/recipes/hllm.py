@@ -157,6 +157,8 @@ def fill_item_cache(model: HLLMForRecommendation, item_model: str | None, cache_
                           sort_keys=True, default=str).encode())
     key.update(model.item_input_ids.cpu().numpy().tobytes())
     key.update(model.item_text_lengths.cpu().numpy().tobytes())
+    # The weights themselves (another checkpoint, revision or seed under the same path or config).
+    key.update(json.dumps(model.item_side_fingerprint()).encode())
     path = os.path.join(cache_dir, f"item_embeddings-{key.hexdigest()[:16]}.npy")
     if os.path.exists(path):
         logger.info("item embeddings from the cache %s", path)

@@ -88,8 +88,8 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
                 self.item_emb_token.normal_(0.0, config.initializer_range)
         self.finish_backbones(attn)
         check_positions(self.user_llm.config, config.max_history, f"max_history={config.max_history}")
-        # End to end, any optimizer step outdates the cache; train() sets this, top_k_items refreshes.
-        self._item_cache_stale = False
+        # The item-side weights the cache was computed from (see item_side_fingerprint).
+        self._cached_item_version: tuple | None = None
 
     @classmethod
     def from_backbones(
@@ -119,10 +119,27 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             if self.item_emb_token is not None:
                 self.item_emb_token.requires_grad_(False)
 
-    def train(self, mode: bool = True):
-        if mode and self.config.mode == "end_to_end":
-            self._item_cache_stale = True
-        return super().train(mode)
+    @torch.no_grad()
+    def item_side_fingerprint(self) -> tuple:
+        """A fingerprint of what the item embeddings depend on (item texts, item-LLM weights, the item
+        token), by content: a float64 sum of up to 4,096 evenly spaced entries of each tensor. An
+        optimizer step or a loaded checkpoint changes it; moving the model to another device keeps it
+        (up to float64 rounding of the sums: at worst one recomputation)."""
+        tensors = [self.item_input_ids, self.item_text_lengths]
+        if self.config.has_item_llm:
+            tensors += list(self.item_llm.parameters())
+        if self.item_emb_token is not None:
+            tensors.append(self.item_emb_token)
+        sums = [t.detach().flatten()[:: max(1, t.numel() // 4096)].double().sum().cpu() for t in tensors]
+        return tuple(torch.stack(sums).tolist()) if sums else ()
+
+    def item_cache_outdated(self) -> bool:
+        """Whether the cached item embeddings predate the current item LLM weights or item texts."""
+        if not bool(self.item_cache_valid):
+            return True
+        if not (self.config.has_item_llm and self.has_item_texts):
+            return False  # precomputed embeddings: nothing to recompute them from
+        return self._cached_item_version != self.item_side_fingerprint()
 
     # ---------------------------------------------------------------------- item side
     @property
@@ -160,7 +177,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             raise ValueError("item embeddings contain NaN or inf")
         self.item_embedding_cache[1:] = embeddings.to(self.item_embedding_cache.device)
         self.item_cache_valid.fill_(True)
-        self._item_cache_stale = False
+        self._cached_item_version = self.item_side_fingerprint()
 
     def encode_items(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Run the item LLM: ``[M]`` dense ids (>= 1) -> ``[M, item_embedding_dim]`` fp32 embeddings
@@ -208,11 +225,11 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         """Recompute the cache of every item's embedding with the current item LLM."""
         self.item_embedding_cache.copy_(self.compute_item_embeddings(batch_size, progress))
         self.item_cache_valid.fill_(True)
-        self._item_cache_stale = False
+        self._cached_item_version = self.item_side_fingerprint()
 
     def ensure_item_cache(self, progress: bool = False) -> None:
-        """Fill (or, end to end after training steps, refresh) the cache when it is out of date."""
-        if bool(self.item_cache_valid) and not self._item_cache_stale:
+        """Fill (or, after the item LLM changed, refresh) the cache when it is out of date."""
+        if not self.item_cache_outdated():
             return
         if self.config.has_item_llm and self.has_item_texts:
             self.refresh_item_cache(progress=progress)
@@ -379,8 +396,16 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         history, history_timestamps = self.readable_history(history, history_timestamps)
         return top_k_from_scores(self.all_item_scores(history, history_timestamps), k, exclude_items)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        model = super().from_pretrained(*args, **kwargs)
+        if bool(model.item_cache_valid):
+            # save_pretrained refreshed the cache from the saved weights: it matches what was loaded.
+            model._cached_item_version = model.item_side_fingerprint()
+        return model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         # The saved cache must match the saved item LLM, so a reloaded model recommends as this one.
-        if self.config.mode == "end_to_end" and self._item_cache_stale and self.has_item_texts:
+        if self.config.has_item_llm and self.has_item_texts and self.item_cache_outdated():
             self.refresh_item_cache()
         return super().save_pretrained(save_directory, *args, **kwargs)
