@@ -22,10 +22,13 @@ def test_collaborative_embeddings_from_sasrec(tmp_path):
         dsd,
         ["collab"],
         str(tmp_path),
-        sasrec_kwargs={"hidden_size": 16, "num_train_epochs": 2, "use_cpu": True, "disable_tqdm": True},
+        sasrec_kwargs={"hidden_size": 16, "num_train_epochs": 10, "use_cpu": True, "disable_tqdm": True},
     )
     assert emb.shape == (30, 16) and emb.dtype == np.float32
-    assert 0 <= report["sasrec"]["test_ndcg@10"] <= report["sasrec"]["test_recall@10"] <= 1
+    # The generated users walk a Markov chain (85% to one of 3 successors): a random ranking of the
+    # 30 items gets recall@10 = 1/3 (2 epochs: 0.34); 10 epochs learned the chain (0.76 measured).
+    assert report["sasrec"]["test_recall@10"] > 0.55
+    assert report["sasrec"]["test_ndcg@10"] < report["sasrec"]["test_recall@10"]
 
 
 def test_user_npy_and_concatenation(tmp_path):
