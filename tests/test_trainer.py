@@ -383,6 +383,22 @@ def test_trainer_schedules_each_side_over_its_own_steps_and_resets_overwritten_c
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(rec.codebooks, tok.codebooks))
 
 
+def test_per_side_schedules_honour_max_steps(tmp_path):
+    dsd, emb, tok, rec = setup()
+    full = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no"),
+                         train_dataset=dsd["train"])
+    per_epoch = len(full.get_train_dataloader())
+    steps = per_epoch + per_epoch // 2 + 1  # a tokenizer epoch, then part of a recommender epoch (4 epochs asked)
+    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb,
+                            args=args(tmp_path, eval_strategy="no", max_steps=steps, lr_scheduler_type="linear"),
+                            train_dataset=dsd["train"])
+    trainer.train()
+    assert trainer.state.global_step == steps
+    assert trainer.lr_scheduler.total == {"tokenizer": per_epoch, "recommender": steps - per_epoch}
+    # Each side's linear schedule ran to its end: nothing of it was left for epochs that never came.
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_losses_weighted_zero_are_not_computed(tmp_path):
     """Before warm_epoch a tokenizer epoch never runs the LLM, and a recommender epoch without
     alignment never runs the RQ-VAE: skipping a 0-weighted loss changes nothing learned."""

@@ -245,9 +245,17 @@ class ETEGRecTrainer(RecommenderTrainer):
         """One schedule per side, each advancing only in its own phase (see :mod:`.schedules`)."""
         if self.lr_scheduler is None:
             args = self.args
-            per_epoch = num_training_steps / max(args.num_train_epochs, 1e-9)
+            # Count each side's steps exactly, from the steps of an epoch (as the training loop does),
+            # so --max_steps (which can end mid-epoch, or run past num_train_epochs) is honoured too.
+            batches = len(self.get_train_dataloader())
+            accum = args.gradient_accumulation_steps
+            per_epoch = max(batches // accum + int(batches % accum > 0), 1)
             sides = (RECOMMENDER_PHASE, TOKENIZER_PHASE)
-            total = {side: max(1, round(per_epoch * args.epochs_of_phase(side))) for side in sides}
+            phases = [args.phase_of_epoch(e) for e in range(math.ceil(num_training_steps / per_epoch))]
+            total = {side: 0 for side in sides}
+            for epoch, phase in enumerate(phases):
+                total[phase] += min(per_epoch, num_training_steps - epoch * per_epoch)
+            total = {side: max(1, n) for side, n in total.items()}
             rec_warmup = args.get_warmup_steps(total[RECOMMENDER_PHASE])
             tw = args.tokenizer_warmup_steps
             if tw is None:
