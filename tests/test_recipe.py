@@ -3,7 +3,9 @@ on a small generated dataset, then the saved checkpoint loads and recommends."""
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -115,26 +117,55 @@ def test_example_estimates_memory_without_training(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_example_is_reproducible_when_asked(tmp_path):
-    """Two runs with --full_determinism (seeded, deterministic algorithms) give the same codes,
-    weights and metrics: SASRec, RQ-VAE, alternating training and fine-tuning included."""
+def _run_recipe(cmd, out, kill_when=None):
+    """Run the recipe; with ``kill_when`` (a glob under ``out``), SIGKILL it once a complete checkpoint
+    matching it exists (its trainer_state.json, written last, is there)."""
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    if kill_when is not None:
+        deadline = time.time() + 600
+        while not list(out.glob(kill_when + "/trainer_state.json")):
+            assert proc.poll() is None, f"the run ended before {kill_when} appeared"
+            assert time.time() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+        return
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def test_a_run_killed_in_any_training_stage_and_rerun_ends_byte_identical(tmp_path):
+    """--full_determinism: an uninterrupted run, one SIGKILLed in the alternating stage and one
+    SIGKILLed in fine-tuning, each rerun with the same command, end with the same weights and metrics
+    (the rerun reuses the finished SASRec / RQ-VAE stages, skips finished stages and resumes the
+    rest from their last checkpoint)."""
     data = tmp_path / "toy.inter.json"
     data.write_text(json.dumps(make_synthetic_sequences(num_users=120, num_items=40, seed=7)))
     small = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--sasrec_hidden_size", "16"]
-    epochs = ["--sasrec_epochs", "2", "--rqvae_epochs", "10", "--num_train_epochs", "2", "--finetune_epochs", "1"]
-    runs = []
-    for name in ("a", "b"):
+    epochs = ["--sasrec_epochs", "2", "--rqvae_epochs", "10", "--num_train_epochs", "2", "--finetune_epochs", "2"]
+    finals = []
+    for name, kill_when in (("whole", None), ("alternating", "checkpoint-*"), ("finetune", "finetune/checkpoint-*")):
         out = tmp_path / name
         cmd = ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), "--dataset_dir", str(data), "--output_dir", str(out)]
         cmd += [*small, *epochs, "--full_determinism", "true", "--seed", "3"]
-        proc = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="2")
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(out)
-    a, b = runs
-    assert json.loads((a / "test_metrics.json").read_text()) == json.loads((b / "test_metrics.json").read_text())
-    assert (a / "final" / "model.safetensors").read_bytes() == (b / "final" / "model.safetensors").read_bytes()
+        if kill_when:
+            _run_recipe(cmd, out, kill_when)
+            assert not (out / "final").exists()
+        log = _run_recipe(cmd, out)
+        if kill_when:  # the rerun redid nothing that was finished
+            assert "SASRec stage already finished" in log and "RQ-VAE pre-training already finished" in log
+            killed_stage = out / "finetune" if kill_when.startswith("finetune") else out
+            assert f"resuming the stage in {killed_stage} from" in log
+            if killed_stage != out:  # killed in fine-tuning: the finished alternating stage is loaded, not retrained
+                assert f"stage in {out} already finished: loading" in log
+        finals.append(out)
+    whole, *rerun = finals
+    for out in rerun:
+        assert json.loads((out / "test_metrics.json").read_text()) == json.loads((whole / "test_metrics.json").read_text())
+        assert (out / "final" / "model.safetensors").read_bytes() == (whole / "final" / "model.safetensors").read_bytes()
+        assert not list(out.glob("final/*.bin"))  # no pickles in the saved model
 
 
 def test_fine_tuning_that_never_beats_the_alternating_stage_is_discarded():

@@ -126,6 +126,8 @@ def train_sasrec(
             seed=seed,
             use_cpu=use_cpu,
             logging_strategy="epoch",
+            # A resumed run keeps early stopping's patience count (it is saved with each checkpoint).
+            restore_callback_states_from_checkpoint=True,
             **training_kwargs,
         )
         trainer = Trainer(

@@ -15,13 +15,15 @@ Many GPUs: ``accelerate launch examples/run_etegrec.py ...`` (no code change).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, TrainerState, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..cli.errors import run_cli
 from ..data import whole_sequence_rows
@@ -274,6 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     def make_trainer(args: ETEGRecTrainingArguments, max_minutes: float | None) -> ETEGRecTrainer:
+        # A resumed stage keeps early stopping's patience count (saved with every checkpoint).
+        args = dataclasses.replace(args, restore_callback_states_from_checkpoint=True)
         callbacks = [EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)]
         if max_minutes:
             callbacks.append(TimeBudgetCallback(max_minutes))
@@ -288,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     trainer = make_trainer(targs, dargs.max_train_minutes)
-    trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    before = run_stage(trainer, targs.resume_from_checkpoint)
 
     # Final stage: from the best checkpoint (loaded at the end of train()), fine-tune the
     # recommender with the tokenizer frozen.
@@ -305,13 +309,46 @@ def main(argv: list[str] | None = None) -> dict:
             output_dir=os.path.join(work, "finetune"),
             resume_from_checkpoint=None,
         )
-        before = trainer.state
         trainer = make_trainer(ft_args, dargs.finetune_max_minutes)
-        trainer.train()
+        run_stage(trainer, None)
         if dargs.finetune_keep_better:
             keep_better_stage(trainer, before, targs.greater_is_better)
 
     return test_and_save(trainer, model, dsd, dargs.dataset_dir, work, ", exact 4-code match")
+
+
+STAGE_DONE_FILE = "stage_done.json"
+STAGE_FINAL_DIR = "stage_final"
+
+
+def run_stage(trainer: ETEGRecTrainer, resume_from_checkpoint: str | None) -> TrainerState:
+    """Train one stage so that rerunning the same command after a kill loses nothing.
+
+    A finished stage (``<output_dir>/stage_done.json``) is not trained again: the weights it ended
+    with (``<output_dir>/stage_final``) are loaded. An unfinished one resumes from
+    ``resume_from_checkpoint`` or else from the last checkpoint in its ``output_dir`` (the Trainer
+    restores weights, optimizer, schedules, RNG and the data order). Returns the stage's state
+    (best metric and checkpoint, for :func:`keep_better_stage`).
+    """
+    out = trainer.args.output_dir
+    done, final = os.path.join(out, STAGE_DONE_FILE), os.path.join(out, STAGE_FINAL_DIR)
+    if os.path.exists(done):
+        logger.info("stage in %s already finished: loading %s", out, final)
+        trainer._load_joint(final)
+        with open(done) as f:
+            return TrainerState(**json.load(f))
+    last = resume_from_checkpoint or (get_last_checkpoint(out) if os.path.isdir(out) else None)
+    if last:
+        logger.info("resuming the stage in %s from %s", out, last)
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(final)  # what the stage ends with (its best checkpoint, when it loads that at the end)
+    if trainer.is_world_process_zero():
+        state = trainer.state
+        with open(done, "w") as f:
+            json.dump({"best_metric": state.best_metric, "best_model_checkpoint": state.best_model_checkpoint,
+                       "global_step": state.global_step}, f, indent=2)
+    trainer.accelerator.wait_for_everyone()
+    return trainer.state
 
 
 def keep_better_stage(ft_trainer: ETEGRecTrainer, before, greater_is_better: bool | None) -> None:

@@ -88,10 +88,19 @@ def get_item_embeddings(
     """Load ``path`` (``.npy``, ``[N, d]``) or train SASRec and export its item table (saved to ``work_dir``)."""
     if path:
         return torch.from_numpy(load_item_embeddings(path, dsd.num_items))
+    # A rerun (e.g. after a kill) reuses the finished stage: the RQ-VAE and the recommender's
+    # checkpoints were built on exactly these embeddings. The metrics file is written last.
+    saved, report = os.path.join(work_dir, "item_embeddings.npy"), os.path.join(work_dir, "sasrec_metrics.json")
+    if os.path.exists(saved) and os.path.exists(report):
+        logger.info("SASRec stage already finished: reusing %s", saved)
+        return torch.from_numpy(load_item_embeddings(saved, dsd.num_items))
     model, metrics = train_sasrec(dsd, os.path.join(work_dir, "sasrec"), **(sasrec_kwargs or {}))
     emb = collaborative_item_embeddings(model)
     if PartialState().is_main_process:  # every rank holds the same table; one writes it
-        np.save(os.path.join(work_dir, "item_embeddings.npy"), emb)
+        np.save(saved, emb)
+        with open(report, "w") as f:
+            json.dump(metrics, f, indent=2)
+    PartialState().wait_for_everyone()
     logger.info("SASRec baseline: %s", metrics)
     return torch.from_numpy(emb)
 

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 
 import torch
+from accelerate import PartialState
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..distributed import without_model_sharding
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 
 logger = logging.getLogger(__name__)
+
+#: written when pre-training finished: a rerun returns the kept model instead of training again
+DONE_FILE = "pretraining_done.json"
 
 
 class EmbeddingRows(Dataset):
@@ -42,6 +48,13 @@ class KeepLowestCollisionCallback(TrainerCallback):
         self.save_dir = save_dir
         self.every = every
         self.best: dict | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run continues against the best checkpoint it had already kept.
+        stats = os.path.join(self.save_dir, "code_stats.json")
+        if state.global_step > 0 and self.best is None and os.path.exists(stats):
+            with open(stats) as f:
+                self.best = json.load(f)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         epoch = round(state.epoch or 0)
@@ -79,8 +92,15 @@ def pretrain_rqvae(
     """Train an RQ-VAE on ``embeddings`` ``[N, semantic_dim]`` (k-means initialised codebooks).
 
     Saves the lowest-collision checkpoint to ``output_dir`` (with ``code_stats.json``) and
-    returns it reloaded, with its statistics.
+    returns it reloaded, with its statistics. Resumable: a run cut short continues from its last
+    trainer checkpoint (one at every collision evaluation, in ``output_dir/trainer``), and a
+    finished one (``output_dir/pretraining_done.json``) is returned as it is.
     """
+    done = os.path.join(output_dir, DONE_FILE)
+    if os.path.exists(done):
+        logger.info("RQ-VAE pre-training already finished in %s", output_dir)
+        with open(done) as f:
+            return RQVAEModel.from_pretrained(output_dir), json.load(f)
     embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
     config = config or RQVAEConfig(semantic_dim=embeddings.shape[1])
     if config.semantic_dim != embeddings.shape[1]:
@@ -98,7 +118,10 @@ def pretrain_rqvae(
             learning_rate=learning_rate,
             weight_decay=weight_decay,
             lr_scheduler_type="constant",
-            save_strategy="no",
+            # A checkpoint at every collision evaluation, so a killed run resumes where it was.
+            save_strategy="steps",
+            save_steps=eval_every * math.ceil(embeddings.shape[0] / (batch_size * max(1, PartialState().num_processes))),
+            save_total_limit=1,
             report_to=[],
             seed=seed,
             logging_steps=50,
@@ -106,8 +129,13 @@ def pretrain_rqvae(
             **training_kwargs,
         )
         trainer = Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep])
-        trainer.train()
+        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        trainer.train(resume_from_checkpoint=last)
         # Only the main process writes the best checkpoint; no rank may read it before that is done.
         trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        with open(done, "w") as f:
+            json.dump(keep.best, f, indent=2)
+    trainer.accelerator.wait_for_everyone()
     best = RQVAEModel.from_pretrained(output_dir)
     return best, keep.best
