@@ -320,6 +320,14 @@ def test_adapter_only_checkpoint_of_a_pretrained_backbone(tmp_path):
     back = LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt")
     assert back.backbone_dtype == torch.bfloat16
     assert_same_model(model, back)
+    # The base is resolved under the caller's rule: local_files_only reaches it (the server's default).
+    import json
+
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    config["backbone_name_or_path"] = "someone/remote-base"
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OSError, match="'someone/remote-base' of this adapter-only checkpoint \\(local files only"):
+        LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt", local_files_only=True)
 
 
 def test_lora_starts_as_identity():

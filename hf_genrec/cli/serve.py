@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> None:
         help="torch intra-op threads (default: all cores but one, which the event loop needs to keep accepting)",
     )
     p.add_argument("--log_level", default="info")
+    p.add_argument(
+        "--allow_downloads",
+        action="store_true",
+        help="let the checkpoint (a Hub id) and an adapter-only checkpoint's base model download; by default only "
+        "local folders and the Hub cache are read, whatever the checkpoint's backbone_name_or_path names",
+    )
     a = p.parse_args(argv)
     try:
         import uvicorn
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(a.threads)
-    model = AutoModel.from_pretrained(a.model).to(a.device).eval()
+    model = AutoModel.from_pretrained(a.model, local_files_only=not a.allow_downloads).to(a.device).eval()
     if not callable(getattr(model, "recommend_dense", None)):
         raise ValueError(f"{a.model} holds a {type(model).__name__}, which is not a recommender (no recommend_dense)")
     cfg = ServingConfig(

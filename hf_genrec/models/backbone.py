@@ -172,11 +172,18 @@ def base_weight_names(backbone: nn.Module, prefix: str) -> list[str]:
     return [f"{prefix}.{n}" for n in backbone.state_dict() if "lora_" not in n]
 
 
-def load_base_weights(backbone: nn.Module, settings: BackboneSettings) -> None:
+def load_base_weights(backbone: nn.Module, settings: BackboneSettings, local_files_only: bool = False) -> None:
     """Fill the frozen base weights of a LoRA backbone from ``settings.name_or_path``, strictly:
-    a checkpoint lacking any weight the backbone needs raises, naming some of them."""
+    a checkpoint lacking any weight the backbone needs raises, naming some of them.
+    ``local_files_only``: never download (a local folder or the Hub cache only)."""
     path = settings.name_or_path
-    base = AutoModel.from_pretrained(path, dtype="auto").state_dict()
+    if not path:
+        raise ValueError("this adapter-only checkpoint names no base model (backbone_name_or_path) to load")
+    try:
+        base = AutoModel.from_pretrained(path, dtype="auto", local_files_only=local_files_only).state_dict()
+    except OSError as err:
+        rule = " (local files only: a folder or the Hub cache; downloads were not allowed)" if local_files_only else ""
+        raise OSError(f"cannot load the base model {path!r} of this adapter-only checkpoint{rule}: {err}") from err
     # peft wraps each targeted Linear: its weight moves to `<module>.base_layer.weight`.
     wanted = {n.removeprefix("x.") for n in base_weight_names(backbone, "x")}
     renamed = {}
@@ -265,14 +272,14 @@ class BackboneHolderMixin:
             base.update(base_weight_names(getattr(self, slot), slot))
         return {k: v for k, v in (state_dict or self.state_dict()).items() if k not in base}
 
-    def restore_backbones_after_load(self) -> None:
+    def restore_backbones_after_load(self, local_files_only: bool = False) -> None:
         """After ``from_pretrained``: reload adapter-only bases, give a frozen base its own dtype back,
         and re-freeze (loading materialises fresh parameters with ``requires_grad=True``)."""
         for slot in self.backbone_slots:
             settings = self.backbone_settings(slot)
             backbone = getattr(self, slot)
             if not settings.save_base_weights:
-                load_base_weights(backbone, settings)
+                load_base_weights(backbone, settings, local_files_only)
             elif settings.use_lora:
                 restore_base_dtype(backbone, getattr(settings.config, "dtype", None))
         self.freeze_backbone_bases()
@@ -283,7 +290,8 @@ class BackboneHolderMixin:
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         model = super().from_pretrained(*args, **kwargs)
-        model.restore_backbones_after_load()
+        # The base of an adapter-only checkpoint is fetched under the same rule as the checkpoint.
+        model.restore_backbones_after_load(local_files_only=bool(kwargs.get("local_files_only", False)))
         return model
 
     def backbone_compute_dtype(self, slot: str = "backbone") -> torch.dtype:
