@@ -100,7 +100,14 @@ def test_get_codes_unique_and_stats():
     codes = model.get_codes(x)
     assert codes.shape == (100, 4) and torch.unique(codes, dim=0).shape[0] == 100
     stats = model.code_statistics(x)
-    assert 0 <= stats["collision_rate"] < 1 and 0 < stats["codebook_usage_l0"] <= 1
+    # By hand from the codes: the share of items whose 3-code prefix another item already took, and
+    # the share of each level's 4 codes in use.
+    prefixes = [tuple(row) for row in codes[:, :3].tolist()]
+    assert stats["collision_rate"] == pytest.approx(1 - len(set(prefixes)) / 100)
+    for level in range(3):
+        assert stats[f"codebook_usage_l{level}"] == len({p[level] for p in prefixes}) / 4
+    assert stats["max_items_per_prefix"] == max(prefixes.count(p) for p in set(prefixes))
+    assert (codes[:, 3] < 64).all()  # the suffix numbers items within a shared prefix
 
 
 def test_wrong_embedding_dimension_and_nan_are_rejected():
