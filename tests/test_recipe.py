@@ -57,6 +57,8 @@ def test_run_alternating_recipe_and_reload(tmp_path):
     metrics = json.loads((out / "etegrec" / "test_metrics.json").read_text())
     assert set(metrics) >= {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10"}
     assert 0 <= metrics["ndcg@10"] <= metrics["recall@10"] <= 1
+    # Both protocols from the same model; the run's own (all items, the default) is also unprefixed.
+    assert metrics["ndcg@10"] == metrics["all_items/ndcg@10"] and "exclude_seen/ndcg@10" in metrics
     report = json.loads((out / "item_emb.report.json").read_text())
     assert report["shape"] == [60, 16] and "test_ndcg@10" in report["sasrec"]
 

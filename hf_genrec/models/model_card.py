@@ -67,7 +67,9 @@ def write_model_card(model, save_directory: str) -> str:
     eval_results = [
         EvalResult(
             task_type="recommendation",
-            task_name="Sequential recommendation (leave-one-out, full ranking)",
+            task_name="Sequential recommendation (leave-one-out, full ranking"
+            + {"exclude_seen": ", seen items excluded", "all_items": ", all items ranked"}.get(results.get("protocol"), "")
+            + ")",
             dataset_type=dataset,
             dataset_name=dataset,
             dataset_split=results.get("split", "test"),

@@ -206,12 +206,16 @@ class RecommenderMixin:
         return out
 
     # ---------------------------------------------------------------------- model card data
-    def record_evaluation(self, metrics: dict[str, float], dataset: str, split: str = "test") -> None:
-        """Remember evaluation results for the model card (kept in the config, so they round-trip)."""
+    def record_evaluation(
+        self, metrics: dict[str, float], dataset: str, split: str = "test", protocol: str | None = None
+    ) -> None:
+        """Remember evaluation results for the model card (kept in the config, so they round-trip).
+        ``protocol``: how the unprefixed metrics ranked (``"exclude_seen"`` or ``"all_items"``)."""
         self.config.evaluation_results = {
             "dataset": dataset,
             "split": split,
             "metrics": {k: float(v) for k, v in metrics.items()},
+            **({"protocol": protocol} if protocol else {}),
         }
 
     # ------------------------------------------------------------------------ save / load

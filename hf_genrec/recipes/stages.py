@@ -177,17 +177,30 @@ def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | Non
     and the final checkpoint in ``work_dir/final``. Returns the metrics."""
     # Early stopping watches eval_* metrics; on the test split it would only warn that it found none.
     trainer.remove_callback(EarlyStoppingCallback)
-    test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
-    report = {k.removeprefix("test_"): v for k, v in test.items() if "@" in k}
+    # Both ranking protocols from the same model: the run's own (unprefixed keys, as before) and the
+    # other, as "exclude_seen/..." and "all_items/..." keys.
+    chosen, asked = trainer.excludes_history, trainer.args.exclude_history
+    report = {}
+    try:
+        for protocol, exclude in (("exclude_seen", True), ("all_items", False)):
+            trainer.args.exclude_history = exclude
+            test = trainer.evaluate(dsd["test"], metric_key_prefix="test")
+            metrics = {k.removeprefix("test_"): v for k, v in test.items() if "@" in k}
+            report.update({f"{protocol}/{k}": v for k, v in metrics.items()})
+            if exclude == chosen:
+                report.update(metrics)
+    finally:
+        trainer.args.exclude_history = asked
     dataset = os.path.basename(os.path.normpath(dataset_dir)) if dataset_dir else "generated (embedded default)"
-    model.record_evaluation(report, dataset=dataset, split="test")
+    model.record_evaluation(report, dataset=dataset, split="test", protocol="exclude_seen" if chosen else "all_items")
     final_dir = os.path.join(work_dir, "final")
     trainer.save_model(final_dir)  # weights, item_map.json, the model card (ETEGRec: item_tokenizer/ too)
     if trainer.is_world_process_zero():
         with open(os.path.join(work_dir, "test_metrics.json"), "w") as f:
             json.dump(report, f, indent=2)
-        print(f"\nTest metrics (leave-one-out, full ranking{metric_note}):")
+        seen = "seen items excluded" if chosen else "all items ranked"
+        print(f"\nTest metrics (leave-one-out, full ranking, {seen}{metric_note}; the other protocol under its prefix):")
         for name, value in report.items():
-            print(f"  {name:>10}: {value:.4f}")
+            print(f"  {name:>22}: {value:.4f}")
         print(f"Checkpoint saved to {final_dir}  (AutoModel.from_pretrained('{final_dir}') after `import hf_genrec`)")
     return report
