@@ -121,8 +121,11 @@ def test_two_backbone_family_saves_adapters_only_and_reloads_both_bases(tmp_path
     from safetensors.torch import load_file
 
     saved = load_file(tmp_path / "family" / "model.safetensors")
-    assert any("lora_" in k for k in saved) and "head.weight" in saved
-    assert not [k for k in saved if k.split(".")[0] in ("item_llm", "user_llm") and "lora_" not in k]
+    assert "head.weight" in saved
+    assert not [k for k in saved if k.split(".")[0] in ("item_llm", "user_llm")]  # adapters: in peft's format
+    for slot in ("item_llm", "user_llm"):
+        adapter = load_file(tmp_path / "family" / slot / "adapter_model.safetensors")
+        assert adapter and all(k.startswith("base_model.model.") and "lora_" in k for k in adapter)
     back = TwoTowerModel.from_pretrained(tmp_path / "family").eval()
     x = torch.randn(2, 3, 32)
     with torch.no_grad():

@@ -315,11 +315,34 @@ def test_adapter_only_checkpoint_of_a_pretrained_backbone(tmp_path):
     from safetensors.torch import load_file
 
     saved = load_file(os.path.join(tmp_path / "ckpt", "model.safetensors"))
-    assert not any(k.startswith("backbone.") and "lora_" not in k for k in saved)
-    assert any("lora_A" in k for k in saved) and "item_codes" in saved and "codebooks.0.weight" in saved
+    assert not any(k.startswith("backbone.") for k in saved)  # our layers only; the adapter is in peft's format
+    assert "item_codes" in saved and "codebooks.0.weight" in saved
+    assert (tmp_path / "ckpt" / "backbone" / "adapter_config.json").exists()
     back = LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt")
     assert back.backbone_dtype == torch.bfloat16
     assert_same_model(model, back)
+    # peft's own tools read the adapter onto the base.
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(LlamaModel.from_pretrained(tmp_path / "llama"), str(tmp_path / "ckpt" / "backbone"))
+    ours = {k.replace(".default", ""): v for k, v in model.backbone.state_dict().items() if "lora_" in k}
+    theirs = {k.removeprefix("base_model.model.").replace(".default", ""): v for k, v in peft_model.state_dict().items()
+              if "lora_" in k}
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # A checkpoint from before the peft format (adapters in the main weights) still loads.
+    old = {**saved, **{f"backbone.{k}": v for k, v in model.backbone.state_dict().items() if "lora_" in k}}
+    from safetensors.torch import save_file
+
+    weights_file = os.path.join(tmp_path / "ckpt", "model.safetensors")
+    save_file({k: v.contiguous() for k, v in old.items()}, weights_file, metadata={"format": "pt"})
+    import shutil
+
+    shutil.rmtree(tmp_path / "ckpt" / "backbone")
+    assert_same_model(model, LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt"))
+    # ... and one with the adapters in neither place is refused, not silently run without them.
+    save_file({k: v.contiguous() for k, v in saved.items()}, weights_file, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="has no adapter for backbone"):
+        LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt")
     # The base is resolved under the caller's rule: local_files_only reaches it (the server's default).
     import json
 

@@ -13,15 +13,26 @@ optionally the regularisation ``{p}embedding_dropout``, ``{p}hidden_dropout`` an
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 from dataclasses import dataclass
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import cached_file
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+#: peft's file names: an adapter-only backbone is saved as ``<checkpoint>/<slot>/`` in peft's format
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+# peft saves a PeftModel's adapter keys under these wrappers; our backbones hold the adapters directly.
+PEFT_KEY_PREFIX = "base_model.model."
 
 
 @dataclass
@@ -137,6 +148,47 @@ def inject_lora(backbone: nn.Module, settings: BackboneSettings) -> None:
     inject_adapter_in_model(lora, backbone)
 
 
+def save_peft_adapter(backbone: nn.Module, settings: BackboneSettings, directory: str) -> None:
+    """Write ``backbone``'s LoRA adapter in peft's format (``adapter_config.json`` +
+    ``adapter_model.safetensors``, keys as ``PeftModel.save_pretrained`` writes them), so that
+    ``PeftModel.from_pretrained(AutoModel.from_pretrained(base), directory)`` reads it."""
+    os.makedirs(directory, exist_ok=True)
+    state = get_peft_model_state_dict(backbone)
+    tensors = {PEFT_KEY_PREFIX + k: v.detach().contiguous().cpu() for k, v in state.items()}
+    save_file(tensors, os.path.join(directory, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+    config = copy.deepcopy(backbone.peft_config["default"])
+    config.base_model_name_or_path = settings.name_or_path
+    config.save_pretrained(directory)
+
+
+def load_peft_adapter(backbone: nn.Module, weights_file: str) -> None:
+    """Load an adapter saved by :func:`save_peft_adapter` (or by peft) into ``backbone``, strictly."""
+    state = {k.removeprefix(PEFT_KEY_PREFIX): v for k, v in load_file(weights_file).items()}
+    result = set_peft_model_state_dict(backbone, state)
+    wanted = {k for k in get_peft_model_state_dict(backbone)}
+    missing = sorted(wanted - set(state))
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{weights_file} does not fit this backbone's adapters: "
+            f"missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+
+
+def checkpoint_keys(checkpoint: str, **hub_kwargs) -> set[str]:
+    """The tensor names of a checkpoint's main weights (``model.safetensors`` or its shard index),
+    read from the file headers only."""
+    find = lambda name: cached_file(str(checkpoint), name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)  # noqa: E731
+    index = find("model.safetensors.index.json")
+    if index is not None and os.path.exists(index):
+        with open(index) as f:
+            return set(json.load(f)["weight_map"])
+    single = find("model.safetensors")
+    if single is None or not os.path.exists(single):
+        return set()
+    with safe_open(single, framework="pt") as f:
+        return set(f.keys())
+
+
 def reset_lora_init(backbone: nn.Module) -> None:
     """Restore peft's LoRA init (B = 0) after the outer ``post_init`` let the backbone's own
     ``_init_weights`` re-draw the injected layers as N(0, std): a pretrained backbone must start
@@ -239,8 +291,10 @@ class BackboneHolderMixin:
                 reset_lora_init(backbone)
         self.freeze_backbone_bases()
         if self.adapter_only_slots():
-            # Adapter-only checkpoints lack the frozen base weights by design; from_pretrained fills them.
-            self._keys_to_ignore_on_load_missing = [rf"^{slot}\.(?!.*lora_)" for slot in self.adapter_only_slots()]
+            # Adapter-only checkpoints hold neither the frozen base (reloaded from backbone_name_or_path)
+            # nor, since they are saved in peft's format beside our layers, the adapters in the main
+            # file; from_pretrained fills both, and checks that the adapters came from somewhere.
+            self._keys_to_ignore_on_load_missing = [rf"^{slot}\." for slot in self.adapter_only_slots()]
 
     def freeze_backbone_bases(self) -> None:
         for slot in self.backbone_slots:
@@ -258,7 +312,8 @@ class BackboneHolderMixin:
         ]
 
     def drop_base_weights(self, state_dict: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
-        """``state_dict`` without the base weights of adapter-only backbones (for ``save_pretrained``)."""
+        """``state_dict`` without the adapter-only backbones (base weights and adapters: those go to
+        ``<slot>/`` in peft's format), for ``save_pretrained``."""
         slots = self.adapter_only_slots()
         if not slots:
             return state_dict
@@ -270,11 +325,35 @@ class BackboneHolderMixin:
                     f"{slot}: save_base_weights=False needs use_lora=True and a backbone_name_or_path to reload the base from"
                 )
             base.update(base_weight_names(getattr(self, slot), slot))
-        return {k: v for k, v in (state_dict or self.state_dict()).items() if k not in base}
+        return {
+            k: v
+            for k, v in (state_dict or self.state_dict()).items()
+            if k not in base and not any(k.startswith(f"{slot}.") and "lora_" in k for slot in slots)
+        }
+
+    def load_adapters_from(self, checkpoint: str, main_keys: set[str] | None = None, **hub_kwargs) -> None:
+        """Load every adapter-only backbone's adapter from ``<checkpoint>/<slot>/`` (peft's format).
+        A checkpoint from before that format holds them in its main weights instead (already loaded):
+        ``main_keys``, the keys of those weights (default: read from the checkpoint), must name them."""
+        for slot in self.adapter_only_slots():
+            weights = cached_file(
+                str(checkpoint), f"{slot}/{ADAPTER_WEIGHTS_NAME}", _raise_exceptions_for_missing_entries=False, **hub_kwargs
+            )
+            if weights is not None and os.path.exists(weights):
+                load_peft_adapter(getattr(self, slot), weights)
+                continue
+            keys = main_keys if main_keys is not None else checkpoint_keys(checkpoint, **hub_kwargs)
+            wanted = {f"{slot}.{k}" for k in get_peft_model_state_dict(getattr(self, slot))}
+            lost = sorted(k for k in wanted if not any(c.startswith(k.rsplit(".", 1)[0]) for c in keys))
+            if lost:
+                raise ValueError(
+                    f"{checkpoint} has no adapter for {slot}: neither {slot}/{ADAPTER_WEIGHTS_NAME} nor {lost[0]}"
+                )
 
     def restore_backbones_after_load(self, local_files_only: bool = False) -> None:
-        """After ``from_pretrained``: reload adapter-only bases, give a frozen base its own dtype back,
-        and re-freeze (loading materialises fresh parameters with ``requires_grad=True``)."""
+        """After ``from_pretrained``: reload adapter-only bases (once, from ``backbone_name_or_path``),
+        give a frozen base its own dtype back, and re-freeze (loading materialises fresh parameters
+        with ``requires_grad=True``)."""
         for slot in self.backbone_slots:
             settings = self.backbone_settings(slot)
             backbone = getattr(self, slot)
@@ -284,15 +363,26 @@ class BackboneHolderMixin:
                 restore_base_dtype(backbone, getattr(settings.config, "dtype", None))
         self.freeze_backbone_bases()
 
-    def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
-        return super().save_pretrained(save_directory, *args, state_dict=self.drop_base_weights(state_dict), **kwargs)
+    def save_pretrained(self, save_directory, *args, state_dict=None, is_main_process: bool = True, **kwargs):
+        out = super().save_pretrained(
+            save_directory, *args, state_dict=self.drop_base_weights(state_dict), is_main_process=is_main_process, **kwargs
+        )
+        if is_main_process:
+            for slot in self.adapter_only_slots():
+                save_peft_adapter(getattr(self, slot), self.backbone_settings(slot), os.path.join(save_directory, slot))
+        return out
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        model = super().from_pretrained(*args, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         # The base of an adapter-only checkpoint is fetched under the same rule as the checkpoint.
-        model.restore_backbones_after_load(local_files_only=bool(kwargs.get("local_files_only", False)))
-        return model
+        local = bool(kwargs.get("local_files_only", False))
+        model.restore_backbones_after_load(local_files_only=local)
+        hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "subfolder") if k in kwargs}
+        model.load_adapters_from(pretrained_model_name_or_path, local_files_only=local, **hub)
+        model.freeze_backbone_bases()
+        return (model, info) if wants_info else model
 
     def backbone_compute_dtype(self, slot: str = "backbone") -> torch.dtype:
         """Dtype a backbone computes in (its input embedding's); ``inputs_embeds`` are cast to it."""

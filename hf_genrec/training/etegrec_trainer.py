@@ -320,6 +320,8 @@ class ETEGRecTrainer(RecommenderTrainer):
         ]
         check_keys(folder, set(state), set(self.model.state_dict()), may_be_missing)
         load_full_state_dict(self.model, state)
+        # Adapter-only backbones keep their adapters beside the weights, in peft's format.
+        self.recommender.load_adapters_from(folder, {k.removeprefix("recommender.") for k in state})
 
 
 # The name before other families existed; kept for existing code.
