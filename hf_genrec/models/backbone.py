@@ -224,6 +224,27 @@ def base_weight_names(backbone: nn.Module, prefix: str) -> list[str]:
     return [f"{prefix}.{n}" for n in backbone.state_dict() if "lora_" not in n]
 
 
+def read_base_state_dict(path: str, local_files_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a base checkpoint (local folder or Hub id) in their stored dtype, read straight
+    from its safetensors file(s) (no second model is built; a ``.bin``-only checkpoint falls back to
+    ``AutoModel``)."""
+    find = lambda name: cached_file(  # noqa: E731
+        path, name, _raise_exceptions_for_missing_entries=False, local_files_only=local_files_only
+    )
+    index = find("model.safetensors.index.json")
+    if index is not None and os.path.exists(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        state = {}
+        for shard in shards:
+            state.update(load_file(find(shard)))
+        return state
+    single = find("model.safetensors")
+    if single is not None and os.path.exists(single):
+        return load_file(single)
+    return AutoModel.from_pretrained(path, dtype="auto", local_files_only=local_files_only).state_dict()
+
+
 def load_base_weights(backbone: nn.Module, settings: BackboneSettings, local_files_only: bool = False) -> None:
     """Fill the frozen base weights of a LoRA backbone from ``settings.name_or_path``, strictly:
     a checkpoint lacking any weight the backbone needs raises, naming some of them.
@@ -232,23 +253,26 @@ def load_base_weights(backbone: nn.Module, settings: BackboneSettings, local_fil
     if not path:
         raise ValueError("this adapter-only checkpoint names no base model (backbone_name_or_path) to load")
     try:
-        base = AutoModel.from_pretrained(path, dtype="auto", local_files_only=local_files_only).state_dict()
+        base = read_base_state_dict(path, local_files_only)
     except OSError as err:
         rule = " (local files only: a folder or the Hub cache; downloads were not allowed)" if local_files_only else ""
         raise OSError(f"cannot load the base model {path!r} of this adapter-only checkpoint{rule}: {err}") from err
-    # peft wraps each targeted Linear: its weight moves to `<module>.base_layer.weight`.
     wanted = {n.removeprefix("x.") for n in base_weight_names(backbone, "x")}
-    renamed = {}
+    # A *ForCausalLM checkpoint nests the backbone under its base_model_prefix (e.g. "model.").
+    prefix = f"{getattr(backbone, 'base_model_prefix', '')}."
+    if prefix != "." and not any(k in wanted for k in base) and any(k.startswith(prefix) for k in base):
+        base = {k.removeprefix(prefix): v for k, v in base.items() if k.startswith(prefix)}
+    # peft wraps each targeted Linear: the base weight of module `m` lives at `m.base_layer.<leaf>`.
+    wrapped = {name for name, module in backbone.named_modules() if isinstance(module, LoraLayer)}
+    ours = {}
     for key, value in base.items():
-        lora_key = key
-        for target in settings.lora_target_modules:
-            lora_key = lora_key.replace(f".{target}.", f".{target}.base_layer.")
-        renamed[lora_key if lora_key in wanted else key] = value
-    missing = sorted(wanted - set(renamed))
+        module, _, leaf = key.rpartition(".")
+        ours[f"{module}.base_layer.{leaf}" if module in wrapped else key] = value
+    missing = sorted(wanted - set(ours))
     if missing:
         raise RuntimeError(f"backbone at {path} lacks {len(missing)} weights this model needs, e.g. {missing[:3]}")
     # assign=True keeps the checkpoint's dtype (bf16 stays bf16) instead of casting into fp32.
-    backbone.load_state_dict({k: renamed[k] for k in wanted}, strict=False, assign=True)
+    backbone.load_state_dict({k: ours[k] for k in wanted}, strict=False, assign=True)
 
 
 def build_backbone(settings: BackboneSettings, backbone: PreTrainedModel | None = None) -> PreTrainedModel:
