@@ -71,6 +71,17 @@ class BackboneSettings:
 DROPOUT_FIELDS = ("embedding_dropout", "hidden_dropout", "attention_dropout")
 
 
+def set_dropout_fields(config: PretrainedConfig, prefix: str = "", **values: float) -> None:
+    """Set a family config's ``{prefix}embedding_dropout`` / ``hidden_dropout`` / ``attention_dropout``
+    (keyword names without the prefix), each checked to lie in [0, 1)."""
+    for name, value in values.items():
+        if name not in DROPOUT_FIELDS:
+            raise TypeError(f"unknown dropout field {name!r}; expected one of {DROPOUT_FIELDS}")
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{prefix}{name} must be in [0, 1), got {value}")
+        setattr(config, f"{prefix}{name}", float(value))
+
+
 def _dropout_output(p: float):
     """Forward hook: dropout on a sub-layer's output (the residual branch), in training only."""
 

@@ -31,6 +31,14 @@ from .model_card import write_model_card
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
 
 
+def set_inference_settings(config, max_history: int, exclude_history: bool) -> None:
+    """The inference settings every family's config carries (see :class:`RecommenderMixin`)."""
+    if max_history < 1:
+        raise ValueError(f"max_history must be >= 1, got {max_history}")
+    config.max_history = int(max_history)
+    config.exclude_history = bool(exclude_history)
+
+
 @dataclass
 class RecommendationOutput(ModelOutput):
     """Top-k recommendations per user, best first.

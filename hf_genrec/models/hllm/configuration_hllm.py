@@ -6,6 +6,9 @@ import math
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ..backbone import set_dropout_fields
+from ..recommender import set_inference_settings
+
 #: the item LLM's instruction, as in the official code (``item_prompt``)
 DEFAULT_ITEM_PROMPT = "Compress the following sentence into embedding: "
 
@@ -194,13 +197,14 @@ class HLLMConfig(PretrainedConfig):
         self.item_save_base_weights = item_save_base_weights
         self.user_save_base_weights = user_save_base_weights
         self.initializer_range = initializer_range
-        if max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {max_history}")
-        self.exclude_history = exclude_history
-        self.max_history = max_history
-        self.user_embedding_dropout = user_embedding_dropout
-        self.user_hidden_dropout = user_hidden_dropout
-        self.user_attention_dropout = user_attention_dropout
+        set_inference_settings(self, max_history, exclude_history)
+        set_dropout_fields(
+            self,
+            "user_",
+            embedding_dropout=user_embedding_dropout,
+            hidden_dropout=user_hidden_dropout,
+            attention_dropout=user_attention_dropout,
+        )
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

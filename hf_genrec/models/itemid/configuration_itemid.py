@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ..backbone import set_dropout_fields
+from ..recommender import set_inference_settings
+
 DEFAULT_BACKBONE = {
     "model_type": "llama",
     "hidden_size": 64,
@@ -98,14 +101,15 @@ class ItemIDLlamaConfig(PretrainedConfig):
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.save_base_weights = save_base_weights
         self.initializer_range = initializer_range
-        if max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {max_history}")
-        self.exclude_history = exclude_history
-        self.max_history = max_history
+        set_inference_settings(self, max_history, exclude_history)
         self.train_on_all_positions = train_on_all_positions
-        self.embedding_dropout = embedding_dropout
-        self.hidden_dropout = hidden_dropout
-        self.attention_dropout = attention_dropout
+        set_dropout_fields(
+            self,
+            "",
+            embedding_dropout=embedding_dropout,
+            hidden_dropout=hidden_dropout,
+            attention_dropout=attention_dropout,
+        )
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ..backbone import set_dropout_fields
+from ..recommender import set_inference_settings
+
 DEFAULT_BACKBONE = {
     # A small LLaMA for the embedded default and tests; code-only inputs never use its vocabulary.
     "model_type": "llama",
@@ -109,14 +112,15 @@ class LlamaRecConfig(PretrainedConfig):
         self.lora_dropout = lora_dropout
         self.lora_target_modules = list(lora_target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"])
         self.initializer_range = initializer_range
-        if max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {max_history}")
-        self.exclude_history = exclude_history
-        self.max_history = max_history
+        set_inference_settings(self, max_history, exclude_history)
         self.train_on_all_positions = train_on_all_positions
-        self.embedding_dropout = embedding_dropout
-        self.hidden_dropout = hidden_dropout
-        self.attention_dropout = attention_dropout
+        set_dropout_fields(
+            self,
+            "",
+            embedding_dropout=embedding_dropout,
+            hidden_dropout=hidden_dropout,
+            attention_dropout=attention_dropout,
+        )
         self.default_num_beams = default_num_beams
         self.default_num_return_sequences = default_num_return_sequences
         self.generation_chunk_size = generation_chunk_size
