@@ -94,7 +94,31 @@ def run_seed(a) -> dict:
     return result
 
 
-def collect(out: str, path: str) -> dict:
+def merge_rows(report: dict, table_path: str) -> None:
+    """Add one row per protocol to a results table (``benchmarks/results/beauty-cpu.json``)."""
+    with open(table_path) as f:
+        table = json.load(f)
+    seeds = report["seeds"]
+    for protocol, row in report["rows"].items():
+        table["rows"][f"SASRec reference recipe ({protocol})"] = {
+            "protocol": protocol,
+            "model": report["model"],
+            "selection": report["selection"],
+            "seeds": sorted(row["per_seed"]),
+            "test_per_seed": row["per_seed"],
+            "test_mean": row["mean"],
+            "test_std": row["std"],
+            "epochs": seeds[0]["epochs"],
+            "minutes_per_seed": [round(s["minutes"], 1) for s in seeds],
+            "median_seconds_per_epoch": [round(s["median_seconds_per_epoch"], 1) for s in seeds],
+            "command": seeds[0]["command"],
+            "machine": seeds[0]["machine"],
+        }
+    with open(table_path, "w") as f:
+        json.dump(table, f, indent=2)
+
+
+def collect(out: str, path: str, merge_into: str | None = None) -> dict:
     seeds = []
     for d in sorted(os.listdir(out)):
         f = os.path.join(out, d, "result.json")
@@ -122,6 +146,8 @@ def collect(out: str, path: str) -> dict:
     }
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
+    if merge_into:
+        merge_rows(report, merge_into)
     for protocol, row in rows.items():
         print(protocol, " ".join(f"{m} {row['mean'][m]:.4f}±{row['std'][m]:.4f}" for m in HEADLINE), f"({len(seeds)} seeds)")
     return report
@@ -135,9 +161,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--collect", default=None, help="write the finished seeds' summary to this JSON and stop")
+    p.add_argument("--merge_into", default=None, help="with --collect: also add the rows to this results table")
     a = p.parse_args(argv)
     if a.collect:
-        return collect(a.out, a.collect)
+        return collect(a.out, a.collect, a.merge_into)
     return run_seed(a)
 
 

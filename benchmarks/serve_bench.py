@@ -11,7 +11,12 @@ Each request is ``{"history": [...], "k": 10}`` with a history drawn from the mo
 not slow the arrivals, so queueing shows in the latency); at most ``qps * duration`` requests,
 and the run stops ``--timeout`` seconds after the last arrival. Loopback addresses only.
 Prints achieved QPS, P50/P95/P99 latency and errors by status code per rate, and the highest rate
-whose P95 stays under ``--slo_ms`` with no errors ("sustainable").
+whose P95 stays under ``--slo_ms`` with no errors ("sustainable"). ``--hostile_share 0.3`` mixes in
+hostile requests (300 histories, 1,500-item histories, malformed JSON, unknown ids, clients that
+send half a body and pause a second): the figures are the valid requests', every kind's answers are
+counted, and a 5xx anywhere fails the rate.
+
+    python benchmarks/serve_bench.py --spawn outputs/etegrec-default/final --qps 100 --duration 20 --hostile_share 0.3
 """
 
 from __future__ import annotations
@@ -58,56 +63,113 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-async def run_rate(url: str, items: list, qps: float, duration: float, timeout: float, max_history: int, seed: int) -> dict:
+HOSTILE_KINDS = ("oversized_batch", "long_history", "malformed", "unknown_ids", "slow_client")
+
+
+def hostile_body(kind: str, items: list, rng: random.Random):
+    """A request of one hostile kind: what the server must refuse (4xx) or, for a slow client, serve
+    without holding anything else up."""
+    if kind == "oversized_batch":  # more histories than max_histories_per_request (256)
+        return {"histories": [[rng.choice(items)] for _ in range(300)], "k": 10}
+    if kind == "long_history":  # more items than max_history_items (1,000)
+        return {"history": [rng.choice(items) for _ in range(1500)], "k": 10}
+    if kind == "malformed":
+        return b'{"history": [1, 2,'
+    if kind == "unknown_ids":
+        return {"history": [f"no-such-item-{rng.random()}" for _ in range(3)], "k": 10}
+    return {"history": rng.sample(items, min(3, len(items))), "k": 10}  # slow_client: valid, sent slowly
+
+
+async def slow_post(url: str, body: dict, pause: float) -> int:
+    """POST ``body`` over a raw connection, half of it, then the rest after ``pause`` seconds."""
+    parsed = urlparse(url)
+    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    data = json.dumps(body).encode()
+    head = f"POST /v1/recommend HTTP/1.1\r\nHost: {parsed.hostname}\r\nContent-Type: application/json\r\n"
+    writer.write((head + f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data[: len(data) // 2])
+    await writer.drain()
+    await asyncio.sleep(pause)
+    writer.write(data[len(data) // 2 :])
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    writer.close()
+    return status
+
+
+async def run_rate(
+    url: str, items: list, qps: float, duration: float, timeout: float, max_history: int, seed: int, hostile: float = 0.0
+) -> dict:
     rng = random.Random(seed)
     total = int(qps * duration)
-    bodies = [{"history": rng.sample(items, rng.randint(1, min(max_history, len(items)))), "k": 10} for _ in range(total)]
+    plan = []
+    for _ in range(total):
+        if rng.random() < hostile:
+            kind = rng.choice(HOSTILE_KINDS)
+            plan.append((kind, hostile_body(kind, items, rng)))
+        else:
+            plan.append(("valid", {"history": rng.sample(items, rng.randint(1, min(max_history, len(items)))), "k": 10}))
     latencies: list[float] = []
     codes: Counter = Counter()
+    by_kind: dict[str, Counter] = {}
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
 
-        async def one(body: dict) -> None:
+        async def one(kind: str, body) -> None:
             t0 = time.perf_counter()
             try:
-                r = await client.post("/v1/recommend", json=body)
-                codes[r.status_code] += 1
-                if r.status_code == 200:
-                    latencies.append(time.perf_counter() - t0)
-            except httpx.HTTPError as err:
-                codes[type(err).__name__] += 1
+                if kind == "slow_client":
+                    status = await asyncio.wait_for(slow_post(url, body, pause=1.0), timeout)
+                elif isinstance(body, bytes):
+                    status = (await client.post("/v1/recommend", content=body)).status_code
+                else:
+                    status = (await client.post("/v1/recommend", json=body)).status_code
+                by_kind.setdefault(kind, Counter())[status] += 1
+                if kind == "valid":
+                    codes[status] += 1
+                    if status == 200:
+                        latencies.append(time.perf_counter() - t0)
+            except (httpx.HTTPError, OSError, asyncio.TimeoutError) as err:
+                by_kind.setdefault(kind, Counter())[type(err).__name__] += 1
+                if kind == "valid":
+                    codes[type(err).__name__] += 1
 
         start = time.perf_counter()
         tasks = []
-        for i, body in enumerate(bodies):
+        for i, (kind, body) in enumerate(plan):
             delay = start + i / qps - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(body)))
+            tasks.append(asyncio.create_task(one(kind, body)))
         sent = time.perf_counter() - start
         await asyncio.wait(tasks, timeout=timeout + 1)
         elapsed = time.perf_counter() - start
     ok = codes.get(200, 0)
+    server_errors = sum(n for c in by_kind.values() for k, n in c.items() if isinstance(k, int) and k >= 500)
     return {
         "target_qps": qps,
         "sent": total,
+        "hostile_share": hostile,
         "send_seconds": round(sent, 2),
         "achieved_qps": round(ok / elapsed, 1),
         "p50_ms": round(1000 * percentile(latencies, 50), 1),
         "p95_ms": round(1000 * percentile(latencies, 95), 1),
         "p99_ms": round(1000 * percentile(latencies, 99), 1),
+        # of the valid requests (the SLO is about them); every kind's answers below
         "errors": {str(k): v for k, v in codes.items() if k != 200},
+        "answers_by_kind": {kind: {str(k): v for k, v in c.items()} for kind, c in by_kind.items()},
+        "server_errors_5xx": server_errors,
     }
 
 
 def sweep(url: str, items: list, a) -> list[dict]:
     rows = []
     for qps in a.qps:
-        row = asyncio.run(run_rate(url, items, qps, a.duration, a.timeout, a.max_history, a.seed))
+        row = asyncio.run(run_rate(url, items, qps, a.duration, a.timeout, a.max_history, a.seed, a.hostile_share))
         rows.append(row)
         print(
             f"  {row['target_qps']:>6.0f} QPS -> achieved {row['achieved_qps']:>7.1f}, p50 {row['p50_ms']:>7.1f} ms, "
-            f"p95 {row['p95_ms']:>7.1f} ms, p99 {row['p99_ms']:>7.1f} ms, errors {row['errors'] or 'none'}",
+            f"p95 {row['p95_ms']:>7.1f} ms, p99 {row['p99_ms']:>7.1f} ms, errors {row['errors'] or 'none'}"
+            + (f", 5xx {row['server_errors_5xx']}, hostile answers {row['answers_by_kind']}" if a.hostile_share else ""),
             flush=True,
         )
         if row["errors"] and a.stop_on_failure:
@@ -116,7 +178,7 @@ def sweep(url: str, items: list, a) -> list[dict]:
 
 
 def sustainable(rows: list[dict], slo_ms: float) -> float:
-    good = [r["target_qps"] for r in rows if not r["errors"] and r["p95_ms"] < slo_ms]
+    good = [r["target_qps"] for r in rows if not r["errors"] and not r.get("server_errors_5xx") and r["p95_ms"] < slo_ms]
     return max(good, default=0.0)
 
 
@@ -159,6 +221,13 @@ def main(argv=None) -> dict:
     p.add_argument("--stop_on_failure", action="store_true", help="stop a sweep at the first rate with errors")
     p.add_argument("--server_args", default="", help="with --spawn: more hf-genrec-serve flags, space separated")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--hostile_share",
+        type=float,
+        default=0.0,
+        help="share of arrivals that are hostile (oversized, malformed, unknown ids, slow clients); the latency "
+        "figures and the SLO are those of the valid ones, and no request may get a 5xx",
+    )
     p.add_argument("--json", default=None, help="write the results here")
     a = p.parse_args(argv)
     a.qps = [float(x) for x in a.qps.split(",")]
