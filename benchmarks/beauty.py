@@ -217,7 +217,8 @@ def main(argv=None) -> dict:
     rows["SASRec (ours, CE)"] = tuple(results["sasrec"].get(c) for c in COLUMNS)
     for name, m in results["variants"].items():
         rows[f"ETEGRec-LLaMA {name}"] = tuple(m.get(c) for c in COLUMNS)
-    print(f"\nAmazon Beauty, leave-one-out, full ranking ({device}, preset {a.preset})")
+    name = os.path.basename(os.path.normpath(a.data))
+    print(f"\n{name}, leave-one-out, full ranking ({device}, preset {a.preset})")
     print(table(rows))
     return results
 
