@@ -49,3 +49,20 @@ def test_the_trainer_records_its_max_history_in_the_model_config(tmp_path):
     args = RecommenderTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_history=7)
     trainer = RecommenderTrainer(model=model, args=args)
     assert model.config.max_history == 7 and trainer.data_collator.max_history == 7
+
+
+def test_the_trainer_refuses_a_max_history_the_backbone_cannot_place(tmp_path):
+    model = tiny_recommender(use_lora=False)
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_history=70)
+    with pytest.raises(ValueError, match="needs 283 positions"):
+        RecommenderTrainer(model=model, args=args)
+
+
+def test_timestamps_are_ignored_by_a_family_without_time_features():
+    model = tiny_recommender(use_lora=False).eval()
+    with torch.no_grad():
+        timed = model.recommend_dense([[1, 2, 3]], top_k=5, history_timestamps=[[0.0, 60.0, 120.0]], num_beams=30)
+        plain = model.recommend_dense([[1, 2, 3]], top_k=5, num_beams=30)
+    assert torch.equal(timed.item_ids, plain.item_ids)
+    with pytest.raises(ValueError, match="one time per history item"):
+        model.recommend_dense([[1, 2, 3]], history_timestamps=[[0.0]])

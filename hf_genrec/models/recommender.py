@@ -15,6 +15,7 @@ best ``k`` dense item ids out. From it the mixin provides
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from collections.abc import Sequence
@@ -160,7 +161,7 @@ class RecommenderMixin:
         (default ``config.exclude_history``) leaves every item of each given history, also the older
         ones, out of its recommendations ("seen items excluded"). Other keyword arguments go to the
         family's ``top_k_items``. ``history_timestamps`` (seconds, one per item) go to a family that
-        uses time features.
+        takes them (HLLM); the others ignore them.
         """
         if not len(histories):
             raise ValueError("no histories given")
@@ -180,8 +181,8 @@ class RecommenderMixin:
                 raise ValueError("history_timestamps must give one time per history item")
             times = left_pad([list(t) for t in history_timestamps], 0.0, dtype=torch.float64).to(self.device)
         readable, times = self.readable_history(history, times)
-        if times is not None:
-            kwargs["history_timestamps"] = times
+        if times is not None and "history_timestamps" in inspect.signature(self.top_k_items).parameters:
+            kwargs["history_timestamps"] = times  # a family without time features ignores them
         return self.top_k_items(readable, top_k, **kwargs)
 
     def recommend(

@@ -89,8 +89,15 @@ class RecommenderTrainer(Trainer):
         config = getattr(self.recommender, "config", None)
         if config is not None and getattr(config, "max_history", args.max_history) != args.max_history:
             # The checkpoint must record the history length it was trained and evaluated with.
-            logger.info("max_history: the model's %s -> %s (the training arguments')", config.max_history, args.max_history)
+            logger.warning(
+                "max_history: the model's %s is replaced by the training arguments' %s (saved with the model)",
+                config.max_history,
+                args.max_history,
+            )
             config.max_history = args.max_history
+            check = getattr(self.recommender, "check_max_history", None)
+            if check is not None:
+                check()  # a backbone that cannot place that many positions refuses here too
         # Per-user side inputs the collator adds (e.g. history_timestamps) go to a model that takes them.
         self._top_k_params = set(inspect.signature(self.recommender.top_k_items).parameters)
         super().__init__(
@@ -100,6 +107,22 @@ class RecommenderTrainer(Trainer):
             compute_metrics=compute_metrics or ranking_metrics_for_trainer(args.metric_ks),
             **kwargs,
         )
+
+    def _load_adapters(self, checkpoint: str) -> None:
+        # Adapter-only backbones keep their adapters beside the weights, in peft's format, which
+        # Trainer's own loading (model.safetensors only) does not read.
+        load = getattr(self.recommender, "load_adapters_from", None)
+        if load is not None and self.recommender.adapter_only_slots():
+            load(checkpoint)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_adapters(resume_from_checkpoint)
+
+    def _load_best_model(self):
+        super()._load_best_model()
+        if self.state.best_model_checkpoint:
+            self._load_adapters(self.state.best_model_checkpoint)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         super()._save(output_dir, state_dict)

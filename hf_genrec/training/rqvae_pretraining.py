@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 
 import torch
-from accelerate import PartialState
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -65,6 +63,7 @@ class KeepLowestCollisionCallback(TrainerCallback):
         stats = model.code_statistics(self.embeddings)
         model.train(was_training)
         stats["epoch"] = epoch
+        control.should_save = True  # resume from here: after this evaluation and its kept checkpoint
         state.log_history.append({f"rqvae/{k}": v for k, v in stats.items()} | {"step": state.global_step})
         if self.best is None or stats["collision_rate"] <= self.best["collision_rate"]:
             self.best = stats
@@ -118,9 +117,9 @@ def pretrain_rqvae(
             learning_rate=learning_rate,
             weight_decay=weight_decay,
             lr_scheduler_type="constant",
-            # A checkpoint at every collision evaluation, so a killed run resumes where it was.
-            save_strategy="steps",
-            save_steps=eval_every * math.ceil(embeddings.shape[0] / (batch_size * max(1, PartialState().num_processes))),
+            # A checkpoint right after every collision evaluation (the callback asks for it), so a
+            # killed run resumes where it was without skipping an evaluation.
+            save_strategy="no",
             save_total_limit=1,
             report_to=[],
             seed=seed,

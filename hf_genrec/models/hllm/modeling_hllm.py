@@ -87,7 +87,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             if self.item_emb_token is not None and self.item_emb_token.device.type != "meta":
                 self.item_emb_token.normal_(0.0, config.initializer_range)
         self.finish_backbones(attn)
-        check_positions(self.user_llm.config, config.max_history, f"max_history={config.max_history}")
+        self.check_max_history()
         # The item-side weights the cache was computed from (see item_side_fingerprint).
         self._cached_item_version: tuple | None = None
 
@@ -118,6 +118,10 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             self.item_llm.requires_grad_(False)
             if self.item_emb_token is not None:
                 self.item_emb_token.requires_grad_(False)
+
+    def check_max_history(self) -> None:
+        """Refuse a ``config.max_history`` the user LLM cannot place (one position per item)."""
+        check_positions(self.user_llm.config, self.config.max_history, f"max_history={self.config.max_history}")
 
     @torch.no_grad()
     def item_side_fingerprint(self) -> tuple:

@@ -69,11 +69,15 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         self._new_layers = (self.item_embeddings, self.input_adapter, self.output_adapter, self.head.cluster_embeddings)
         self.post_init()
         self.finish_backbones({"backbone": attn})
-        check_positions(self.backbone.config, config.max_history, f"max_history={config.max_history}")
+        self.check_max_history()
         with torch.no_grad():
             self.item_embeddings.weight[0].zero_()
         if config.num_items and self.head.item_cluster.device.type != "meta":  # from_pretrained loads its own
             self.head.set_clusters(torch.arange(config.num_items) % config.num_clusters)
+
+    def check_max_history(self) -> None:
+        """Refuse a ``config.max_history`` the backbone cannot place (one position per item)."""
+        check_positions(self.backbone.config, self.config.max_history, f"max_history={self.config.max_history}")
 
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
@@ -219,7 +223,4 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         m = num_clusters if num_clusters is not None else self.config.fast_top_k_clusters
         excluded = excluded_items_mask(exclude_items, self.config.num_items)
         ids, scores = self.head.top_k(q, k, self.item_embeddings.weight, num_clusters=m, excluded=excluded)
-        return RecommendationOutput(item_ids=ids, scores=scores)
-        m = num_clusters if num_clusters is not None else self.config.fast_top_k_clusters
-        ids, scores = self.head.top_k(q, k, self.item_embeddings.weight, num_clusters=m)
         return RecommendationOutput(item_ids=ids, scores=scores)

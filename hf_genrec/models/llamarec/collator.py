@@ -39,7 +39,9 @@ class DataCollatorForCodeSeq:
         history = left_pad(histories, 0).to(self.model.item_codes.device)
         inputs = self.model.code_inputs(history)
         batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-        if "target" in rows[0]:
+        if any("target" in r for r in rows):
+            if not all("target" in r for r in rows):
+                raise ValueError("some rows have a target and some do not; give all or none")
             targets = torch.tensor([int(r["target"]) for r in rows], device=history.device)
             batch.update(labels=self.model.codes_for_items(targets), targets=targets)
         return batch

@@ -102,9 +102,14 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         self._trie, self._trie_key = None, None  # the beam-search trie, derived from item_codes on use
         self.post_init()
         self.finish_backbones({"backbone": attn})
-        # A history of max_history items plus the target's first codes (training), or the beam's codes.
-        needed = config.max_history * config.code_length + config.code_length - 1
-        check_positions(self.backbone.config, needed, f"max_history={config.max_history} x {config.code_length} codes")
+        self.check_max_history()
+
+    def check_max_history(self) -> None:
+        """Refuse a ``config.max_history`` the backbone cannot place: a history of that many items
+        plus the target's first codes (training), or the beams' codes (generation)."""
+        c = self.config
+        needed = c.max_history * c.code_length + c.code_length - 1
+        check_positions(self.backbone.config, needed, f"max_history={c.max_history} x {c.code_length} codes")
 
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
