@@ -17,8 +17,9 @@ class DataCollatorForRecommendation:
         history ``[B, H]``: the last ``max_history`` items of each history, left padded with 0
         (``H`` = the longest row of the batch). targets ``[B]``: the next item. When rows carry
         ``history_timestamps``: ``history_timestamps`` ``[B, H]`` (seconds, float64, left padded with 0).
-        With ``seen_items=True``: ``seen_items`` ``[B, E]``, every item of each row's whole history
-        (not cut to ``max_history``; left padded with 0), for evaluation that excludes seen items.
+        With ``seen_items=True``: ``seen_items`` ``[B, E]``, every item of each row's history as the
+        row stores it (not cut to ``max_history``; left padded with 0), for evaluation that excludes
+        seen items. A split stores at most its own ``max_history`` items (``leave_one_out``).
 
     Item ids stay item ids: a family looks up what it needs (codes, embeddings) in its own
     tables, so re-assigning an ETEGRec model's codes never leaves a stale copy here. Unknown ids
