@@ -119,72 +119,84 @@ def test_example_estimates_memory_without_training(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def _run_recipe(cmd, out, kill_when=None):
-    """Run the recipe; with ``kill_when`` (a glob under ``out``), SIGKILL it once a complete checkpoint
-    matching it exists (its trainer_state.json, written last, is there)."""
+def _run_recipe(cmd, out, kill_when=None) -> str:
+    """Run the recipe and return its log; with ``kill_when`` (a glob under ``out``), SIGKILL it once a
+    complete checkpoint matching it exists (its trainer_state.json, written last, is there)."""
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    if kill_when is not None:
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out.parent / f"{out.name}-{len(list(out.parent.glob(out.name + '-*.log')))}.log"
+    with open(log_path, "w") as log:  # a file, not a pipe: a chatty run must never block on its stderr
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
         deadline = time.time() + 600
-        while not list(out.glob(kill_when + "/trainer_state.json")):
-            assert proc.poll() is None, f"the run ended before {kill_when} appeared"
+        while kill_when is not None and not list(out.glob(kill_when + "/trainer_state.json")):
+            assert proc.poll() is None, f"the run ended before {kill_when} appeared:\n{log_path.read_text()[-3000:]}"
             assert time.time() < deadline
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(60)
-        return
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    return err
+        if kill_when is not None:
+            proc.send_signal(signal.SIGKILL)
+        code = proc.wait(600)
+    text = log_path.read_text()
+    if kill_when is None:
+        assert code == 0, text[-3000:]
+    return text
 
 
-def test_a_run_killed_in_any_training_stage_and_rerun_ends_byte_identical(tmp_path):
-    """--full_determinism: an uninterrupted run, one SIGKILLed in the alternating stage and one
-    SIGKILLed in fine-tuning, each rerun with the same command, end with the same weights and metrics
-    (the rerun reuses the finished SASRec / RQ-VAE stages, skips finished stages and resumes the
-    rest from their last checkpoint)."""
+def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_path):
+    """--full_determinism: one run killed (SIGKILL) in SASRec, its rerun killed in RQ-VAE
+    pre-training, the next in the alternating stage, the next in fine-tuning, then a last rerun of
+    the same command, ends with the same weights and metrics as an uninterrupted run. Each rerun
+    resumes the stage killed before from its last checkpoint, reuses the finished ones and loads a
+    finished stage instead of training it again."""
     data = tmp_path / "toy.inter.json"
     data.write_text(json.dumps(make_synthetic_sequences(num_users=120, num_items=40, seed=7)))
     small = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--sasrec_hidden_size", "16"]
-    epochs = ["--sasrec_epochs", "2", "--rqvae_epochs", "10", "--num_train_epochs", "2", "--finetune_epochs", "2"]
-    finals = []
-    for name, kill_when in (("whole", None), ("alternating", "checkpoint-*"), ("finetune", "finetune/checkpoint-*")):
-        out = tmp_path / name
+    epochs = ["--sasrec_epochs", "2", "--rqvae_epochs", "20", "--num_train_epochs", "2", "--finetune_epochs", "2"]
+
+    def command(out):
         cmd = ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), "--dataset_dir", str(data), "--output_dir", str(out)]
-        cmd += [*small, *epochs, "--full_determinism", "true", "--seed", "3"]
-        if kill_when:
-            _run_recipe(cmd, out, kill_when)
-            assert not (out / "final").exists()
-        log = _run_recipe(cmd, out)
-        if kill_when:  # the rerun redid nothing that was finished
-            assert "SASRec stage already finished" in log and "RQ-VAE pre-training already finished" in log
-            killed_stage = out / "finetune" if kill_when.startswith("finetune") else out
-            assert f"resuming the stage in {killed_stage} from" in log
-            if killed_stage != out:  # killed in fine-tuning: the finished alternating stage is loaded, not retrained
-                assert f"stage in {out} already finished: loading" in log
-        finals.append(out)
-    whole, *rerun = finals
-    for out in rerun:
-        assert json.loads((out / "test_metrics.json").read_text()) == json.loads((whole / "test_metrics.json").read_text())
-        assert (out / "final" / "model.safetensors").read_bytes() == (whole / "final" / "model.safetensors").read_bytes()
-        assert not list(out.glob("final/*.bin"))  # no pickles in the saved model
+        return cmd + [*small, *epochs, "--full_determinism", "true", "--seed", "3"]
+
+    whole, chain = tmp_path / "whole", tmp_path / "chain"
+    _run_recipe(command(whole), whole)
+    stages = ["sasrec/checkpoint-*", "rqvae/trainer/checkpoint-*", "checkpoint-*", "finetune/checkpoint-*"]
+    logs = [_run_recipe(command(chain), chain, kill_when) for kill_when in stages]
+    assert not (chain / "final").exists()
+    logs.append(_run_recipe(command(chain), chain))
+    # What each rerun did with the stage the run before it was killed in.
+    assert "SASRec: resuming from" in logs[1] and "SASRec stage already finished" in logs[2]
+    assert "RQ-VAE pre-training: resuming from" in logs[2]
+    assert "RQ-VAE pre-training already finished" in logs[3]
+    assert f"resuming the stage in {chain} from" in logs[3]
+    assert f"stage in {chain} already finished: loading" in logs[4]
+    assert f"resuming the stage in {chain / 'finetune'} from" in logs[4]
+    assert json.loads((chain / "test_metrics.json").read_text()) == json.loads((whole / "test_metrics.json").read_text())
+    for weights in ("final/model.safetensors", "final/item_tokenizer/model.safetensors"):
+        assert (chain / weights).read_bytes() == (whole / weights).read_bytes(), weights
+    assert not list(chain.glob("final/**/*.bin"))  # no pickles in the saved model
 
 
-def test_fine_tuning_that_never_beats_the_alternating_stage_is_discarded():
-    from types import SimpleNamespace
+def test_fine_tuning_that_never_beats_the_alternating_stage_is_discarded(tmp_path):
+    from transformers import TrainerState
 
+    from hf_genrec import GenRecTrainer
     from hf_genrec.recipes.etegrec import keep_better_stage
 
-    loaded = []
+    from .test_trainer import args, setup
 
-    def fine_tuned(best):
-        args = SimpleNamespace(metric_for_best_model="ndcg@10")
-        return SimpleNamespace(state=SimpleNamespace(best_metric=best), args=args, _load_joint=loaded.append)
-
-    before = SimpleNamespace(best_metric=0.0501, best_model_checkpoint="out/checkpoint-12336")
-    keep_better_stage(fine_tuned(0.0473), before, greater_is_better=True)
-    assert loaded == ["out/checkpoint-12336"]
-    keep_better_stage(fine_tuned(0.0473), before, greater_is_better=False)  # lower is better: fine-tuning won
-    keep_better_stage(fine_tuned(0.06), before, greater_is_better=True)
-    keep_better_stage(fine_tuned(None), before, greater_is_better=True)  # no evaluation during fine-tuning
-    assert loaded == ["out/checkpoint-12336"]
+    dsd, emb, tok, rec = setup(use_lora=False)
+    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no"),
+                            train_dataset=dsd["train"])
+    trainer.save_model(str(tmp_path / "alternating-best"))  # the alternating stage's best checkpoint
+    best = rec.scid_projector.weight.detach().clone()
+    before = TrainerState(best_metric=0.0501, best_model_checkpoint=str(tmp_path / "alternating-best"))
+    with torch.no_grad():
+        rec.scid_projector.weight.add_(1.0)  # what fine-tuning changed
+    trainer.state.best_metric = 0.0473  # fine-tuning's best validation is worse: its weights are dropped
+    keep_better_stage(trainer, before, greater_is_better=True)
+    assert torch.equal(rec.scid_projector.weight, best)
+    with torch.no_grad():
+        rec.scid_projector.weight.add_(1.0)
+    for metric, greater in ((0.0473, False), (0.06, True), (None, True)):  # fine-tuning won, or never evaluated
+        trainer.state.best_metric = metric
+        keep_better_stage(trainer, before, greater_is_better=greater)
+        assert torch.equal(rec.scid_projector.weight, best + 1.0)

@@ -290,6 +290,10 @@ def test_exclude_history_per_request(model):
     assert excluded["items"] == model.recommend([history], top_k=10, exclude_history=True).items[0]
 
 
+def model_without_time_inputs():
+    return tiny_recommender(num_items=30)
+
+
 def test_a_time_aware_model_takes_timestamps_and_asks_for_them():
     from hf_genrec import HLLMConfig, HLLMForRecommendation
 
@@ -301,6 +305,7 @@ def test_a_time_aware_model_takes_timestamps_and_asks_for_them():
     hllm = HLLMForRecommendation(config).eval()
     hllm.set_item_embeddings(torch.randn(30, 8))
     hllm.set_item_map(ItemIdMap(NAMES))
+    assert hllm.required_inputs == ("history_timestamps",) and model_without_time_inputs().required_inputs == ()
     history, times = ["sku-01", "sku-04", "sku-07"], [0.0, 600.0, 7200.0]
     with Server(hllm) as srv:
         missing = srv.post({"history": history})

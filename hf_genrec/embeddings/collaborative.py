@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.splits import GenRecDatasetDict, train_sequences
 from ..distributed import without_model_sharding
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, ranks_from_scores
 from ..models.sasrec import SASRecConfig, SASRecModel
+from ..utils.checkpoints import last_complete_checkpoint
 from ..utils.padding import left_pad
 
 logger = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ def train_sasrec(
             callbacks=([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []) + list(callbacks or []),
         )
         # A run cut short (a session's end) continues from its last epoch checkpoint.
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        last = last_complete_checkpoint(output_dir)
         if last:
             logger.info("SASRec: resuming from %s", last)
         trainer.train(resume_from_checkpoint=last)

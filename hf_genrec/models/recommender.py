@@ -137,6 +137,12 @@ class RecommenderMixin:
         if bad.any():
             raise UnknownItemError(f"unknown item id {int(ids[bad][0])}: this model knows ids 1..{self.config.num_items}")
 
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        """Side inputs beside the item ids that recommending needs, from the config (e.g.
+        ``("history_timestamps",)`` for an HLLM with time features); the server asks for them."""
+        return ("history_timestamps",) if getattr(self.config, "num_time_buckets", 0) else ()
+
     def readable_history(self, history: torch.Tensor, *aligned: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         """The last ``config.max_history`` columns of a left-padded ``history`` ``[B, H]`` (and of any
         tensors aligned with it, e.g. timestamps; None stays None): what the model reads, the same

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, TrainerState, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..cli.errors import run_cli
 from ..data import whole_sequence_rows
@@ -33,6 +32,7 @@ from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..models.rqvae import RQVAEConfig
 from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback
+from ..utils.checkpoints import last_complete_checkpoint
 from .stages import (
     DropoutArguments,
     build_recommender,
@@ -337,7 +337,7 @@ def run_stage(trainer: ETEGRecTrainer, resume_from_checkpoint: str | None) -> Tr
         trainer._load_joint(final)
         with open(done) as f:
             return TrainerState(**json.load(f))
-    last = resume_from_checkpoint or (get_last_checkpoint(out) if os.path.isdir(out) else None)
+    last = resume_from_checkpoint or last_complete_checkpoint(out)
     if last:
         logger.info("resuming the stage in %s from %s", out, last)
     trainer.train(resume_from_checkpoint=last)

@@ -269,7 +269,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
     item_map = model.item_map
     metrics = ServingMetrics()
     run = model_runner(model)
-    needs_times = bool(getattr(model.config, "num_time_buckets", 0))  # HLLM with time features
+    needs_times = "history_timestamps" in getattr(model, "required_inputs", ())  # e.g. HLLM with time features
     state = {"ready": False}
 
     @asynccontextmanager

@@ -13,10 +13,10 @@ import os
 import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..distributed import without_model_sharding
 from ..models.rqvae import RQVAEConfig, RQVAEModel
+from ..utils.checkpoints import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ def pretrain_rqvae(
             **training_kwargs,
         )
         trainer = Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep])
-        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        last = last_complete_checkpoint(args.output_dir)
+        if last:
+            logger.info("RQ-VAE pre-training: resuming from %s", last)
         trainer.train(resume_from_checkpoint=last)
         # Only the main process writes the best checkpoint; no rank may read it before that is done.
         trainer.accelerator.wait_for_everyone()
