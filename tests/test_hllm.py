@@ -353,7 +353,9 @@ def test_recipe_embedded_default_runs_and_saves_a_loadable_model(tmp_path):
 
     out = tmp_path / "run"
     report = main(["--output_dir", str(out), "--num_train_epochs", "1", "--disable_tqdm", "true", "--logging_steps", "1000"])
-    assert 0 <= report["ndcg@10"] <= 1
+    # A random ranking of the 300 generated items gets recall@10 = 0.033; one epoch learned the
+    # Markov chain's structure (0.088 measured).
+    assert report["recall@10"] > 0.06 and report["ndcg@10"] < report["recall@10"]
     loaded = AutoModel.from_pretrained(out / "final")
     assert isinstance(loaded, HLLMForRecommendation) and loaded.config.mode == "end_to_end"
     assert (out / "final" / "tokenizer.json").exists()

@@ -193,7 +193,8 @@ def test_two_stage_example_trains_tests_and_saves_a_loadable_checkpoint(tmp_path
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
-    assert 0 <= metrics["ndcg@10"] <= metrics["recall@10"] <= metrics["recall@20"] <= 1
+    # A random ranking of the 40 items gets recall@10 = 0.25; 2 + 1 epochs learned the chain (0.47 measured).
+    assert metrics["recall@10"] > 0.35 and metrics["ndcg@10"] < metrics["recall@10"] <= metrics["recall@20"]
     assert "stage1: " in proc.stderr and "stage2: " in proc.stderr
     model = AutoModel.from_pretrained(tmp_path / "run" / "final").eval()
     out = model.recommend([["sku1", "sku2"]], top_k=5)
