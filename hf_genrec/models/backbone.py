@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -159,17 +160,33 @@ def inject_lora(backbone: nn.Module, settings: BackboneSettings) -> None:
     inject_adapter_in_model(lora, backbone)
 
 
-def save_peft_adapter(backbone: nn.Module, settings: BackboneSettings, directory: str) -> None:
+def save_peft_adapter(
+    backbone: nn.Module, settings: BackboneSettings, directory: str, state_dict: dict[str, torch.Tensor] | None = None
+) -> None:
     """Write ``backbone``'s LoRA adapter in peft's format (``adapter_config.json`` +
     ``adapter_model.safetensors``, keys as ``PeftModel.save_pretrained`` writes them), so that
-    ``PeftModel.from_pretrained(AutoModel.from_pretrained(base), directory)`` reads it."""
+    ``PeftModel.from_pretrained(AutoModel.from_pretrained(base), directory)`` reads it.
+    ``state_dict``: the backbone's full (e.g. gathered from FSDP shards) state, else its own."""
     os.makedirs(directory, exist_ok=True)
-    state = get_peft_model_state_dict(backbone)
+    state = get_peft_model_state_dict(backbone, state_dict=state_dict)
     tensors = {PEFT_KEY_PREFIX + k: v.detach().contiguous().cpu() for k, v in state.items()}
     save_file(tensors, os.path.join(directory, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
     config = copy.deepcopy(backbone.peft_config["default"])
     config.base_model_name_or_path = settings.name_or_path
     config.save_pretrained(directory)
+
+
+_LORA_PART = re.compile(r"\.(lora_[A-Za-z_]+)\.")
+
+
+def peft_file_to_state_dict(weights_file: str, adapter_name: str = "default") -> dict[str, torch.Tensor]:
+    """The tensors of a peft adapter file as the injected backbone's own state-dict entries
+    (``layers.0.self_attn.q_proj.lora_A.default.weight``), for loaders that take a state dict
+    (FSDP's full-state-dict loading among them)."""
+    return {
+        _LORA_PART.sub(rf".\1.{adapter_name}.", k.removeprefix(PEFT_KEY_PREFIX), count=1): v
+        for k, v in load_file(weights_file).items()
+    }
 
 
 def load_peft_adapter(backbone: nn.Module, weights_file: str) -> None:
@@ -366,16 +383,20 @@ class BackboneHolderMixin:
             if k not in base and not any(k.startswith(f"{slot}.") and "lora_" in k for slot in slots)
         }
 
-    def load_adapters_from(self, checkpoint: str, main_keys: set[str] | None = None, **hub_kwargs) -> None:
+    def load_adapters_from(
+        self, checkpoint: str, main_keys: set[str] | None = None, check_only: bool = False, **hub_kwargs
+    ) -> None:
         """Load every adapter-only backbone's adapter from ``<checkpoint>/<slot>/`` (peft's format).
         A checkpoint from before that format holds them in its main weights instead (already loaded):
-        ``main_keys``, the keys of those weights (default: read from the checkpoint), must name them."""
+        ``main_keys``, the keys of those weights (default: read from the checkpoint), must name them.
+        ``check_only``: the adapters were loaded already (with ``main_keys``); only check they exist."""
         for slot in self.adapter_only_slots():
             weights = cached_file(
                 str(checkpoint), f"{slot}/{ADAPTER_WEIGHTS_NAME}", _raise_exceptions_for_missing_entries=False, **hub_kwargs
             )
             if weights is not None and os.path.exists(weights):
-                load_peft_adapter(getattr(self, slot), weights)
+                if not check_only:
+                    load_peft_adapter(getattr(self, slot), weights)
                 continue
             keys = main_keys if main_keys is not None else checkpoint_keys(checkpoint, **hub_kwargs)
             wanted = {f"{slot}.{k}" for k in get_peft_model_state_dict(getattr(self, slot))}
@@ -404,8 +425,23 @@ class BackboneHolderMixin:
         )
         if is_main_process:
             for slot in self.adapter_only_slots():
-                save_peft_adapter(getattr(self, slot), self.backbone_settings(slot), os.path.join(save_directory, slot))
+                sub = None if state_dict is None else {
+                    k.removeprefix(f"{slot}."): v for k, v in state_dict.items() if k.startswith(f"{slot}.")
+                }
+                save_peft_adapter(getattr(self, slot), self.backbone_settings(slot), os.path.join(save_directory, slot), sub)
         return out
+
+    def adapter_state_from(self, checkpoint: str, **hub_kwargs) -> dict[str, torch.Tensor]:
+        """The adapters a checkpoint keeps in peft's format, as this model's state-dict entries
+        (``<slot>.<...>.lora_A.default.weight``); empty for a checkpoint without them."""
+        state = {}
+        for slot in self.adapter_only_slots():
+            weights = cached_file(
+                str(checkpoint), f"{slot}/{ADAPTER_WEIGHTS_NAME}", _raise_exceptions_for_missing_entries=False, **hub_kwargs
+            )
+            if weights is not None and os.path.exists(weights):
+                state.update({f"{slot}.{k}": v for k, v in peft_file_to_state_dict(weights).items()})
+        return state
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

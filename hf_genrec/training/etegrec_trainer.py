@@ -313,6 +313,9 @@ class ETEGRecTrainer(RecommenderTrainer):
     def _load_joint(self, folder: str) -> None:
         """Load a checkpoint written by :meth:`_save` into the trained pair, strictly (sharded or not)."""
         state = {f"recommender.{k}": v for k, v in read_weights(folder).items()}
+        # Adapter-only backbones keep their adapters beside the weights, in peft's format: loaded with
+        # the rest, so the (FSDP-aware) full-state-dict loading below places them too.
+        state.update({f"recommender.{k}": v for k, v in self.recommender.adapter_state_from(folder).items()})
         state.update({f"item_tokenizer.{k}": v for k, v in read_weights(os.path.join(folder, TOKENIZER_SUBDIR)).items()})
         # An adapter-only checkpoint lacks the frozen base weights by design (they stay as loaded).
         may_be_missing = [
@@ -320,8 +323,8 @@ class ETEGRecTrainer(RecommenderTrainer):
         ]
         check_keys(folder, set(state), set(self.model.state_dict()), may_be_missing)
         load_full_state_dict(self.model, state)
-        # Adapter-only backbones keep their adapters beside the weights, in peft's format.
-        self.recommender.load_adapters_from(folder, {k.removeprefix("recommender.") for k in state})
+        # A checkpoint must have brought the adapters (in peft's format or, older, in the main weights).
+        self.recommender.load_adapters_from(folder, {k.removeprefix("recommender.") for k in state}, check_only=True)
 
 
 # The name before other families existed; kept for existing code.
