@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -119,25 +118,39 @@ def test_example_estimates_memory_without_training(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def _run_recipe(cmd, out, kill_when=None) -> str:
-    """Run the recipe and return its log; with ``kill_when`` (a glob under ``out``), SIGKILL it once a
-    complete checkpoint matching it exists (its trainer_state.json, written last, is there)."""
+# Runs the recipe and SIGKILLs itself right after the first checkpoint a stage writes into $KILL_IN:
+# a kill at a known point however fast the stage runs (polling from outside raced with tiny stages).
+KILL_DRIVER = """
+import os, signal, sys
+import transformers
+save = transformers.Trainer._save_checkpoint
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    if os.path.abspath(self.args.output_dir) == os.path.abspath(os.environ["KILL_IN"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+transformers.Trainer._save_checkpoint = save_then_die
+from hf_genrec.recipes.etegrec import main
+main(sys.argv[1:])
+"""
+
+
+def _run_recipe(args, out, kill_in=None) -> str:
+    """Run the recipe with ``args`` and return its log; with ``kill_in`` (a stage's output folder) the
+    run is SIGKILLed just after that stage's first checkpoint."""
     env = dict(os.environ, OMP_NUM_THREADS="2")
+    cmd = ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), *args]
+    if kill_in is not None:
+        env["KILL_IN"] = str(kill_in)
+        cmd = ["python", "-c", KILL_DRIVER, *args]
     out.mkdir(parents=True, exist_ok=True)
     log_path = out.parent / f"{out.name}-{len(list(out.parent.glob(out.name + '-*.log')))}.log"
     with open(log_path, "w") as log:  # a file, not a pipe: a chatty run must never block on its stderr
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
-        deadline = time.time() + 600
-        while kill_when is not None and not list(out.glob(kill_when + "/trainer_state.json")):
-            assert proc.poll() is None, f"the run ended before {kill_when} appeared:\n{log_path.read_text()[-3000:]}"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        if kill_when is not None:
-            proc.send_signal(signal.SIGKILL)
-        code = proc.wait(600)
+        code = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env=env, timeout=600).returncode
     text = log_path.read_text()
-    if kill_when is None:
+    if kill_in is None:
         assert code == 0, text[-3000:]
+    else:
+        assert code == -signal.SIGKILL, f"the run was not killed in {kill_in}:\n{text[-3000:]}"
     return text
 
 
@@ -152,16 +165,16 @@ def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_
     small = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--sasrec_hidden_size", "16"]
     epochs = ["--sasrec_epochs", "2", "--rqvae_epochs", "20", "--num_train_epochs", "2", "--finetune_epochs", "2"]
 
-    def command(out):
-        cmd = ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), "--dataset_dir", str(data), "--output_dir", str(out)]
-        return cmd + [*small, *epochs, "--full_determinism", "true", "--seed", "3"]
+    def args(out):
+        seeded = ["--full_determinism", "true", "--seed", "3"]
+        return ["--dataset_dir", str(data), "--output_dir", str(out), *small, *epochs, *seeded]
 
     whole, chain = tmp_path / "whole", tmp_path / "chain"
-    _run_recipe(command(whole), whole)
-    stages = ["sasrec/checkpoint-*", "rqvae/trainer/checkpoint-*", "checkpoint-*", "finetune/checkpoint-*"]
-    logs = [_run_recipe(command(chain), chain, kill_when) for kill_when in stages]
+    _run_recipe(args(whole), whole)
+    stages = [chain / "sasrec", chain / "rqvae" / "trainer", chain, chain / "finetune"]
+    logs = [_run_recipe(args(chain), chain, kill_in) for kill_in in stages]
     assert not (chain / "final").exists()
-    logs.append(_run_recipe(command(chain), chain))
+    logs.append(_run_recipe(args(chain), chain))
     # What each rerun did with the stage the run before it was killed in.
     assert "SASRec: resuming from" in logs[1] and "SASRec stage already finished" in logs[2]
     assert "RQ-VAE pre-training: resuming from" in logs[2]
