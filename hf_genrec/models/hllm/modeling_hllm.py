@@ -90,6 +90,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         self.check_max_history()
         # The item-side weights the cache was computed from (see item_side_fingerprint).
         self._cached_item_version: tuple | None = None
+        self._cached_item_key: tuple | None = None
 
     @classmethod
     def from_backbones(
@@ -123,27 +124,48 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         """Refuse a ``config.max_history`` the user LLM cannot place (one position per item)."""
         check_positions(self.user_llm.config, self.config.max_history, f"max_history={self.config.max_history}")
 
+    def _item_side_tensors(self) -> list[torch.Tensor]:
+        """What the item embeddings depend on: item texts, item-LLM weights, the item token."""
+        tensors = [self.item_input_ids, self.item_text_lengths]
+        if self.config.has_item_llm:
+            tensors += list(self.item_llm.parameters())
+        if self.item_emb_token is not None:
+            tensors.append(self.item_emb_token)
+        return tensors
+
+    def _item_side_storage_key(self) -> tuple:
+        # Unchanged storage and version counters mean nothing was written (any in-place write, an
+        # optimizer step or load_state_dict, bumps the counter): the cheap check of every call.
+        return tuple((t.data_ptr(), t._version) for t in self._item_side_tensors())
+
     @torch.no_grad()
     def item_side_fingerprint(self) -> tuple:
         """A fingerprint of what the item embeddings depend on (item texts, item-LLM weights, the item
         token), by content: a float64 sum of up to 4,096 evenly spaced entries of each tensor. An
         optimizer step or a loaded checkpoint changes it; moving the model to another device keeps it
         (up to float64 rounding of the sums: at worst one recomputation)."""
-        tensors = [self.item_input_ids, self.item_text_lengths]
-        if self.config.has_item_llm:
-            tensors += list(self.item_llm.parameters())
-        if self.item_emb_token is not None:
-            tensors.append(self.item_emb_token)
+        tensors = self._item_side_tensors()
         sums = [t.detach().flatten()[:: max(1, t.numel() // 4096)].double().sum().cpu() for t in tensors]
         return tuple(torch.stack(sums).tolist()) if sums else ()
 
+    def _mark_item_cache_current(self) -> None:
+        self._cached_item_version = self.item_side_fingerprint()
+        self._cached_item_key = self._item_side_storage_key()
+
     def item_cache_outdated(self) -> bool:
-        """Whether the cached item embeddings predate the current item LLM weights or item texts."""
+        """Whether the cached item embeddings predate the current item LLM weights or item texts.
+        Costs one pass over the tensors' version counters unless something was written since."""
         if not bool(self.item_cache_valid):
             return True
         if not (self.config.has_item_llm and self.has_item_texts):
             return False  # precomputed embeddings: nothing to recompute them from
-        return self._cached_item_version != self.item_side_fingerprint()
+        key = self._item_side_storage_key()
+        if key == self._cached_item_key:
+            return False
+        if self._cached_item_version != self.item_side_fingerprint():
+            return True
+        self._cached_item_key = key  # moved or rewritten with the same content: the cache still holds
+        return False
 
     # ---------------------------------------------------------------------- item side
     @property
@@ -181,7 +203,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             raise ValueError("item embeddings contain NaN or inf")
         self.item_embedding_cache[1:] = embeddings.to(self.item_embedding_cache.device)
         self.item_cache_valid.fill_(True)
-        self._cached_item_version = self.item_side_fingerprint()
+        self._mark_item_cache_current()
 
     def encode_items(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Run the item LLM: ``[M]`` dense ids (>= 1) -> ``[M, item_embedding_dim]`` fp32 embeddings
@@ -229,7 +251,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         """Recompute the cache of every item's embedding with the current item LLM."""
         self.item_embedding_cache.copy_(self.compute_item_embeddings(batch_size, progress))
         self.item_cache_valid.fill_(True)
-        self._cached_item_version = self.item_side_fingerprint()
+        self._mark_item_cache_current()
 
     def ensure_item_cache(self, progress: bool = False) -> None:
         """Fill (or, after the item LLM changed, refresh) the cache when it is out of date."""
@@ -405,7 +427,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         model = super().from_pretrained(*args, **kwargs)
         if bool(model.item_cache_valid):
             # save_pretrained refreshed the cache from the saved weights: it matches what was loaded.
-            model._cached_item_version = model.item_side_fingerprint()
+            model._mark_item_cache_current()
         return model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
