@@ -1,6 +1,7 @@
 """Interaction data: readers, leave-one-out splits, item id mapping, a generated default dataset."""
 
 from ..utils import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
+from .cold_start import ColdStartSplit, cold_start_split
 from .collator import DataCollatorForRecommendation
 from .item_text import (
     ItemTextFormatError,
@@ -30,6 +31,7 @@ from .splits import (
 from .synthetic import make_synthetic_item_texts, make_synthetic_sequences
 
 __all__ = [
+    "ColdStartSplit",
     "DataCollatorForRecommendation",
     "ITEM_MAP_FILE",
     "PAD_ITEM",
@@ -37,6 +39,7 @@ __all__ = [
     "InteractionFormatError",
     "ItemTextFormatError",
     "align_item_texts",
+    "cold_start_split",
     "find_item_text_file",
     "format_item_fields",
     "read_item_texts",

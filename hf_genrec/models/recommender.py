@@ -75,6 +75,20 @@ class Recommender(Protocol):
         ...
 
 
+def with_rows_appended(tensor: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``[N, ...]`` + ``[K, ...]`` -> ``[N + K, ...]`` on ``tensor``'s device and dtype (for growing a
+    per-item table in :meth:`RecommenderMixin.add_items`)."""
+    return torch.cat([tensor.detach(), rows.to(tensor.device, tensor.dtype)])
+
+
+def grow_parameter(module: torch.nn.Module, name: str, rows: torch.Tensor) -> None:
+    """Replace ``module.<name>`` (a per-item parameter, rows first) by one with ``rows`` appended,
+    keeping ``requires_grad``. An optimizer built before still holds the old tensor: build a new one
+    to train after adding items."""
+    old = getattr(module, name)
+    setattr(module, name, torch.nn.Parameter(with_rows_appended(old, rows), requires_grad=old.requires_grad))
+
+
 def excluded_items_mask(exclude_items: torch.Tensor | None, num_items: int) -> torch.Tensor | None:
     """``[B, E]`` dense ids (0 = padding) -> ``[B, N + 1]`` bool, True at every listed item (column 0
     stays False: padding is never an item). None stays None."""
@@ -151,6 +165,44 @@ class RecommenderMixin:
         if limit is None or history.shape[1] <= limit:
             return (history, *aligned)
         return (history[:, -limit:], *(t[:, -limit:] if t is not None else None for t in aligned))
+
+    # ---------------------------------------------------------------------- new items
+    #: the keyword inputs this family's :meth:`add_items` reads (empty: the family cannot add items)
+    add_item_inputs: tuple[str, ...] = ()
+
+    def add_items(self, ids: Sequence[Any], **inputs) -> list[int]:
+        """Add items to a trained model without retraining; returns their dense ids (``N+1 ..``).
+
+        ``ids``: the new items' own ids (the type of the existing ones). ``inputs``: what the family
+        builds a new item from (:attr:`add_item_inputs`; ETEGRec: semantic embeddings and the RQ-VAE,
+        HLLM: item text and its tokenizer, item-ID: item embeddings). The new ids join the item map
+        and every per-item table, so ``recommend()``, ``save_pretrained`` / ``from_pretrained`` and
+        the server know them. Everything is checked before anything changes: an id that exists or is
+        given twice, inputs of the wrong shape or kind, or a family that cannot take them raise and
+        leave the model as it was.
+        """
+        ids = list(ids)
+        if not ids:
+            raise ValueError("no item ids given")
+        new_map = self.item_map.extended(ids)
+        if not self.add_item_inputs:
+            raise NotImplementedError(f"{type(self).__name__} cannot add items after training")
+        unexpected = sorted(set(inputs) - set(self.add_item_inputs))
+        if unexpected:
+            raise TypeError(
+                f"{type(self).__name__}.add_items builds new items from {', '.join(self.add_item_inputs)}; "
+                f"it cannot take {', '.join(unexpected)}"
+            )
+        first = self.config.num_items + 1
+        self._append_items(len(ids), **inputs)
+        self.config.num_items += len(ids)
+        self._item_map = new_map
+        return list(range(first, first + len(ids)))
+
+    def _append_items(self, count: int, **inputs) -> None:
+        """Grow every per-item tensor by ``count`` rows built from ``inputs``; validate everything
+        before the first write (the family's part of :meth:`add_items`)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------ recommending
     def recommend_dense(

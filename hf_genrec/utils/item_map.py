@@ -16,15 +16,58 @@ class ItemIdMap:
     """Maps original item ids to ``1..N``; ``0`` is reserved for padding.
 
     Dense ids follow the sorted order of the original ids, so a dataset whose items are the
-    integers ``0..N-1`` gets ``id + 1`` and the mapping is reproducible across runs.
+    integers ``0..N-1`` gets ``id + 1`` and the mapping is reproducible across runs. Items added to a
+    trained model (:meth:`extended`) take the next dense ids ``N+1, N+2, ...`` in the order given, so
+    the ids the model already knows never move; the saved list keeps that order.
     """
 
     def __init__(self, original_ids: Iterable):
         ids = list(original_ids)
+        self._check_types(ids)
+        self._set(sorted(set(ids)))
+
+    @staticmethod
+    def _check_types(ids: list) -> None:
         if len(set(map(type, ids))) > 1:
             raise TypeError("item ids mix types (e.g. int and str); convert them to one type first")
-        self.original_ids: list = sorted(set(ids))
+
+    def _set(self, ordered_ids: list) -> None:
+        self.original_ids: list = ordered_ids
         self._to_dense = {orig: i + 1 for i, orig in enumerate(self.original_ids)}
+
+    @classmethod
+    def from_ordered(cls, original_ids: Iterable) -> ItemIdMap:
+        """The map whose dense id ``i + 1`` is ``original_ids[i]``, in the order given (no sorting);
+        duplicates raise."""
+        ids = list(original_ids)
+        cls._check_types(ids)
+        if len(set(ids)) != len(ids):
+            seen, dup = set(), None
+            for i in ids:
+                if i in seen:
+                    dup = i
+                    break
+                seen.add(i)
+            raise ValueError(f"item id {dup!r} appears twice in the item map")
+        out = cls.__new__(cls)
+        out._set(ids)
+        return out
+
+    def extended(self, new_ids: Iterable) -> ItemIdMap:
+        """A new map with ``new_ids`` appended as dense ids ``N+1 ..`` (this map is unchanged).
+
+        Raises ``ValueError`` naming an id that is already mapped or given twice, and ``TypeError``
+        when the new ids' type differs from the existing ones'."""
+        new = list(new_ids)
+        known = [i for i in new if i in self._to_dense]
+        if known:
+            raise ValueError(f"item id(s) {', '.join(map(repr, known[:10]))} already exist in the item map")
+        if self.original_ids and new and {type(i) for i in new} != {type(self.original_ids[0])}:
+            raise TypeError(
+                f"new item ids must have the type of the existing ones ({type(self.original_ids[0]).__name__}), "
+                f"got {sorted({type(i).__name__ for i in new})}"
+            )
+        return ItemIdMap.from_ordered([*self.original_ids, *new])
 
     @property
     def num_items(self) -> int:
@@ -83,7 +126,8 @@ class ItemIdMap:
         if os.path.isdir(path):
             path = os.path.join(path, ITEM_MAP_FILE)
         with open(path, encoding="utf-8") as f:
-            return cls(json.load(f)["original_ids"])
+            # The saved order is the dense order (sorted, then any items added after training).
+            return cls.from_ordered(json.load(f)["original_ids"])
 
     def __contains__(self, item) -> bool:
         return item in self._to_dense

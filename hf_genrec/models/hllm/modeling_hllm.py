@@ -34,7 +34,7 @@ from ..backbone import (
     check_positions,
     left_padded_position_ids,
 )
-from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores
+from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores, with_rows_appended
 from .configuration_hllm import HLLMConfig
 from .item_text import tokenize_item_texts
 
@@ -203,6 +203,59 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             raise ValueError("item embeddings contain NaN or inf")
         self.item_embedding_cache[1:] = embeddings.to(self.item_embedding_cache.device)
         self.item_cache_valid.fill_(True)
+        self._mark_item_cache_current()
+
+    add_item_inputs = ("texts", "tokenizer", "item_embeddings")
+
+    @torch.no_grad()
+    def _append_items(
+        self, count: int, texts: Sequence[str] | None = None, tokenizer=None, item_embeddings: torch.Tensor | None = None
+    ) -> None:
+        """New items from their text (``texts``: one string per new item, tokenised with the item
+        LLM's ``tokenizer``, saved beside a trained checkpoint) and embedded by the item LLM; a model
+        without an item LLM takes precomputed ``item_embeddings`` ``[K, item_embedding_dim]``. The
+        known items' cached embeddings are kept (refreshed first if the item LLM changed)."""
+        if self.config.has_item_llm:
+            if item_embeddings is not None:
+                raise ValueError("this HLLM embeds items with its item LLM: give the new items' texts and tokenizer, "
+                                 "not item_embeddings")
+            if texts is None or tokenizer is None:
+                raise ValueError("new items need their texts and the item LLM's tokenizer (saved beside the checkpoint)")
+            if isinstance(texts, str) or len(texts) != count:
+                raise ValueError(f"texts must be a list of {count} strings, one per new item")
+            ids, lengths = tokenize_item_texts(texts, tokenizer, self.config.item_prompt, self.item_input_ids.shape[1])
+            vocab = self.item_llm.get_input_embeddings().num_embeddings
+            if int(ids.max()) >= vocab:
+                raise ValueError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary "
+                                 f"of {vocab}: is it the item LLM's tokenizer?")
+            self.ensure_item_cache()
+            first = self.config.num_items + 1
+            self.item_input_ids = with_rows_appended(self.item_input_ids, ids[1:])
+            self.item_text_lengths = with_rows_appended(self.item_text_lengths, lengths[1:])
+            new_ids = torch.arange(first, first + count, device=self.item_input_ids.device)
+            was_training = self.item_llm.training
+            self.item_llm.eval()
+            try:
+                rows = torch.cat([self.encode_items(chunk) for chunk in new_ids.split(self.config.item_encode_batch_size)])
+            finally:
+                self.item_llm.train(was_training)
+        else:
+            if texts is not None or tokenizer is not None:
+                raise ValueError("this HLLM has no item LLM (precomputed item embeddings): give item_embeddings, not texts")
+            if item_embeddings is None:
+                raise ValueError("this HLLM has no item LLM: give the new items' item_embeddings")
+            if not bool(self.item_cache_valid):
+                raise ValueError("this HLLM has no item embeddings yet: set the catalogue's with set_item_embeddings first")
+            rows = torch.as_tensor(item_embeddings, dtype=torch.float32)
+            if tuple(rows.shape) != (count, self.config.item_embedding_dim):
+                raise ValueError(f"item_embeddings must be [{count}, {self.config.item_embedding_dim}] (new items x "
+                                 f"item_embedding_dim), got {list(rows.shape)}")
+            if not torch.isfinite(rows).all():
+                raise ValueError("item embeddings contain NaN or inf")
+            width = self.item_input_ids.shape[1]
+            self.item_input_ids = with_rows_appended(self.item_input_ids, self.item_input_ids.new_zeros(count, width))
+            self.item_text_lengths = with_rows_appended(self.item_text_lengths, self.item_text_lengths.new_zeros(count))
+        self.item_embedding_cache = with_rows_appended(self.item_embedding_cache, rows)
         self._mark_item_cache_current()
 
     def encode_items(self, item_ids: torch.Tensor) -> torch.Tensor:

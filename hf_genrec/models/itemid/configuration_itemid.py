@@ -31,6 +31,9 @@ class ItemIDLlamaConfig(PretrainedConfig):
         item_embedding_dim: size of the item embedding table (e.g. 384 for MiniLM text embeddings).
         num_clusters: clusters of the hierarchical softmax (k-means over the item embeddings).
         cluster_capacity: room per cluster (default 1.5 x the balanced size); bounds the head's cost.
+            ``add_items`` sets it to the head's width (which it may grow).
+        item_embedding_scale: the factor ``set_item_embeddings`` scaled the initial item table by
+            (set by it); ``add_items`` maps new items' embeddings with the same factor.
         head: ``"hierarchical"`` (trains with the exact two-level log-likelihood) or ``"full"`` (a
             full softmax over every item, on the same parameters, for comparison).
         fast_top_k_clusters: clusters the fast inference path expands (``None``: exact, certified).
@@ -76,6 +79,7 @@ class ItemIDLlamaConfig(PretrainedConfig):
         embedding_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        item_embedding_scale: float | None = None,
         evaluation_results: dict | None = None,
         **kwargs,
     ):
@@ -110,6 +114,7 @@ class ItemIDLlamaConfig(PretrainedConfig):
             hidden_dropout=hidden_dropout,
             attention_dropout=attention_dropout,
         )
+        self.item_embedding_scale = item_embedding_scale
         self.evaluation_results = evaluation_results
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

@@ -114,6 +114,38 @@ class HierarchicalSoftmax(nn.Module):
         centroids = sums / torch.bincount(assign, minlength=self.num_clusters).clamp_min(1).unsqueeze(1).float()
         self.cluster_embeddings.weight.copy_(centroids.to(self.cluster_embeddings.weight))
 
+    @torch.no_grad()
+    def append_items(self, rows: torch.Tensor, bias: torch.Tensor, item_weight: torch.Tensor) -> None:
+        """Place new items ``N+1 .. N+K`` (their table rows ``[K, D]`` and biases ``[K]``) in the cluster
+        whose mean item row (over ``item_weight`` ``[N + 1, D]``, the current table) is nearest, among
+        clusters with a free slot; when every cluster is full, each gets one more slot. The known
+        items keep their cluster and slot. The caller grows the item table itself."""
+        c = self.num_clusters
+        known = self.item_cluster[1:].cpu()
+        weight = item_weight[1:].detach().float().cpu()
+        sums = torch.zeros(c, weight.shape[1]).index_add_(0, known, weight)
+        centroids = sums / torch.bincount(known, minlength=c).clamp_min(1).unsqueeze(1).float()
+        table = self.cluster_items.cpu().clone()
+        sizes = (table > 0).sum(1)
+        prefs = torch.cdist(rows.detach().float().cpu(), centroids).argsort(1)
+        clusters, slots = [], []
+        for i, order in enumerate(prefs.tolist(), start=self.num_items + 1):
+            if bool((sizes >= table.shape[1]).all()):
+                table = F.pad(table, (0, 1))
+            cluster = next(k for k in order if sizes[k] < table.shape[1])
+            clusters.append(cluster)
+            slots.append(int(sizes[cluster]))
+            table[cluster, sizes[cluster]] = i
+            sizes[cluster] += 1
+        device = self.item_cluster.device
+        self.item_cluster = torch.cat([self.item_cluster, torch.tensor(clusters, device=device)])
+        self.item_slot = torch.cat([self.item_slot, torch.tensor(slots, device=device)])
+        self.cluster_items = table.to(device)
+        self.item_bias = nn.Parameter(
+            torch.cat([self.item_bias.detach(), bias.to(self.item_bias)]), requires_grad=self.item_bias.requires_grad
+        )
+        self.num_items += len(rows)
+
     @staticmethod
     def width_for(num_items: int, num_clusters: int, slack: float = 1.5) -> int:
         """Room per cluster: the balanced size times ``slack``."""

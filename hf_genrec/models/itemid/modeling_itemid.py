@@ -33,6 +33,17 @@ from .configuration_itemid import ItemIDLlamaConfig
 from .hierarchical_softmax import HierarchicalSoftmax
 
 
+def ridge_map(x: torch.Tensor, y: torch.Tensor, new_x: torch.Tensor, ridge: float = 1e-2) -> torch.Tensor:
+    """Fit ``y ~ [x, 1] @ W`` by ridge regression (``x`` ``[N, D]``, ``y`` ``[N, E]``; the penalty is
+    ``ridge`` times the mean diagonal of the Gram matrix, so it is scale-free) and apply it to
+    ``new_x`` ``[K, D]`` -> ``[K, E]``."""
+    design = torch.cat([x, torch.ones(len(x), 1)], 1).double()
+    gram = design.t() @ design
+    gram += ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+    weights = torch.linalg.solve(gram, design.t() @ y.double())
+    return (torch.cat([new_x, torch.ones(len(new_x), 1)], 1).double() @ weights).float()
+
+
 @dataclass
 class ItemIDLlamaOutput(ModelOutput):
     """loss: mean negative log-likelihood of the targets (exact, under the configured head).
@@ -100,6 +111,50 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
             raise ValueError("item embeddings contain NaN or inf")
         scale = self.config.initializer_range / embeddings.std().clamp_min(1e-8)
         self.item_embeddings.weight[1:] = (embeddings * scale).to(self.item_embeddings.weight)
+        self.config.item_embedding_scale = float(scale)  # add_items maps new items the same way
+
+    add_item_inputs = ("item_embeddings", "catalogue_embeddings")
+
+    @torch.no_grad()
+    def _append_items(
+        self, count: int, item_embeddings: torch.Tensor | None = None, catalogue_embeddings: torch.Tensor | None = None
+    ) -> None:
+        """New items from embeddings ``[K, item_embedding_dim]`` of the kind the table was initialised
+        from (e.g. text embeddings). Without ``catalogue_embeddings``, they go through the table's
+        initialisation path (the scale :meth:`set_item_embeddings` used) and get the known items'
+        median bias. With ``catalogue_embeddings`` ``[N, item_embedding_dim]`` (the known items' same
+        embeddings), a ridge regression from them to the trained rows and biases maps the new items
+        into the trained table instead. Each new item joins the nearest cluster with room."""
+        if item_embeddings is None:
+            raise ValueError("the item-ID model adds items from their item_embeddings (the kind its table was initialised from)")
+        dim = self.config.item_embedding_dim
+        new = torch.as_tensor(item_embeddings, dtype=torch.float32)
+        if tuple(new.shape) != (count, dim):
+            raise ValueError(f"item_embeddings must be [{count}, {dim}] (new items x item_embedding_dim), got {list(new.shape)}")
+        if not torch.isfinite(new).all():
+            raise ValueError("item embeddings contain NaN or inf")
+        table = self.item_embeddings.weight.detach().float().cpu()
+        biases = self.head.item_bias.detach().float().cpu()
+        if catalogue_embeddings is not None:
+            known = torch.as_tensor(catalogue_embeddings, dtype=torch.float32)
+            if tuple(known.shape) != (self.config.num_items, dim):
+                raise ValueError(f"catalogue_embeddings must be [{self.config.num_items}, {dim}] (the known items, "
+                                 f"row i = item i + 1), got {list(known.shape)}")
+            rows, bias = ridge_map(known, torch.cat([table[1:], biases[1:, None]], 1), new).split([dim, 1], 1)
+            bias = bias.squeeze(1)
+        else:
+            scale = getattr(self.config, "item_embedding_scale", None)
+            if scale is None:
+                raise ValueError("this model's item table was not initialised from embeddings (set_item_embeddings), so "
+                                 "there is no path for new ones: pass catalogue_embeddings to fit one")
+            rows, bias = new * scale, biases[1:].median().expand(count)
+        self.head.append_items(rows, bias, self.item_embeddings.weight)
+        grown = nn.Embedding(self.config.num_items + count + 1, dim, padding_idx=0).to(self.item_embeddings.weight)
+        grown.weight.copy_(torch.cat([self.item_embeddings.weight, rows.to(self.item_embeddings.weight)]))
+        grown.weight.requires_grad_(self.item_embeddings.weight.requires_grad)
+        self.item_embeddings = grown
+        # The head's width now follows its contents, not the catalogue size: a reload must rebuild it so.
+        self.config.cluster_capacity = self.head.cluster_items.shape[1]
 
     def recluster(self, iters: int = 25, seed: int = 0) -> None:
         """k-means the current item embeddings into the head's clusters (capacity-bounded)."""

@@ -28,9 +28,10 @@ from ..backbone import (
     check_positions,
     left_padded_position_ids,
 )
-from ..recommender import RecommenderMixin
+from ..recommender import RecommenderMixin, with_rows_appended
 from .configuration_llamarec import LlamaRecConfig
 from .generation import CodeBeamSearchMixin
+from .item_codes import codes_for_new_items
 
 
 class HasCodebooks(Protocol):
@@ -38,6 +39,10 @@ class HasCodebooks(Protocol):
 
     codebooks: nn.ModuleList
     config: PretrainedConfig
+
+    def get_prefix_codes(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``[K, semantic_dim]`` -> ``[K, num_levels]`` quantiser codes."""
+        ...
 
 
 @dataclass
@@ -140,6 +145,51 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
             raise ValueError("item codes are not unique; add the collision suffix (RQVAEModel.get_codes)")
         codes[0] = -1
         self.item_codes.copy_(codes.to(self.item_codes.device))
+
+    add_item_inputs = ("item_embeddings", "item_tokenizer", "codes")
+
+    @torch.no_grad()
+    def _append_items(
+        self,
+        count: int,
+        item_embeddings: torch.Tensor | None = None,
+        item_tokenizer: HasCodebooks | None = None,
+        codes: torch.Tensor | None = None,
+    ) -> None:
+        """New items' codes: from their semantic embeddings ``[K, semantic_dim]`` (the kind the
+        catalogue was coded from, e.g. text embeddings, or ``[collaborative ; text]`` for text-aware
+        codes) through ``item_tokenizer`` (the RQ-VAE saved beside the model, in
+        ``<checkpoint>/item_tokenizer``), or given as ``codes`` ``[K, num_levels]`` (a suffix is
+        added) / ``[K, code_length]``. A collision takes the first free suffix of its prefix; the
+        code table and so the beam-search trie grow, the known items keep their codes."""
+        if (item_embeddings is None) == (codes is None):
+            raise ValueError(
+                "give the new items' semantic embeddings (item_embeddings, with item_tokenizer) or their codes, not both"
+            )
+        if codes is None:
+            if item_tokenizer is None:
+                raise ValueError(
+                    "coding new items from semantic embeddings needs the RQ-VAE that coded the catalogue: pass "
+                    "item_tokenizer=RQVAEModel.from_pretrained('<checkpoint>/item_tokenizer')"
+                )
+            self._check_codebooks(item_tokenizer)
+            item_embeddings = torch.as_tensor(item_embeddings, dtype=torch.float32)
+            if item_embeddings.dim() != 2 or item_embeddings.shape[0] != count:
+                raise ValueError(f"item_embeddings must be [{count}, semantic_dim], one row per new item, "
+                                 f"got {tuple(item_embeddings.shape)}")
+            codes = item_tokenizer.get_prefix_codes(item_embeddings)  # checks the width and NaN
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        if codes.dim() != 2 or codes.shape[0] != count:
+            raise ValueError(f"codes must have one row per new item ({count}), got shape {tuple(codes.shape)}")
+        new = codes_for_new_items(self.item_codes[1:], codes, self.config.suffix_size)
+        prefix, suffix = new[:, :-1], new[:, -1]
+        if (new < 0).any() or (prefix >= self.config.codebook_size).any() or (suffix >= self.config.suffix_size).any():
+            raise ValueError(
+                f"new item codes out of range: codes must be in 0..{self.config.codebook_size - 1}, "
+                f"suffixes in 0..{self.config.suffix_size - 1}"
+            )
+        self.item_codes = with_rows_appended(self.item_codes, new)
+        self._trie = None  # derived from the table; rebuilt on the next search
 
     def codes_for_items(self, item_ids: torch.Tensor, allow_padding: bool = False) -> torch.Tensor:
         """``[...]`` item ids -> ``[..., code_length]`` codes from the one code table; unknown ids raise.
