@@ -36,6 +36,12 @@ RECIPE = dict(
     weight_decay=1e-8, max_grad_norm=0.0, lr_scheduler_type="constant", eval_every_epochs=5, patience=None,
     exclude_history=True,
 )
+# --structure: "pre_norm" is our default SASRec block; "original" is the block, padding attention and
+# initialisation of the SASRec paper's code (and of the reference run's implementation).
+STRUCTURES = {
+    "pre_norm": dict(block="pre_norm", attend_padding=False, initialization="normal"),
+    "original": dict(block="original", attend_padding=True, initialization="xavier"),
+}
 HEADLINE = ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "ndcg@20")
 
 
@@ -73,11 +79,13 @@ def run_seed(a) -> dict:
     model, metrics = train_sasrec(
         dsd, os.path.join(work, "trainer"), num_train_epochs=a.epochs, seed=a.seed, use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True, metric_ks=(1, 5, 10, 20, 50), callbacks=[timer], dataloader_num_workers=0, **RECIPE,
+        **STRUCTURES[a.structure],
     )
     log = model.training_log
     result = {
         "seed": a.seed,
         "epochs": a.epochs,
+        "structure": a.structure,
         "minutes": (time.time() - t0) / 60,
         "seconds_per_epoch_this_call": timer.seconds,
         "median_seconds_per_epoch": statistics.median(timer.seconds) if timer.seconds else None,
@@ -100,7 +108,8 @@ def merge_rows(report: dict, table_path: str) -> None:
         table = json.load(f)
     seeds = report["seeds"]
     for protocol, row in report["rows"].items():
-        table["rows"][f"SASRec reference recipe ({protocol})"] = {
+        variant = ", original block" if report["structure"]["block"] == "original" else ""
+        table["rows"][f"SASRec reference recipe{variant} ({protocol})"] = {
             "protocol": protocol,
             "model": report["model"],
             "selection": report["selection"],
@@ -136,8 +145,14 @@ def collect(out: str, path: str, merge_into: str | None = None) -> dict:
             "mean": {m: statistics.mean(v) for m, v in values.items()},
             "std": {m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items()},
         }
+    structures = {s.get("structure", "pre_norm") for s in seeds}
+    if len(structures) > 1:
+        raise SystemExit(f"{out} mixes SASRec structures {sorted(structures)}; collect one structure per folder")
+    structure = structures.pop()
     report = {
-        "model": "SASRec (CE, 2 x 64-d, 1 head, dropout 0.6, constant lr 5e-4, batch 512)",
+        "model": "SASRec (CE, 2 x 64-d, 1 head, dropout 0.6, constant lr 5e-4, batch 512"
+        + (", the original block, padding attended, Xavier init)" if structure == "original" else ")"),
+        "structure": STRUCTURES[structure],
         "data": "Amazon Beauty 2014 5-core, leave-one-out, full ranking",
         "recipe": RECIPE,
         "selection": "best validation NDCG@10 (seen items excluded), every 5 epochs",
@@ -160,6 +175,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--structure", choices=sorted(STRUCTURES), default="pre_norm",
+                   help="our pre-norm block, or the original SASRec code's block + padding attention + Xavier init")
     p.add_argument("--collect", default=None, help="write the finished seeds' summary to this JSON and stop")
     p.add_argument("--merge_into", default=None, help="with --collect: also add the rows to this results table")
     a = p.parse_args(argv)

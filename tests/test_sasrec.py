@@ -41,6 +41,68 @@ def test_packed_encoder_and_fused_loss_equal_the_padded_computation(heads):
     torch.testing.assert_close(model.encode(IDS)[IDS > 0], h[IDS > 0].detach(), atol=1e-5, rtol=1e-5)
 
 
+def structure_reference(model: SASRecModel, ids: torch.Tensor) -> torch.Tensor:
+    """The block structures written out as the original SASRec code does, on a fixed left-padded
+    window of ``max_history`` (padding = zero vectors after every block), through
+    ``nn.MultiheadAttention``'s own forward: ``[B, max_history, H]``."""
+    c = model.config
+    ids = F.pad(ids, (c.max_history - ids.shape[1], 0))
+    pad = (ids == 0).unsqueeze(-1)
+    positions = torch.arange(c.max_history - 1, -1, -1)
+    x = (model.item_embedding(ids) * c.hidden_size**0.5 + model.position_embedding(positions)).masked_fill(pad, 0.0)
+    length = ids.shape[1]
+    hidden = torch.ones(length, length, dtype=torch.bool).triu(1)  # True = may not attend (the future)
+    if not c.attend_padding:
+        hidden = hidden | (pad.squeeze(-1).unsqueeze(1) & ~torch.eye(length, dtype=torch.bool))
+        hidden = hidden.repeat_interleave(c.num_heads, 0)
+    for layer in model.encoder.layers:
+        ffn = lambda h, layer=layer: layer.linear2(torch.relu(layer.linear1(h)))  # noqa: E731
+        if c.block == "original":
+            q = layer.norm1(x)
+            x = layer.self_attn(q, x, x, attn_mask=hidden, need_weights=False)[0] + x
+            x = layer.norm2(x)
+            x = ffn(x) + x
+        else:
+            n = layer.norm1(x)
+            x = x + layer.self_attn(n, n, n, attn_mask=hidden, need_weights=False)[0]
+            x = x + ffn(layer.norm2(x))
+        x = x.masked_fill(pad, 0.0)
+    return model.final_norm(x)
+
+
+@pytest.mark.parametrize("block, attend_padding", [("original", True), ("original", False), ("pre_norm", True)])
+def test_original_block_and_padding_attention_equal_the_written_out_reference(block, attend_padding):
+    torch.manual_seed(0)
+    model = SASRecModel(SASRecConfig(num_items=30, hidden_size=16, num_heads=2, max_history=10, dropout=0.0, block=block,
+                                     attend_padding=attend_padding, initialization="xavier")).eval()
+    ref = structure_reference(model, IDS)
+    window = F.pad(IDS, (2, 0)) > 0
+    torch.testing.assert_close(model.encode(IDS)[:, -IDS.shape[1]:][IDS > 0], ref[window], atol=1e-5, rtol=1e-5)
+    valid = F.pad(LABELS, (2, 0)) > 0
+    logits = ref[valid] @ model.item_embedding.weight.t()
+    logits[:, 0] = float("-inf")
+    expected = F.cross_entropy(logits, F.pad(LABELS, (2, 0))[valid])
+    assert model(IDS, labels=LABELS).loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    # The window is fixed: how much padding a batch happens to carry changes nothing.
+    torch.testing.assert_close(model.encode(torch.tensor([[0, 0, 3]]))[:, -1], model.encode(torch.tensor([[3]]))[:, -1])
+    with pytest.raises(ValueError, match="reference of block='pre_norm'"):
+        model.encode_padded(IDS)
+
+
+def test_xavier_initialization_follows_the_original_code():
+    model = SASRecModel(SASRecConfig(num_items=5000, hidden_size=64, num_heads=1, initialization="xavier"))
+    emb = model.item_embedding.weight[1:]
+    assert emb.std().item() == pytest.approx((2 / (5001 + 64)) ** 0.5, rel=0.05) and not model.item_embedding.weight[0].any()
+    out = model.encoder.layers[0].self_attn.out_proj.weight
+    assert out.std().item() == pytest.approx((2 / 128) ** 0.5, rel=0.1)
+    lin = model.encoder.layers[0].linear1.weight  # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert lin.abs().max().item() <= 64**-0.5 and lin.std().item() == pytest.approx(64**-0.5 / 3**0.5, rel=0.1)
+    normal = SASRecModel(SASRecConfig(num_items=5000, hidden_size=64, num_heads=1))
+    assert normal.item_embedding.weight[1:].std().item() == pytest.approx(0.02, rel=0.05)
+    with pytest.raises(ValueError, match="block must be"):
+        SASRecConfig(block="post_norm")
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 100])
 def test_linear_cross_entropy_equals_cross_entropy(chunk):
     torch.manual_seed(0)

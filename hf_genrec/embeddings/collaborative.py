@@ -66,6 +66,9 @@ def train_sasrec(
     eval_every_epochs: int = 1,
     lr_scheduler_type: str = "constant",
     callbacks: list | None = None,
+    block: str = "pre_norm",
+    attend_padding: bool = False,
+    initialization: str = "normal",
     **training_kwargs,
 ) -> tuple[SASRecModel, dict[str, float]]:
     """Train SASRec with full-softmax CE on every position of each user's training sequence,
@@ -80,6 +83,7 @@ def train_sasrec(
         lr_scheduler_type: ``"constant"`` by default (as the reference SASRec implementations: a
             linear decay to 0 stops learning long before 200 epochs are done).
         callbacks: more ``TrainerCallback`` objects (e.g. timing).
+        block / attend_padding / initialization: the model's structure (:class:`SASRecConfig`).
         training_kwargs: more ``TrainingArguments`` (e.g. ``weight_decay``, ``max_grad_norm``).
 
     Returns the model and its metrics: ``val_*`` / ``test_*`` recall/ndcg at ``metric_ks`` under the
@@ -96,6 +100,9 @@ def train_sasrec(
         dropout=dropout,
         max_history=max_history,
         exclude_history=exclude_history,
+        block=block,
+        attend_padding=attend_padding,
+        initialization=initialization,
     )
     torch.manual_seed(seed)
     model = SASRecModel(config)

@@ -16,6 +16,17 @@ class SASRecConfig(PretrainedConfig):
             most recent ``max_history`` items.
         exclude_history: the default of ``forward(exclude_history=)``: score the items of the
             history -inf (the "seen items excluded" ranking protocol).
+        block: ``"pre_norm"`` (a pre-LayerNorm transformer block: attention and feed-forward each
+            read a normalised input and add to the un-normalised stream) or ``"original"`` (the
+            block of the SASRec paper's code and of its common PyTorch ports: only the queries are
+            normalised, keys, values and the attention residual take the un-normalised input, and
+            the feed-forward reads and adds to the LayerNorm of the stream).
+        attend_padding: let queries attend to the left padding of a fixed ``max_history`` window
+            (zero vectors), as the original code does; the padding then acts as a learned "no
+            history" sink whose weight depends on how short the history is. ``False`` hides it.
+        initialization: ``"normal"`` (N(0, initializer_range) for embeddings and linear layers) or
+            ``"xavier"`` (the original code's: Xavier-normal embeddings and attention output,
+            PyTorch's default for the feed-forward, Xavier-uniform attention input projection).
     """
 
     model_type = "genrec_sasrec"
@@ -30,8 +41,15 @@ class SASRecConfig(PretrainedConfig):
         max_history: int = 50,
         initializer_range: float = 0.02,
         exclude_history: bool = False,
+        block: str = "pre_norm",
+        attend_padding: bool = False,
+        initialization: str = "normal",
         **kwargs,
     ):
+        if block not in ("pre_norm", "original"):
+            raise ValueError(f"block must be 'pre_norm' or 'original', got {block!r}")
+        if initialization not in ("normal", "xavier"):
+            raise ValueError(f"initialization must be 'normal' or 'xavier', got {initialization!r}")
         self.num_items = num_items
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -40,4 +58,7 @@ class SASRecConfig(PretrainedConfig):
         self.max_history = max_history
         self.initializer_range = initializer_range
         self.exclude_history = exclude_history
+        self.block = block
+        self.attend_padding = attend_padding
+        self.initialization = initialization
         super().__init__(**kwargs)

@@ -46,12 +46,36 @@ class SASRecModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
+        if self.config.initialization == "xavier":
+            self._init_xavier(module)
+            return
         if isinstance(module, nn.Embedding | nn.Linear):
             nn.init.normal_(module.weight, std=self.config.initializer_range)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             module.weight.data[module.padding_idx].zero_()
+
+    @torch.no_grad()
+    def _init_xavier(self, module: nn.Module) -> None:
+        # The original code re-initialises nn.Linear and nn.Embedding with Xavier-normal; its
+        # feed-forward layers are 1x1 convolutions it leaves at PyTorch's default, and the attention
+        # input projection keeps nn.MultiheadAttention's Xavier-uniform.
+        if isinstance(module, nn.Embedding):
+            nn.init.xavier_normal_(module.weight)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.MultiheadAttention):
+            nn.init.xavier_uniform_(module.in_proj_weight)
+            nn.init.zeros_(module.in_proj_bias)
+            nn.init.xavier_normal_(module.out_proj.weight)
+            nn.init.zeros_(module.out_proj.bias)
+        elif isinstance(module, nn.TransformerEncoderLayer):
+            module.linear1.reset_parameters()
+            module.linear2.reset_parameters()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
     def _truncate(self, input_ids: torch.Tensor) -> torch.Tensor:
         return input_ids[:, -self.config.max_history :] if input_ids.shape[1] > self.config.max_history else input_ids
@@ -69,37 +93,69 @@ class SASRecModel(PreTrainedModel):
         exactly that of the padded computation (``nn.TransformerEncoder`` over the same parameters,
         checked in the tests).
         """
-        input_ids = self._truncate(input_ids)
+        input_ids = self._window(input_ids)
         batch, length = input_ids.shape
         real = input_ids != 0
+        original = self.config.block == "original"
         # Left padding: positions count back from the most recent item (0 = last), so the amount
         # of padding never changes an item's position.
         positions = torch.arange(length - 1, -1, -1, device=input_ids.device).expand(batch, length)[real]
         x = self.item_embedding(input_ids[real]) * self.config.hidden_size**0.5 + self.position_embedding(positions)
         x = self.dropout(x)
-        eye = torch.eye(length, dtype=torch.bool, device=x.device)
-        causal_ok = torch.tril(torch.ones(length, length, dtype=torch.bool, device=x.device))
-        # A padded query sees only itself, so no softmax row is empty (an empty row gives NaN,
-        # which the backward pass would spread to the real keys).
-        allowed = (causal_ok & (real.unsqueeze(1) | eye)).unsqueeze(1)  # [B, 1, L, L]
-        heads = self.config.num_heads
+        allowed = self._attention_mask(real).unsqueeze(1)  # [B, 1, L, L]
+        heads, width = self.config.num_heads, self.config.hidden_size
         for layer in self.encoder.layers:
             attn = layer.self_attn
-            qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
-            padded = qkv.new_zeros(batch, length, qkv.shape[-1]).index_put((real,), qkv)
+            if original:  # queries from the normalised stream; keys and values from the stream itself
+                qkv = torch.cat([F.linear(layer.norm1(x), attn.in_proj_weight[:width], attn.in_proj_bias[:width]),
+                                 F.linear(x, attn.in_proj_weight[width:], attn.in_proj_bias[width:])], -1)
+            else:
+                qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
+            # Padding positions hold zero vectors; when they are attended, their keys and values are
+            # the projection of one (zero or normalised-zero) row.
+            pad_row = F.linear(x.new_zeros(1, width) if original else layer.norm1(x.new_zeros(1, width)),
+                               attn.in_proj_weight, attn.in_proj_bias)
+            padded = pad_row.expand(batch, length, -1).index_put((real,), qkv)
             q, k, v = padded.view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, H/heads]
             a = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=allowed, dropout_p=attn.dropout if self.training else 0.0
             )
             a = a.transpose(1, 2).reshape(batch, length, -1)[real]
-            x = x + layer.dropout1(attn.out_proj(a))
-            x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+            if original:
+                x = x + attn.out_proj(a)
+                x = layer.norm2(x)
+                x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))
+            else:
+                x = x + layer.dropout1(attn.out_proj(a))
+                x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
         return self.final_norm(x), real
+
+    def _window(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The last ``max_history`` columns; with ``attend_padding``, left padded to exactly
+        ``max_history`` (the fixed window whose padding the queries see)."""
+        input_ids = self._truncate(input_ids)
+        if self.config.attend_padding and input_ids.shape[1] < self.config.max_history:
+            input_ids = F.pad(input_ids, (self.config.max_history - input_ids.shape[1], 0))
+        return input_ids
+
+    def _attention_mask(self, real: torch.Tensor) -> torch.Tensor:
+        """``[B, L, L]`` True where query i may attend key j: causal, and (unless
+        ``attend_padding``) only real keys."""
+        length = real.shape[1]
+        causal_ok = torch.tril(torch.ones(length, length, dtype=torch.bool, device=real.device))
+        if self.config.attend_padding:
+            return causal_ok.expand(real.shape[0], -1, -1)
+        eye = torch.eye(length, dtype=torch.bool, device=real.device)
+        # A padded query sees only itself, so no softmax row is empty (an empty row gives NaN,
+        # which the backward pass would spread to the real keys).
+        return causal_ok & (real.unsqueeze(1) | eye)
 
     def encode_padded(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The same hidden states as :meth:`encode`, ``[B, L', H]``, computed the plain way: every
         position of the padded batch through ``nn.TransformerEncoder``'s own forward (the reference
-        the packed computation is checked and timed against)."""
+        the packed computation is checked and timed against). Only for the default structure."""
+        if self.config.block != "pre_norm" or self.config.attend_padding:
+            raise ValueError("encode_padded is the nn.TransformerEncoder reference of block='pre_norm' without attend_padding")
         input_ids = self._truncate(input_ids)
         pad, length = input_ids == 0, input_ids.shape[1]
         positions = torch.arange(length - 1, -1, -1, device=input_ids.device)
@@ -125,7 +181,10 @@ class SASRecModel(PreTrainedModel):
         table = self.item_embedding.weight
         if labels is not None and labels.dim() == 2:
             h, real = self.encode_tokens(input_ids)
-            labels = labels[:, -real.shape[1] :][real]
+            labels = labels[:, -real.shape[1] :]
+            if labels.shape[1] < real.shape[1]:  # the fixed window of attend_padding
+                labels = F.pad(labels, (real.shape[1] - labels.shape[1], 0))
+            labels = labels[real]
             scored = labels > 0
             if not scored.any():
                 raise ValueError("batch has no training targets (all labels are padding)")
