@@ -36,11 +36,11 @@ RECIPE = dict(
     weight_decay=1e-8, max_grad_norm=0.0, lr_scheduler_type="constant", eval_every_epochs=5, patience=None,
     exclude_history=True,
 )
-# --structure: "pre_norm" is our default SASRec block; "original" is the block, padding attention and
-# initialisation of the SASRec paper's code (and of the reference run's implementation).
+# --structure: "pre_norm" is our default SASRec block; "query_norm" is the block, padding attention and
+# initialisation of the CE-SCE-LLMRec SASRec code, whose Beauty runs this recipe comes from.
 STRUCTURES = {
     "pre_norm": dict(block="pre_norm", attend_padding=False, initialization="normal"),
-    "original": dict(block="original", attend_padding=True, initialization="xavier"),
+    "query_norm": dict(block="query_norm", attend_padding=True, initialization="xavier"),
 }
 HEADLINE = ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "ndcg@20")
 
@@ -108,7 +108,7 @@ def merge_rows(report: dict, table_path: str) -> None:
         table = json.load(f)
     seeds = report["seeds"]
     for protocol, row in report["rows"].items():
-        variant = ", original block" if report["structure"]["block"] == "original" else ""
+        variant = ", query-norm block" if report["structure"]["block"] == "query_norm" else ""
         table["rows"][f"SASRec reference recipe{variant} ({protocol})"] = {
             "protocol": protocol,
             "model": report["model"],
@@ -151,7 +151,7 @@ def collect(out: str, path: str, merge_into: str | None = None) -> dict:
     structure = structures.pop()
     report = {
         "model": "SASRec (CE, 2 x 64-d, 1 head, dropout 0.6, constant lr 5e-4, batch 512"
-        + (", the original block, padding attended, Xavier init)" if structure == "original" else ")"),
+        + (", query-norm block, padding attended, Xavier init)" if structure == "query_norm" else ")"),
         "structure": STRUCTURES[structure],
         "data": "Amazon Beauty 2014 5-core, leave-one-out, full ranking",
         "recipe": RECIPE,
@@ -176,7 +176,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--structure", choices=sorted(STRUCTURES), default="pre_norm",
-                   help="our pre-norm block, or the original SASRec code's block + padding attention + Xavier init")
+                   help="pre_norm (ours) or query_norm: the CE-SCE-LLMRec SASRec's block, padding attention, Xavier init")
     p.add_argument("--collect", default=None, help="write the finished seeds' summary to this JSON and stop")
     p.add_argument("--merge_into", default=None, help="with --collect: also add the rows to this results table")
     a = p.parse_args(argv)

@@ -4,6 +4,9 @@ the model unchanged."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel
@@ -13,6 +16,7 @@ from hf_genrec import ItemIdMap, RQVAEConfig, RQVAEModel
 from hf_genrec.models.hllm import HLLMConfig, HLLMForRecommendation, train_word_level_tokenizer
 from hf_genrec.models.itemid.modeling_itemid import ridge_map
 from hf_genrec.models.llamarec.item_codes import codes_for_new_items
+from hf_genrec.models.recommender import RecommenderMixin
 from hf_genrec.utils import UnknownItemError
 
 from .conftest import tiny_recommender
@@ -47,6 +51,17 @@ def test_item_map_extension_appends_keeps_known_ids_and_round_trips(tmp_path):
         base.extended(["x", "x"])
     with pytest.raises(TypeError, match="type of the existing ones"):
         base.extended([7])
+    assert ItemIdMap([1, 2]).extended([np.int64(9)]).to_dense(9) == 3  # numpy scalars, e.g. from pandas
+
+
+def test_a_family_without_add_items_says_so():
+    class Fixed(RecommenderMixin, torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = SimpleNamespace(num_items=3)
+
+    with pytest.raises(NotImplementedError, match="Fixed cannot add items"):
+        Fixed().add_items([4])
 
 
 # ------------------------------------------------------------------------------ ETEGRec
@@ -174,6 +189,16 @@ def test_hllm_add_items_errors_and_the_embedding_only_variant():
         with pytest.raises(ValueError, match=message):
             model.add_items([20], **kw)
         assert_unchanged(model, before, N_HLLM, item_map)
+
+    def broken(*args, **kwargs):  # e.g. out of memory in the item LLM
+        raise RuntimeError("item LLM failed")
+
+    model.encode_token_rows = broken
+    with pytest.raises(RuntimeError, match="item LLM failed"):
+        model.add_items([20], texts=["title: new"], tokenizer=tokenizer)
+    del model.encode_token_rows
+    assert_unchanged(model, before, N_HLLM, item_map)
+    assert not model.item_cache_outdated() and model.top_k_items(torch.tensor([[1, 2]]), 3).item_ids.shape == (1, 3)
     torch.manual_seed(0)
     config = HLLMConfig(num_items=5, item_backbone_config=None, item_embedding_dim=6,
                         user_backbone_config=tiny_llama(hidden=16), mode="light", loss="ce")
@@ -216,12 +241,17 @@ def test_itemid_items_through_the_init_path_join_the_nearest_cluster_and_stay_ex
     assert torch.equal(loaded.top_k_items(history, 10).item_ids, model.top_k_items(history, 10).item_ids)
 
 
-def test_itemid_full_clusters_widen_and_a_fitted_map_recovers_a_linear_table():
+def test_itemid_full_clusters_widen_and_a_fitted_map_recovers_a_linear_table(tmp_path):
     model = tiny_itemid(cluster_capacity=7)  # 40 items in 6 x 7 slots: 2 free
     n, d = model.config.num_items, model.config.item_embedding_dim
     model.add_items(list(range(n + 1, n + 6)), item_embeddings=torch.randn(5, d))
     assert model.head.cluster_items.shape[1] == model.config.cluster_capacity > 7
     assert sorted(model.head.cluster_items[model.head.cluster_items > 0].tolist()) == list(range(1, n + 6))
+    assert model._new_layers[0] is model.item_embeddings
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    history = torch.tensor([[0, 3, n + 5], [1, 2, 3]])
+    assert torch.equal(loaded.top_k_items(history, n + 5).item_ids, model.top_k_items(history, n + 5).item_ids)
     # A table that is a linear image of the catalogue embeddings: the ridge fit maps new items onto it.
     gen = torch.Generator().manual_seed(1)
     x, a, b = torch.randn(200, 5, generator=gen), torch.randn(5, 3, generator=gen), torch.randn(3, generator=gen)
@@ -252,7 +282,9 @@ def test_server_answers_unknown_then_known_after_add(tmp_path):
     model.set_item_map(ItemIdMap([f"sku-{i:02d}" for i in range(30)]))
     with Server(model) as srv:
         assert srv.post({"history": ["fresh"]}).status_code == 422
-    model.add_items(["fresh"], codes=torch.tensor([[3, 3, 3]]))
+        model.add_items(["fresh"], codes=torch.tensor([[3, 3, 3]]))  # between requests, on the live model
+        live = srv.post({"history": ["fresh", "sku-01"], "k": 31}).json()
+    assert live["items"] == model.recommend([["fresh", "sku-01"]], top_k=31).items[0] and None not in live["items"]
     model.save_pretrained(tmp_path)
     with Server(AutoModel.from_pretrained(tmp_path).eval()) as srv:
         r = srv.post({"history": ["fresh"], "k": 3})

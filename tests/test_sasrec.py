@@ -42,7 +42,7 @@ def test_packed_encoder_and_fused_loss_equal_the_padded_computation(heads):
 
 
 def structure_reference(model: SASRecModel, ids: torch.Tensor) -> torch.Tensor:
-    """The block structures written out as the original SASRec code does, on a fixed left-padded
+    """The block structures written out as the CE-SCE-LLMRec SASRec code does, on a fixed left-padded
     window of ``max_history`` (padding = zero vectors after every block), through
     ``nn.MultiheadAttention``'s own forward: ``[B, max_history, H]``."""
     c = model.config
@@ -57,7 +57,7 @@ def structure_reference(model: SASRecModel, ids: torch.Tensor) -> torch.Tensor:
         hidden = hidden.repeat_interleave(c.num_heads, 0)
     for layer in model.encoder.layers:
         ffn = lambda h, layer=layer: layer.linear2(torch.relu(layer.linear1(h)))  # noqa: E731
-        if c.block == "original":
+        if c.block == "query_norm":
             q = layer.norm1(x)
             x = layer.self_attn(q, x, x, attn_mask=hidden, need_weights=False)[0] + x
             x = layer.norm2(x)
@@ -70,8 +70,8 @@ def structure_reference(model: SASRecModel, ids: torch.Tensor) -> torch.Tensor:
     return model.final_norm(x)
 
 
-@pytest.mark.parametrize("block, attend_padding", [("original", True), ("original", False), ("pre_norm", True)])
-def test_original_block_and_padding_attention_equal_the_written_out_reference(block, attend_padding):
+@pytest.mark.parametrize("block, attend_padding", [("query_norm", True), ("query_norm", False), ("pre_norm", True)])
+def test_query_norm_block_and_padding_attention_equal_the_written_out_reference(block, attend_padding):
     torch.manual_seed(0)
     model = SASRecModel(SASRecConfig(num_items=30, hidden_size=16, num_heads=2, max_history=10, dropout=0.0, block=block,
                                      attend_padding=attend_padding, initialization="xavier")).eval()
@@ -89,7 +89,7 @@ def test_original_block_and_padding_attention_equal_the_written_out_reference(bl
         model.encode_padded(IDS)
 
 
-def test_xavier_initialization_follows_the_original_code():
+def test_xavier_initialization_follows_the_reference_code():
     model = SASRecModel(SASRecConfig(num_items=5000, hidden_size=64, num_heads=1, initialization="xavier"))
     emb = model.item_embedding.weight[1:]
     assert emb.std().item() == pytest.approx((2 / (5001 + 64)) ** 0.5, rel=0.05) and not model.item_embedding.weight[0].any()

@@ -81,14 +81,6 @@ def with_rows_appended(tensor: torch.Tensor, rows: torch.Tensor) -> torch.Tensor
     return torch.cat([tensor.detach(), rows.to(tensor.device, tensor.dtype)])
 
 
-def grow_parameter(module: torch.nn.Module, name: str, rows: torch.Tensor) -> None:
-    """Replace ``module.<name>`` (a per-item parameter, rows first) by one with ``rows`` appended,
-    keeping ``requires_grad``. An optimizer built before still holds the old tensor: build a new one
-    to train after adding items."""
-    old = getattr(module, name)
-    setattr(module, name, torch.nn.Parameter(with_rows_appended(old, rows), requires_grad=old.requires_grad))
-
-
 def excluded_items_mask(exclude_items: torch.Tensor | None, num_items: int) -> torch.Tensor | None:
     """``[B, E]`` dense ids (0 = padding) -> ``[B, N + 1]`` bool, True at every listed item (column 0
     stays False: padding is never an item). None stays None."""
@@ -177,9 +169,10 @@ class RecommenderMixin:
         builds a new item from (:attr:`add_item_inputs`; ETEGRec: semantic embeddings and the RQ-VAE,
         HLLM: item text and its tokenizer, item-ID: item embeddings). The new ids join the item map
         and every per-item table, so ``recommend()``, ``save_pretrained`` / ``from_pretrained`` and
-        the server know them. Everything is checked before anything changes: an id that exists or is
-        given twice, inputs of the wrong shape or kind, or a family that cannot take them raise and
-        leave the model as it was.
+        the server know them. Everything is checked and computed before anything changes: an id that
+        exists or is given twice, inputs of the wrong shape or kind, or a family that cannot take them
+        raise and leave the model as it was. Per-item parameters are replaced by larger ones, so an
+        optimizer built before does not train the new rows: build a new one to fine-tune after adding.
         """
         ids = list(ids)
         if not ids:

@@ -264,9 +264,12 @@ class BodySizeLimit:
 
 
 def create_app(model, config: ServingConfig | None = None, warmup: bool = True) -> FastAPI:
-    """The service for ``model`` (any recommender family; ``model.item_map`` gives the accepted ids)."""
+    """The service for ``model`` (any recommender family; ``model.item_map`` gives the accepted ids).
+
+    The item map is read per request, so items added with ``model.add_items`` become servable at
+    once (known ids never move). The add itself is not synchronised with a batch in flight: add
+    between requests, or save the grown model and serve that."""
     cfg = config or ServingConfig()
-    item_map = model.item_map
     metrics = ServingMetrics()
     run = model_runner(model)
     needs_times = "history_timestamps" in getattr(model, "required_inputs", ())  # e.g. HLLM with time features
@@ -282,7 +285,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
             warm_times = [[0.0]] if needs_times else None
             await asyncio.get_running_loop().run_in_executor(None, run, [[1]], min(10, cfg.max_k), None, warm_times)
         state["ready"] = True
-        logger.info("model ready: %s, %d items", type(model).__name__, item_map.num_items)
+        logger.info("model ready: %s, %d items", type(model).__name__, model.item_map.num_items)
         yield
         state["ready"] = False
         await batcher.drain_and_stop()  # uvicorn has stopped accepting; answer what is queued
@@ -304,7 +307,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
     async def ready():
         if not state["ready"]:
             return error(503, "model not ready")
-        return {"status": "ready", "model": type(model).__name__, "num_items": item_map.num_items}
+        return {"status": "ready", "model": type(model).__name__, "num_items": model.item_map.num_items}
 
     @app.get("/metrics")
     async def prometheus():
@@ -320,7 +323,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
             return Response(status_code=499)
         try:
             req = parse_request(body)
-            dense, batch, k, times = validate(req, item_map, cfg, getattr(model.config, "max_history", None), needs_times)
+            dense, batch, k, times = validate(req, model.item_map, cfg, getattr(model.config, "max_history", None), needs_times)
         except BadRequest as bad:
             return error(bad.status, str(bad))
         try:
@@ -338,6 +341,7 @@ def create_app(model, config: ServingConfig | None = None, warmup: bool = True) 
             error_id = uuid.uuid4().hex[:12]
             logger.exception("model error %s", error_id)
             return JSONResponse({"error": "internal error", "error_id": error_id}, status_code=500)
+        item_map = model.item_map  # read after the model answered: it knows every id it returned
         answers = [_answer(item_map, i, s) for i, s in zip(ids, scores)]
         return {"results": answers} if batch else answers[0]
 

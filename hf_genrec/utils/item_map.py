@@ -58,7 +58,8 @@ class ItemIdMap:
 
         Raises ``ValueError`` naming an id that is already mapped or given twice, and ``TypeError``
         when the new ids' type differs from the existing ones'."""
-        new = list(new_ids)
+        # numpy / torch scalars (e.g. from a pandas column) become the Python ints or strings they hold.
+        new = [i.item() if hasattr(i, "item") and not isinstance(i, (str, bytes)) else i for i in new_ids]
         known = [i for i in new if i in self._to_dense]
         if known:
             raise ValueError(f"item id(s) {', '.join(map(repr, known[:10]))} already exist in the item map")

@@ -229,16 +229,17 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
                 raise ValueError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary "
                                  f"of {vocab}: is it the item LLM's tokenizer?")
             self.ensure_item_cache()
-            first = self.config.num_items + 1
-            self.item_input_ids = with_rows_appended(self.item_input_ids, ids[1:])
-            self.item_text_lengths = with_rows_appended(self.item_text_lengths, lengths[1:])
-            new_ids = torch.arange(first, first + count, device=self.item_input_ids.device)
+            ids, lengths = ids[1:].to(self.item_input_ids.device), lengths[1:].to(self.item_input_ids.device)
             was_training = self.item_llm.training
             self.item_llm.eval()
-            try:
-                rows = torch.cat([self.encode_items(chunk) for chunk in new_ids.split(self.config.item_encode_batch_size)])
+            try:  # embedded before any buffer grows, so a failure here leaves the model as it was
+                step = self.config.item_encode_batch_size
+                rows = torch.cat([self.encode_token_rows(ids[i : i + step], lengths[i : i + step])
+                                  for i in range(0, count, step)])
             finally:
                 self.item_llm.train(was_training)
+            self.item_input_ids = with_rows_appended(self.item_input_ids, ids)
+            self.item_text_lengths = with_rows_appended(self.item_text_lengths, lengths)
         else:
             if texts is not None or tokenizer is not None:
                 raise ValueError("this HLLM has no item LLM (precomputed item embeddings): give item_embeddings, not texts")
@@ -264,8 +265,14 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         lengths = self.item_text_lengths[item_ids]
         if (lengths == 0).any():
             raise ValueError(f"item {int(item_ids[lengths == 0][0])} has no tokenized text; call set_item_texts first")
+        return self.encode_token_rows(self.item_input_ids[item_ids], lengths)
+
+    def encode_token_rows(self, token_rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The item LLM over left-padded token rows ``[M, max_text_length']`` with ``lengths`` ``[M]``
+        real tokens each (>= 1) -> ``[M, item_embedding_dim]`` fp32 (what :meth:`encode_items` runs on
+        the stored rows)."""
         width = int(lengths.max())
-        ids = self.item_input_ids[item_ids, -width:]
+        ids = token_rows[:, -width:]
         mask = torch.arange(width, device=ids.device) >= (width - lengths).unsqueeze(1)  # [M, T] left padded
         embeds = self.item_llm.get_input_embeddings()(ids)
         if self.item_emb_token is not None:

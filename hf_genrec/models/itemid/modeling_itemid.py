@@ -135,8 +135,9 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
             raise ValueError("item embeddings contain NaN or inf")
         table = self.item_embeddings.weight.detach().float().cpu()
         biases = self.head.item_bias.detach().float().cpu()
+        new = new.cpu()
         if catalogue_embeddings is not None:
-            known = torch.as_tensor(catalogue_embeddings, dtype=torch.float32)
+            known = torch.as_tensor(catalogue_embeddings, dtype=torch.float32).cpu()
             if tuple(known.shape) != (self.config.num_items, dim):
                 raise ValueError(f"catalogue_embeddings must be [{self.config.num_items}, {dim}] (the known items, "
                                  f"row i = item i + 1), got {list(known.shape)}")
@@ -148,11 +149,12 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
                 raise ValueError("this model's item table was not initialised from embeddings (set_item_embeddings), so "
                                  "there is no path for new ones: pass catalogue_embeddings to fit one")
             rows, bias = new * scale, biases[1:].median().expand(count)
-        self.head.append_items(rows, bias, self.item_embeddings.weight)
         grown = nn.Embedding(self.config.num_items + count + 1, dim, padding_idx=0).to(self.item_embeddings.weight)
         grown.weight.copy_(torch.cat([self.item_embeddings.weight, rows.to(self.item_embeddings.weight)]))
         grown.weight.requires_grad_(self.item_embeddings.weight.requires_grad)
+        self.head.append_items(rows, bias, self.item_embeddings.weight)  # computes everything, then assigns
         self.item_embeddings = grown
+        self._new_layers = (self.item_embeddings, *self._new_layers[1:])
         # The head's width now follows its contents, not the catalogue size: a reload must rebuild it so.
         self.config.cluster_capacity = self.head.cluster_items.shape[1]
 

@@ -161,10 +161,12 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         codes) through ``item_tokenizer`` (the RQ-VAE saved beside the model, in
         ``<checkpoint>/item_tokenizer``), or given as ``codes`` ``[K, num_levels]`` (a suffix is
         added) / ``[K, code_length]``. A collision takes the first free suffix of its prefix; the
-        code table and so the beam-search trie grow, the known items keep their codes."""
+        code table and so the beam-search trie grow, the known items keep their codes. Only the
+        codebook shapes can be checked: pass the tokenizer saved with this model (after alternating
+        training its codebooks differ from the pre-trained RQ-VAE's)."""
         if (item_embeddings is None) == (codes is None):
             raise ValueError(
-                "give the new items' semantic embeddings (item_embeddings, with item_tokenizer) or their codes, not both"
+                "give either the new items' semantic embeddings (item_embeddings, with item_tokenizer) or their codes"
             )
         if codes is None:
             if item_tokenizer is None:
@@ -177,7 +179,12 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
             if item_embeddings.dim() != 2 or item_embeddings.shape[0] != count:
                 raise ValueError(f"item_embeddings must be [{count}, semantic_dim], one row per new item, "
                                  f"got {tuple(item_embeddings.shape)}")
-            codes = item_tokenizer.get_prefix_codes(item_embeddings)  # checks the width and NaN
+            was_training = item_tokenizer.training
+            item_tokenizer.eval()  # no dropout in the encoder: the codes the catalogue got
+            try:
+                codes = item_tokenizer.get_prefix_codes(item_embeddings)  # checks the width and NaN
+            finally:
+                item_tokenizer.train(was_training)
         codes = torch.as_tensor(codes, dtype=torch.long)
         if codes.dim() != 2 or codes.shape[0] != count:
             raise ValueError(f"codes must have one row per new item ({count}), got shape {tuple(codes.shape)}")

@@ -17,15 +17,16 @@ class SASRecConfig(PretrainedConfig):
         exclude_history: the default of ``forward(exclude_history=)``: score the items of the
             history -inf (the "seen items excluded" ranking protocol).
         block: ``"pre_norm"`` (a pre-LayerNorm transformer block: attention and feed-forward each
-            read a normalised input and add to the un-normalised stream) or ``"original"`` (the
-            block of the SASRec paper's code and of its common PyTorch ports: only the queries are
-            normalised, keys, values and the attention residual take the un-normalised input, and
-            the feed-forward reads and adds to the LayerNorm of the stream).
+            read a normalised input and add to the un-normalised stream) or ``"query_norm"`` (the
+            block of the widely used CE-SCE-LLMRec SASRec code: only the queries are normalised;
+            keys, values and the attention residual take the un-normalised stream, and the
+            feed-forward reads and adds to the LayerNorm of the stream. The original TensorFlow
+            code differs again: its attention residual adds the normalised queries).
         attend_padding: let queries attend to the left padding of a fixed ``max_history`` window
-            (zero vectors), as the original code does; the padding then acts as a learned "no
+            (zero vectors), as that code does; the padding then acts as a learned "no
             history" sink whose weight depends on how short the history is. ``False`` hides it.
         initialization: ``"normal"`` (N(0, initializer_range) for embeddings and linear layers) or
-            ``"xavier"`` (the original code's: Xavier-normal embeddings and attention output,
+            ``"xavier"`` (that code's: Xavier-normal embeddings and attention output projection,
             PyTorch's default for the feed-forward, Xavier-uniform attention input projection).
     """
 
@@ -46,8 +47,8 @@ class SASRecConfig(PretrainedConfig):
         initialization: str = "normal",
         **kwargs,
     ):
-        if block not in ("pre_norm", "original"):
-            raise ValueError(f"block must be 'pre_norm' or 'original', got {block!r}")
+        if block not in ("pre_norm", "query_norm"):
+            raise ValueError(f"block must be 'pre_norm' or 'query_norm', got {block!r}")
         if initialization not in ("normal", "xavier"):
             raise ValueError(f"initialization must be 'normal' or 'xavier', got {initialization!r}")
         self.num_items = num_items

@@ -58,7 +58,7 @@ class SASRecModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_xavier(self, module: nn.Module) -> None:
-        # The original code re-initialises nn.Linear and nn.Embedding with Xavier-normal; its
+        # The CE-SCE-LLMRec SASRec re-initialises nn.Linear and nn.Embedding with Xavier-normal; its
         # feed-forward layers are 1x1 convolutions it leaves at PyTorch's default, and the attention
         # input projection keeps nn.MultiheadAttention's Xavier-uniform.
         if isinstance(module, nn.Embedding):
@@ -96,7 +96,7 @@ class SASRecModel(PreTrainedModel):
         input_ids = self._window(input_ids)
         batch, length = input_ids.shape
         real = input_ids != 0
-        original = self.config.block == "original"
+        query_norm = self.config.block == "query_norm"
         # Left padding: positions count back from the most recent item (0 = last), so the amount
         # of padding never changes an item's position.
         positions = torch.arange(length - 1, -1, -1, device=input_ids.device).expand(batch, length)[real]
@@ -106,14 +106,14 @@ class SASRecModel(PreTrainedModel):
         heads, width = self.config.num_heads, self.config.hidden_size
         for layer in self.encoder.layers:
             attn = layer.self_attn
-            if original:  # queries from the normalised stream; keys and values from the stream itself
+            if query_norm:  # queries from the normalised stream; keys and values from the stream itself
                 qkv = torch.cat([F.linear(layer.norm1(x), attn.in_proj_weight[:width], attn.in_proj_bias[:width]),
                                  F.linear(x, attn.in_proj_weight[width:], attn.in_proj_bias[width:])], -1)
             else:
                 qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
             # Padding positions hold zero vectors; when they are attended, their keys and values are
             # the projection of one (zero or normalised-zero) row.
-            pad_row = F.linear(x.new_zeros(1, width) if original else layer.norm1(x.new_zeros(1, width)),
+            pad_row = F.linear(x.new_zeros(1, width) if query_norm else layer.norm1(x.new_zeros(1, width)),
                                attn.in_proj_weight, attn.in_proj_bias)
             padded = pad_row.expand(batch, length, -1).index_put((real,), qkv)
             q, k, v = padded.view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, H/heads]
@@ -121,7 +121,7 @@ class SASRecModel(PreTrainedModel):
                 q, k, v, attn_mask=allowed, dropout_p=attn.dropout if self.training else 0.0
             )
             a = a.transpose(1, 2).reshape(batch, length, -1)[real]
-            if original:
+            if query_norm:
                 x = x + attn.out_proj(a)
                 x = layer.norm2(x)
                 x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))
