@@ -21,6 +21,9 @@ DEFAULT_BACKBONE = {
 }
 
 
+SCORE_MODES = ("generative", "dense", "hybrid")
+
+
 class LlamaRecConfig(PretrainedConfig):
     """Configuration of :class:`LlamaRecForCodeGeneration`.
 
@@ -52,6 +55,13 @@ class LlamaRecConfig(PretrainedConfig):
         save_base_weights: ``False`` saves only what trains (LoRA, projectors, adapters, codebooks,
             code table) and reloads the frozen backbone from ``backbone_name_or_path``: a 7B
             checkpoint then takes megabytes, not 13 GB. Needs ``use_lora`` and that path.
+        score_mode: how ``top_k_items`` ranks: ``"generative"`` (constrained beam search over the
+            codes, the default), ``"dense"`` (cosine between the PSA head's output and every item's
+            dense vector, a full ranking) or ``"hybrid"`` (the beam's candidates re-ranked by
+            code log-likelihood + ``dense_score_weight`` x that cosine). The last two need
+            ``set_item_dense_vectors``.
+        dense_score_weight: the weight of the cosine in ``"hybrid"`` mode.
+        has_dense_vectors: set by ``set_item_dense_vectors`` (the buffer is saved with the model).
         default_num_beams / default_num_return_sequences / generation_chunk_size: ``generate()`` defaults
             (not named ``num_beams`` etc.: transformers reserves those for ``GenerationConfig``).
         evaluation_results: ``{"dataset", "split", "metrics"}`` for the model card (set by
@@ -85,6 +95,9 @@ class LlamaRecConfig(PretrainedConfig):
         embedding_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        score_mode: str = "generative",
+        dense_score_weight: float = 1.0,
+        has_dense_vectors: bool = False,
         default_num_beams: int = 20,
         default_num_return_sequences: int = 10,
         generation_chunk_size: int = 64,
@@ -121,6 +134,11 @@ class LlamaRecConfig(PretrainedConfig):
             hidden_dropout=hidden_dropout,
             attention_dropout=attention_dropout,
         )
+        if score_mode not in SCORE_MODES:
+            raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+        self.score_mode = score_mode
+        self.dense_score_weight = float(dense_score_weight)
+        self.has_dense_vectors = has_dense_vectors
         self.default_num_beams = default_num_beams
         self.default_num_return_sequences = default_num_return_sequences
         self.generation_chunk_size = generation_chunk_size

@@ -15,7 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from ...utils import is_sharded
-from ..recommender import RecommendationOutput
+from ..recommender import RecommendationOutput, top_k_from_scores
 from .trie import CodeTrie
 
 
@@ -100,17 +100,30 @@ class CodeBeamSearchMixin:
     ) -> RecommendationOutput:
         """Best ``k`` items for ``[B, H]`` left-padded histories of item ids (the recommender contract):
         constrained beam search with ``max(k, num_beams or config.default_num_beams)`` beams, never
-        returning ``exclude_items`` ``[B, E]``. The model reads the last ``config.max_history`` items."""
+        returning ``exclude_items`` ``[B, E]``. The model reads the last ``config.max_history`` items.
+        ``config.score_mode`` "dense" ranks every item by the PSA head's cosine instead, "hybrid"
+        re-ranks the beam's candidates by code log-likelihood + ``dense_score_weight`` x cosine."""
         (history,) = self.readable_history(history)
+        mode = self.config.score_mode
+        if mode == "dense":
+            return top_k_from_scores(self.dense_scores(history), k, exclude_items)
         inputs = self.code_inputs(history)
-        return self.generate(
+        beams = max(k, num_beams or self.config.default_num_beams)
+        out = self.generate(
             inputs["input_ids"],
             inputs["attention_mask"],
-            num_beams=max(k, num_beams or self.config.default_num_beams),
-            num_return_sequences=k,
+            num_beams=beams,
+            num_return_sequences=beams if mode == "hybrid" else k,
             chunk_size=chunk_size,
             exclude_items=exclude_items,
         )
+        if mode == "hybrid":  # the beam's candidates, re-ranked by code log-likelihood + weight x cosine
+            cosine = self.dense_scores(history).gather(1, out.item_ids.clamp_min(0))
+            score = torch.where(out.item_ids > 0, out.scores + self.config.dense_score_weight * cosine, float("-inf"))
+            top = score.topk(k, dim=1)
+            out = RecommendationOutput(item_ids=out.item_ids.gather(1, top.indices), scores=top.values,
+                                       codes=out.codes.gather(1, top.indices.unsqueeze(-1).expand(-1, -1, out.codes.shape[2])))
+        return out
 
     def _cache_kwarg(self) -> str:
         # transformers >= 5.2x renamed LlamaModel's `past_key_values` argument to `cache`.

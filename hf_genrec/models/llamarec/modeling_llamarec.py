@@ -44,6 +44,10 @@ class HasCodebooks(Protocol):
         """``[K, semantic_dim]`` -> ``[K, num_levels]`` quantiser codes."""
         ...
 
+    def __call__(self, embeddings: torch.Tensor):
+        """The forward pass; its output's ``reconstruction`` ``[K, semantic_dim]`` is the PSA target."""
+        ...
+
 
 @dataclass
 class LlamaRecOutput(ModelOutput):
@@ -104,6 +108,11 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
             self.dec_adapter,
         )
         self.register_buffer("item_codes", torch.full((config.num_items + 1, config.code_length), -1, dtype=torch.long))
+        # Saved only once set (set_item_dense_vectors), so checkpoints without it load without a gap.
+        dense_rows = config.num_items + 1 if config.has_dense_vectors else 0
+        self.register_buffer(
+            "item_dense_vectors", torch.zeros(dense_rows, config.semantic_dim), persistent=config.has_dense_vectors
+        )
         self._trie, self._trie_key = None, None  # the beam-search trie, derived from item_codes on use
         self.post_init()
         self.finish_backbones({"backbone": attn})
@@ -146,7 +155,32 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         codes[0] = -1
         self.item_codes.copy_(codes.to(self.item_codes.device))
 
-    add_item_inputs = ("item_embeddings", "item_tokenizer", "codes")
+    @torch.no_grad()
+    def set_item_dense_vectors(self, vectors: torch.Tensor) -> None:
+        """Every item's vector in the PSA head's space, ``[N, semantic_dim]`` (row i = item i + 1): the
+        item tokenizer's reconstruction of its semantic embedding (what PSA aligns the head with,
+        e.g. ``rqvae(item_embeddings).reconstruction``). Enables ``score_mode`` "dense" / "hybrid"."""
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        want = (self.config.num_items, self.config.semantic_dim)
+        if tuple(vectors.shape) != want:
+            raise ValueError(f"dense vectors must be {list(want)} (items x semantic_dim), got {list(vectors.shape)}")
+        if not torch.isfinite(vectors).all():
+            raise ValueError("dense vectors contain NaN or inf")
+        table = torch.cat([vectors.new_zeros(1, want[1]), vectors]).to(self.item_codes.device)
+        self.register_buffer("item_dense_vectors", table, persistent=True)
+        self.config.has_dense_vectors = True
+
+    def dense_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """Cosine between the PSA head's output after each history and every item's dense vector:
+        ``[B, H]`` item ids -> ``[B, N + 1]`` (column 0 = -inf)."""
+        if not self.config.has_dense_vectors:
+            raise ValueError("dense scoring needs the items' dense vectors: call set_item_dense_vectors first")
+        query = F.normalize(self.forward_codes(**self.code_inputs(history)).dec_latents.float(), dim=-1)
+        scores = query @ F.normalize(self.item_dense_vectors, dim=-1).t()
+        scores[:, 0] = float("-inf")
+        return scores
+
+    add_item_inputs = ("item_embeddings", "item_tokenizer", "codes", "dense_vectors")
 
     @torch.no_grad()
     def _append_items(
@@ -155,6 +189,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         item_embeddings: torch.Tensor | None = None,
         item_tokenizer: HasCodebooks | None = None,
         codes: torch.Tensor | None = None,
+        dense_vectors: torch.Tensor | None = None,
     ) -> None:
         """New items' codes: from their semantic embeddings ``[K, semantic_dim]`` (the kind the
         catalogue was coded from, e.g. text embeddings, or ``[collaborative ; text]`` for text-aware
@@ -195,7 +230,25 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
                 f"new item codes out of range: codes must be in 0..{self.config.codebook_size - 1}, "
                 f"suffixes in 0..{self.config.suffix_size - 1}"
             )
+        dense = None
+        if self.config.has_dense_vectors:  # the new items need vectors of the dense score too
+            if dense_vectors is None and item_embeddings is not None:
+                was_training = item_tokenizer.training
+                item_tokenizer.eval()
+                try:
+                    dense_vectors = item_tokenizer(item_embeddings).reconstruction
+                finally:
+                    item_tokenizer.train(was_training)
+            if dense_vectors is None:
+                raise ValueError("this model scores items densely too: give dense_vectors [K, semantic_dim] with the codes")
+            dense = torch.as_tensor(dense_vectors, dtype=torch.float32)
+            if tuple(dense.shape) != (count, self.config.semantic_dim) or not torch.isfinite(dense).all():
+                raise ValueError(f"dense_vectors must be [{count}, {self.config.semantic_dim}] finite values")
+        elif dense_vectors is not None:
+            raise ValueError("this model has no dense vectors (set_item_dense_vectors) to add to")
         self.item_codes = with_rows_appended(self.item_codes, new)
+        if dense is not None:
+            self.item_dense_vectors = with_rows_appended(self.item_dense_vectors, dense)
         self._trie = None  # derived from the table; rebuilt on the next search
 
     def codes_for_items(self, item_ids: torch.Tensor, allow_padding: bool = False) -> torch.Tensor:
