@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModel
 
 import hf_genrec  # noqa: F401  (registers the Auto classes)
@@ -289,3 +290,31 @@ def test_server_answers_unknown_then_known_after_add(tmp_path):
     with Server(AutoModel.from_pretrained(tmp_path).eval()) as srv:
         r = srv.post({"history": ["fresh"], "k": 3})
     assert r.status_code == 200 and len(r.json()["items"]) == 3
+
+
+def test_hllm_id_embeddings_train_score_by_brute_force_and_new_items_get_none(tmp_path):
+    tokenizer = train_word_level_tokenizer(TEXTS, HLLMConfig().item_prompt)
+    torch.manual_seed(0)
+    config = HLLMConfig(num_items=N_HLLM, item_backbone_config=tiny_llama(vocab=len(tokenizer)),
+                        user_backbone_config=tiny_llama(hidden=16), mode="light", max_text_length=16, loss="ce",
+                        item_id_embeddings=True)
+    model = HLLMForRecommendation(config)
+    model.set_item_texts(TEXTS[:N_HLLM], tokenizer)
+    model.train()
+    model(torch.tensor([[0, 1, 2], [3, 4, 5]]), torch.tensor([3, 6])).loss.backward()
+    assert model.item_id_embedding.weight.grad[1:].abs().sum() > 0
+    model.eval()
+    model.add_items([9], texts=[TEXTS[N_HLLM]], tokenizer=tokenizer)
+    assert not model.item_id_embedding.weight[9].any() and model._new_layers[-1] is model.item_id_embedding
+    history = torch.tensor([[0, 9, 2], [3, 4, 5]])
+    with torch.no_grad():  # every item's text vector plus its id embedding, written out
+        vectors = model.item_projection(model.item_embedding_cache) + model.item_id_embedding.weight
+    expected = torch.full((2, N_HLLM + 2), float("-inf"))
+    for u, row in enumerate(history.tolist()):
+        real = [i for i in row if i > 0]
+        q = model.user_states(vectors[real].unsqueeze(0), torch.ones(1, len(real), dtype=torch.bool))[0, -1]
+        expected[u, 1:] = F.cosine_similarity(q.unsqueeze(0), vectors[1:], dim=-1)
+    torch.testing.assert_close(model.all_item_scores(history), expected, atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.all_item_scores(history), expected, atol=1e-5, rtol=1e-5)

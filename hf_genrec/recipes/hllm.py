@@ -75,6 +75,9 @@ class HLLMArguments(DropoutArguments):
     num_time_buckets: int = field(
         default=0, metadata={"help": "> 0: time-gap features (needs timestamps in the data, e.g. .inter / .csv / ratings.dat)"}
     )
+    item_id_embeddings: bool = field(
+        default=False, metadata={"help": "a learned per-item id embedding beside each item's text vector"}
+    )
     early_stopping_patience: int = 3
 
 
@@ -125,6 +128,7 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
         in_batch_negatives=margs.in_batch_negatives,
         nce_threshold=margs.nce_threshold,
         num_time_buckets=margs.num_time_buckets,
+        item_id_embeddings=margs.item_id_embeddings,
         **lora,
     )
     small = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)

@@ -86,6 +86,10 @@ class HLLMConfig(PretrainedConfig):
         item_encode_batch_size: items per item-LLM batch when (re)computing the cache.
         num_time_buckets: > 0 adds a learned embedding of the log2-bucketed gap (in minutes) since the
             previous interaction to every user-LLM input (needs ``history_timestamps``); 0 = off.
+        item_id_embeddings: add a learned per-item embedding (user-LLM width) to each item's text
+            vector, on the input and the scoring side: what the text does not say about an item
+            (its collaborative signal) can be learnt per id. Items added after training get a zero
+            id embedding, so they are scored by their text alone.
         evaluation_results: for the model card.
     """
 
@@ -113,6 +117,7 @@ class HLLMConfig(PretrainedConfig):
         train_on_all_positions: bool = True,
         item_encode_batch_size: int = 256,
         num_time_buckets: int = 0,
+        item_id_embeddings: bool = False,
         item_use_lora: bool = False,
         item_lora_r: int = 16,
         item_lora_alpha: int = 32,
@@ -184,6 +189,7 @@ class HLLMConfig(PretrainedConfig):
         if num_time_buckets < 0:
             raise ValueError(f"num_time_buckets must be >= 0 (0 = no time features), got {num_time_buckets}")
         self.num_time_buckets = num_time_buckets
+        self.item_id_embeddings = item_id_embeddings
         lora = {
             "item": (item_use_lora, item_lora_r, item_lora_alpha, item_lora_dropout, item_lora_target_modules),
             "user": (user_use_lora, user_lora_r, user_lora_alpha, user_lora_dropout, user_lora_target_modules),

@@ -75,13 +75,18 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         # Bucket 0: no gap known (first item of a history, padding).
         self.time_embedding = nn.Embedding(config.num_time_buckets + 1, d_user) if config.num_time_buckets else None
+        self.item_id_embedding = (
+            nn.Embedding(config.num_items + 1, d_user, padding_idx=0) if config.item_id_embeddings else None
+        )
         text_width = config.max_text_length - (1 if uses_item_token else 0)
         n = config.num_items + 1
         self.register_buffer("item_input_ids", torch.zeros(n, text_width, dtype=torch.long))
         self.register_buffer("item_text_lengths", torch.zeros(n, dtype=torch.long))
         self.register_buffer("item_embedding_cache", torch.zeros(n, d_item))
         self.register_buffer("item_cache_valid", torch.tensor(False))
-        self._new_layers = tuple(m for m in (self.item_projection, self.time_embedding) if m is not None)
+        self._new_layers = tuple(
+            m for m in (self.item_projection, self.time_embedding, self.item_id_embedding) if m is not None
+        )
         self.post_init()
         with torch.no_grad():
             if self.item_emb_token is not None and self.item_emb_token.device.type != "meta":
@@ -256,6 +261,15 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             width = self.item_input_ids.shape[1]
             self.item_input_ids = with_rows_appended(self.item_input_ids, self.item_input_ids.new_zeros(count, width))
             self.item_text_lengths = with_rows_appended(self.item_text_lengths, self.item_text_lengths.new_zeros(count))
+        if self.item_id_embedding is not None:  # nothing is known of a new item but its content
+            grown = nn.Embedding(self.config.num_items + count + 1, self.config.user_hidden_size, padding_idx=0)
+            grown = grown.to(self.item_id_embedding.weight)
+            grown.weight.copy_(torch.cat([self.item_id_embedding.weight, grown.weight.new_zeros(count, grown.weight.shape[1])]))
+            grown.weight.requires_grad_(self.item_id_embedding.weight.requires_grad)
+            self.item_id_embedding = grown
+            self._new_layers = tuple(
+                m for m in (self.item_projection, self.time_embedding, self.item_id_embedding) if m is not None
+            )
         self.item_embedding_cache = with_rows_appended(self.item_embedding_cache, rows)
         self._mark_item_cache_current()
 
@@ -322,9 +336,15 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         elif not bool(self.item_cache_valid):
             raise ValueError("this HLLM has no item embeddings: call set_item_texts(texts, tokenizer) or set_item_embeddings()")
 
-    def project(self, item_embeddings: torch.Tensor) -> torch.Tensor:
-        """Item embeddings ``[..., item_embedding_dim]`` -> the user LLM's space ``[..., hidden]``."""
-        return self.item_projection(item_embeddings) if self.item_projection is not None else item_embeddings
+    def project(self, item_embeddings: torch.Tensor, item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Item embeddings ``[..., item_embedding_dim]`` -> the user LLM's space ``[..., hidden]``; with
+        ``item_id_embeddings``, plus the id embedding of ``item_ids`` ``[...]`` (the items' dense ids)."""
+        out = self.item_projection(item_embeddings) if self.item_projection is not None else item_embeddings
+        if self.item_id_embedding is not None:
+            if item_ids is None:
+                raise ValueError("this HLLM adds per-item id embeddings: project() needs the items' ids")
+            out = out + self.item_id_embedding(item_ids)
+        return out
 
     def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
         """``[U]`` dense ids (0 = padding allowed) -> ``[U, hidden]``: freshly encoded while the item
@@ -336,7 +356,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         else:
             self.ensure_item_cache()
             raw = self.item_embedding_cache[item_ids]
-        return self.project(raw)
+        return self.project(raw, item_ids)
 
     # ---------------------------------------------------------------------- user side
     def time_buckets(self, timestamps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -463,7 +483,8 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         """Cosine between each user's query and every item, ``[B, N + 1]`` (column 0 = -inf)."""
         self.ensure_item_cache()
         query = F.normalize(self.user_embedding(history, history_timestamps), dim=-1)
-        table = F.normalize(self.project(self.item_embedding_cache), dim=-1)
+        every_item = torch.arange(self.item_embedding_cache.shape[0], device=self.item_embedding_cache.device)
+        table = F.normalize(self.project(self.item_embedding_cache, every_item), dim=-1)
         scores = query @ table.t()
         scores[:, 0] = float("-inf")
         return scores
