@@ -59,6 +59,20 @@ KS = (5, 10, 20)
 # (the models read only their own max_history).
 SPLIT_HISTORY = 10_000
 FAMILIES = ("popularity", "sasrec", "hllm", "itemid", "etegrec")
+RECIPES = {  # what each family trains (the flags below), for the results file
+    "popularity": "interaction counts of the training sequences (validation histories + targets)",
+    "sasrec": "benchmarks/sasrec_reference.py recipe (2 x 64, dropout 0.6, lr 5e-4 constant, batch 512), "
+              "--sasrec_epochs epochs, best validation every 5",
+    "hllm": "light mode, frozen all-MiniLM-L6-v2 item model over titles, user LLaMA 64 x 2, full-catalogue CE, "
+            "lr 1e-3, batch 128, --hllm_epochs epochs, early stopping patience 3; add_items(texts=..., tokenizer=...)",
+    "itemid": "LLaMA 64 x 2, 384-d MiniLM item table, sqrt(N) clusters, whole-sequence training, stage 1 "
+              "(--itemid_stage1_epochs, lr 2e-3) + re-cluster + stage 2 (--itemid_stage2_epochs, lr 4e-4), batch 128; "
+              "add_items(item_embeddings=MiniLM, catalogue_embeddings=MiniLM of the known items) (fitted map; "
+              "the init path beside it)",
+    "etegrec": "semantic IDs from an RQ-VAE (200 epochs) over 384-d MiniLM title embeddings, LLaMA 64 x 2, 20-item "
+               "histories, --etegrec_epochs alternating epochs (warm_epoch half of them), --etegrec_finetune_epochs "
+               "fine-tuning, lr 2e-3, batch 256; add_items(item_embeddings=MiniLM, item_tokenizer=final/item_tokenizer)",
+}
 
 
 # --------------------------------------------------------------------------------- data
@@ -144,7 +158,7 @@ def run_sasrec(split: ColdStartSplit, work: str, a) -> dict:
                               use_cpu=True, disable_tqdm=True, metric_ks=KS, **recipe)
     warm = {k.removeprefix("test_exclude_seen_"): v for k, v in metrics.items() if k.startswith("test_exclude_seen_")}
     zero = {k: 0.0 for k in warm}  # no table row for an item it never saw: never recommended
-    return {"warm": warm, "warm_before_add": warm, "cold": zero,
+    return {"warm": warm, "warm_before_add": warm, "cold": zero, "epochs": a.sasrec_epochs,
             "note": "SASRec has no embedding for an item unseen in training, so it cannot rank a cold item (0 by construction)"}
 
 
@@ -281,6 +295,7 @@ def main(argv=None) -> dict:
         report.update(split=summary, protocol="exclude_seen", data=a.data, seed=a.seed,
                       machine=f"{platform.node() or 'cpu'}: {os.cpu_count()} cores, torch {torch.__version__}")
         report.setdefault("families", {}).update(results)
+        report["recipes"] = RECIPES
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)
     return results
