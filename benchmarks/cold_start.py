@@ -296,6 +296,7 @@ def main(argv=None) -> dict:
                       machine=f"{platform.node() or 'cpu'}: {os.cpu_count()} cores, torch {torch.__version__}")
         report.setdefault("families", {}).update(results)
         report["recipes"] = RECIPES
+        report["arguments_of_this_call"] = vars(a)
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)
     return results
