@@ -159,7 +159,9 @@ class RecommenderMixin:
         return (history[:, -limit:], *(t[:, -limit:] if t is not None else None for t in aligned))
 
     # ---------------------------------------------------------------------- new items
-    #: the keyword inputs this family's :meth:`add_items` reads (empty: the family cannot add items)
+    #: the keyword inputs this family's :meth:`add_items` reads (empty: the family cannot add items).
+    #: A family that lists any implements ``_append_items(count, **inputs)``: grow every per-item
+    #: tensor by ``count`` rows built from the inputs, validating everything before the first write.
     add_item_inputs: tuple[str, ...] = ()
 
     def add_items(self, ids: Sequence[Any], **inputs) -> list[int]:
@@ -191,11 +193,6 @@ class RecommenderMixin:
         self.config.num_items += len(ids)
         self._item_map = new_map
         return list(range(first, first + len(ids)))
-
-    def _append_items(self, count: int, **inputs) -> None:
-        """Grow every per-item tensor by ``count`` rows built from ``inputs``; validate everything
-        before the first write (the family's part of :meth:`add_items`)."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------------ recommending
     def recommend_dense(
