@@ -5,10 +5,12 @@ with the static-codes baseline, the other codebook-sync modes and SASRec, beside
     python benchmarks/beauty.py --preset cpu --variants etegrec,static_codes
     python benchmarks/beauty.py --preset gpu --variants etegrec   # a lent GPU (bf16)
 
-Steps: leave-one-out split -> SASRec (CE) item embeddings, also the SASRec row -> RQ-VAE
-pre-training -> for each variant, the ETEGRec recipe (training to early stopping, fine-tuning on
-frozen codes, test). Every variant starts from the same SASRec embeddings and the same pre-trained
-RQ-VAE, with the same recommender-epoch budget.
+Steps: leave-one-out split (whole histories kept, so "seen items excluded" removes every item a
+user had) -> SASRec item embeddings from the library's "reference" recipe (query-norm blocks,
+dropout 0.6, 100 epochs), also the SASRec row -> RQ-VAE pre-training -> for each variant, the
+ETEGRec recipe (training to early stopping with checkpoints selected with seen items excluded,
+fine-tuning on frozen codes, test under both protocols). Every variant starts from the same
+SASRec embeddings and the same pre-trained RQ-VAE, with the same recommender-epoch budget.
 
 Variants:
   etegrec        alternating training with the default codebook_sync
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from hf_genrec.data import dataset_file_in, leave_one_out, load_genrec_dataset, load_interactions
-from hf_genrec.embeddings import collaborative_item_embeddings, train_sasrec
+from hf_genrec.embeddings import collaborative_item_embeddings, sasrec_recipe, train_sasrec
 from hf_genrec.models.rqvae import RQVAEConfig
 from hf_genrec.recipes.etegrec import main as run_etegrec
 from hf_genrec.training import pretrain_rqvae
@@ -53,12 +55,12 @@ COLUMNS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 # one device call).
 PRESETS = {
     "cpu": dict(
-        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=200, hidden=64, layers=2, heads=4, max_history=20, epochs=24,
+        sasrec_epochs=100, rqvae_epochs=200, hidden=64, layers=2, heads=4, max_history=20, epochs=24,
         finetune_epochs=6, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=4000, beams=20,
         train_minutes=None, finetune_minutes=None,
     ),
     "gpu": dict(
-        sasrec_hidden=64, sasrec_epochs=200, rqvae_epochs=300, hidden=256, layers=4, heads=4, max_history=50, epochs=40,
+        sasrec_epochs=100, rqvae_epochs=300, hidden=256, layers=4, heads=4, max_history=50, epochs=40,
         finetune_epochs=10, batch=256, lr=2e-3, warmup=500, warm_epoch=10, patience=3, eval_users=4000, beams=20,
         # One device call is under 9 minutes: the stages stop on wall-clock budgets (at a step end,
         # then the epoch's evaluation); the test split is always ranked in full.
@@ -95,7 +97,7 @@ def prepare_split(data: str, out: str, max_users: int | None):
     seqs = load_interactions(dataset_file_in(data)).sequences
     if max_users:
         seqs = dict(list(seqs.items())[:max_users])
-    dsd = leave_one_out(seqs, max_history=50)
+    dsd = leave_one_out(seqs, max_history=10_000)  # models read their own window of the last items
     dsd.save_to_disk(split_dir)
     return dsd, split_dir
 
@@ -106,9 +108,9 @@ def sasrec_stage(dsd, out: str, cfg: dict, use_cpu: bool) -> tuple[np.ndarray, d
         print(f"reusing SASRec embeddings and metrics from {out}")
         return np.load(emb_path), json.load(open(sas_path))
     t0 = time.time()
+    recipe = sasrec_recipe("reference", num_train_epochs=cfg["sasrec_epochs"])
     sasrec, metrics = train_sasrec(
-        dsd, os.path.join(out, "sasrec"), hidden_size=cfg["sasrec_hidden"], num_train_epochs=cfg["sasrec_epochs"],
-        use_cpu=use_cpu, disable_tqdm=True, patience=5, metric_ks=(5, 10, 20, 50, 200),
+        dsd, os.path.join(out, "sasrec"), use_cpu=use_cpu, disable_tqdm=True, metric_ks=(5, 10, 20, 50, 200), **recipe
     )
     metrics["minutes"] = (time.time() - t0) / 60
     emb = collaborative_item_embeddings(sasrec)
@@ -197,6 +199,7 @@ def main(argv=None) -> dict:
             "--disable_tqdm", "true", "--logging_steps", "100", "--save_total_limit", "1",
             # Beauty histories: median 4 items, max 50; random batches are ~18% real tokens.
             "--group_by_length", "true",
+            "--exclude_history", "true",  # checkpoint selection and the headline protocol: seen items excluded
             *(["--eval_users", str(cfg["eval_users"])] if cfg["eval_users"] else []),
             *(["--max_train_minutes", str(cfg["train_minutes"])] if cfg["train_minutes"] else []),
             *(["--finetune_max_minutes", str(cfg["finetune_minutes"])] if cfg["finetune_minutes"] else []),

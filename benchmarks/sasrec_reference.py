@@ -29,18 +29,16 @@ import torch
 from transformers import TrainerCallback
 
 from hf_genrec.data import dataset_file_in, leave_one_out, load_genrec_dataset, load_interactions
-from hf_genrec.embeddings import train_sasrec
+from hf_genrec.embeddings import SASREC_RECIPES, train_sasrec
 
-RECIPE = dict(
-    hidden_size=64, num_layers=2, num_heads=1, dropout=0.6, max_history=50, batch_size=512, learning_rate=5e-4,
-    weight_decay=1e-8, max_grad_norm=0.0, lr_scheduler_type="constant", eval_every_epochs=5, patience=None,
-    exclude_history=True,
-)
+# The library's "reference" SASRec recipe, split into the training recipe and the block structure.
+STRUCTURE_KEYS = ("block", "attend_padding", "initialization")
+RECIPE = {k: v for k, v in SASREC_RECIPES["reference"].items() if k not in (*STRUCTURE_KEYS, "num_train_epochs")}
 # --structure: "pre_norm" is our default SASRec block; "query_norm" is the block, padding attention and
 # initialisation of the CE-SCE-LLMRec SASRec code, whose Beauty runs this recipe comes from.
 STRUCTURES = {
     "pre_norm": dict(block="pre_norm", attend_padding=False, initialization="normal"),
-    "query_norm": dict(block="query_norm", attend_padding=True, initialization="xavier"),
+    "query_norm": {k: SASREC_RECIPES["reference"][k] for k in STRUCTURE_KEYS},
 }
 HEADLINE = ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "ndcg@20")
 

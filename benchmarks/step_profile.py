@@ -24,6 +24,7 @@ import torch
 from beauty import PRESETS  # the script's folder is on sys.path
 
 from hf_genrec.data import DataCollatorForRecommendation, load_genrec_dataset
+from hf_genrec.embeddings import SASREC_RECIPES
 from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel
 from hf_genrec.recipes.stages import build_recommender, small_backbone
@@ -75,7 +76,7 @@ def main(argv=None) -> dict:
         emb = torch.from_numpy(np.load(f"{a.out}/item_emb.npy"))
         tok = RQVAEModel.from_pretrained(f"{a.out}/rqvae")
     else:  # speed does not depend on the weights: random 64-d embeddings and a fresh RQ-VAE of the cpu preset's shape
-        emb = torch.randn(dsd.num_items, cfg["sasrec_hidden"])
+        emb = torch.randn(dsd.num_items, SASREC_RECIPES["reference"]["hidden_size"])
         tok = RQVAEModel(RQVAEConfig(semantic_dim=emb.shape[1]))
         tok.kmeans_init(emb)
     backbone = small_backbone(DEFAULT_BACKBONE, cfg["hidden"], cfg["layers"], cfg["heads"])

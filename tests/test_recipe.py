@@ -163,7 +163,9 @@ def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_
     data = tmp_path / "toy.inter.json"
     data.write_text(json.dumps(make_synthetic_sequences(num_users=120, num_items=40, seed=7)))
     small = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--sasrec_hidden_size", "16"]
-    epochs = ["--sasrec_epochs", "2", "--rqvae_epochs", "20", "--num_train_epochs", "2", "--finetune_epochs", "2"]
+    # The basic SASRec recipe checkpoints every epoch, so the run can be killed between two of them.
+    epochs = ["--sasrec_recipe", "basic", "--sasrec_epochs", "2", "--rqvae_epochs", "20", "--num_train_epochs", "2"]
+    epochs += ["--finetune_epochs", "2"]
 
     def args(out):
         seeded = ["--full_determinism", "true", "--seed", "3"]

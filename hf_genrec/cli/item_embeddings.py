@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data import load_genrec_dataset
 from ..data.item_text import ITEM_TEXT_FILE
-from ..embeddings import build_item_embeddings
+from ..embeddings import SASREC_RECIPES, build_item_embeddings, sasrec_recipe
 from .errors import run_cli
 
 
@@ -27,12 +27,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sources", nargs="+", default=["collab"])
     p.add_argument("--output", required=True, help="where to write the [N, d] .npy")
     p.add_argument("--text_model", default=None, help="local sentence-transformers path (default: all-MiniLM-L6-v2)")
-    p.add_argument("--sasrec_hidden_size", type=int, default=256)
-    p.add_argument("--sasrec_epochs", type=int, default=200)
-    p.add_argument("--sasrec_batch_size", type=int, default=256)
-    p.add_argument("--sasrec_lr", type=float, default=1e-3)
-    p.add_argument("--sasrec_dropout", type=float, default=0.5)
-    p.add_argument("--sasrec_patience", type=int, default=10)
+    p.add_argument(
+        "--sasrec_recipe", choices=sorted(SASREC_RECIPES), default="reference",
+        help="the SASRec settings the flags below override (reference: the strongest published Beauty recipe)",
+    )
+    p.add_argument("--sasrec_hidden_size", type=int, default=64)
+    p.add_argument("--sasrec_epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--sasrec_batch_size", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--sasrec_lr", type=float, default=None, help="default: the recipe's")
+    p.add_argument("--sasrec_dropout", type=float, default=None, help="default: the recipe's")
+    p.add_argument("--sasrec_patience", type=int, default=None, help="default: the recipe's (reference: none)")
     p.add_argument("--seed", type=int, default=42)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,15 +53,16 @@ def main(argv: list[str] | None = None) -> None:
         out_dir,
         item_text=item_text,
         text_model=a.text_model,
-        sasrec_kwargs={
-            "hidden_size": a.sasrec_hidden_size,
-            "num_train_epochs": a.sasrec_epochs,
-            "batch_size": a.sasrec_batch_size,
-            "learning_rate": a.sasrec_lr,
-            "dropout": a.sasrec_dropout,
-            "patience": a.sasrec_patience,
-            "seed": a.seed,
-        },
+        sasrec_kwargs=sasrec_recipe(
+            a.sasrec_recipe,
+            hidden_size=a.sasrec_hidden_size,
+            num_train_epochs=a.sasrec_epochs,
+            batch_size=a.sasrec_batch_size,
+            learning_rate=a.sasrec_lr,
+            dropout=a.sasrec_dropout,
+            patience=a.sasrec_patience,
+            seed=a.seed,
+        ),
     )
     np.save(a.output, emb)
     report["shape"] = list(emb.shape)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from ..data.splits import GenRecDatasetDict
-from .collaborative import SASRecCollator, collaborative_item_embeddings, train_sasrec
+from .collaborative import SASREC_RECIPES, SASRecCollator, collaborative_item_embeddings, sasrec_recipe, train_sasrec
 from .text import count_missing_text, text_item_embeddings
 
 logger = logging.getLogger(__name__)
@@ -64,10 +64,12 @@ def build_item_embeddings(
 
 
 __all__ = [
+    "SASREC_RECIPES",
     "SASRecCollator",
     "build_item_embeddings",
     "collaborative_item_embeddings",
     "load_item_embeddings",
+    "sasrec_recipe",
     "text_item_embeddings",
     "train_sasrec",
 ]

@@ -22,6 +22,30 @@ from ..utils.padding import left_pad
 
 logger = logging.getLogger(__name__)
 
+#: Named :func:`train_sasrec` settings. ``"basic"``: the function's own defaults (pre-norm blocks,
+#: validation every epoch, early stopping). ``"reference"``: the strongest published Beauty recipe
+#: for a full-softmax SASRec (2 blocks, 1 head, dropout 0.6, constant lr 5e-4, weight decay 1e-8,
+#: batch 512, 50-item window, validation with seen items excluded every 5 epochs, no early
+#: stopping) with its block structure (query-only LayerNorm, attention over the padded window,
+#: Xavier init); on Beauty it tests at NDCG@10 ~.059 with seen items excluded after 100 epochs.
+SASREC_RECIPES: dict[str, dict] = {
+    "basic": {"num_train_epochs": 30},
+    "reference": dict(
+        num_train_epochs=100, hidden_size=64, num_layers=2, num_heads=1, dropout=0.6, max_history=50, batch_size=512,
+        learning_rate=5e-4, weight_decay=1e-8, max_grad_norm=0.0, lr_scheduler_type="constant",
+        eval_every_epochs=5, patience=None, exclude_history=True,
+        block="query_norm", attend_padding=True, initialization="xavier",
+    ),
+}
+
+
+def sasrec_recipe(name: str, **overrides) -> dict:
+    """The :func:`train_sasrec` keyword arguments of recipe ``name`` (see :data:`SASREC_RECIPES`),
+    updated with ``overrides`` (``None`` values are ignored, so unset CLI flags keep the recipe's)."""
+    if name not in SASREC_RECIPES:
+        raise ValueError(f"unknown SASRec recipe {name!r}; choose one of {sorted(SASREC_RECIPES)}")
+    return {**SASREC_RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}}
+
 
 class SASRecCollator:
     """Left-pads whole training sequences (``input_ids`` / shifted ``labels``, both ``[B, L]``) or
@@ -78,7 +102,8 @@ def train_sasrec(
     Args:
         exclude_history: the model-selection protocol (and the saved model's default): rank with
             each user's history items removed ("seen items excluded") or over all items.
-        eval_every_epochs: validate (and checkpoint) every this many epochs.
+        eval_every_epochs: validate (and checkpoint) every this many epochs, and at the last step (the
+            Trainer's step-based schedule does), so a run shorter than that still has one to select.
         patience: stop after this many validations without improvement; None trains every epoch.
         lr_scheduler_type: ``"constant"`` by default (as the reference SASRec implementations: a
             linear decay to 0 stops learning long before 200 epochs are done).

@@ -35,6 +35,7 @@ from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallb
 from ..utils.checkpoints import last_complete_checkpoint
 from .stages import (
     DropoutArguments,
+    SASRecStageArguments,
     build_recommender,
     get_item_embeddings,
     get_item_tokenizer,
@@ -75,13 +76,11 @@ class ModelArguments(DropoutArguments):
 
 
 @dataclass
-class DataArguments:
+class DataArguments(SASRecStageArguments):
     dataset_dir: str | None = field(
         default=None, metadata={"help": "interaction file/folder or a prepared split; default: generated data"}
     )
     item_embeddings: str | None = field(default=None, metadata={"help": "[N, d] .npy; default: train SASRec here"})
-    sasrec_hidden_size: int = 64
-    sasrec_epochs: int = 30
     finetune_epochs: int = field(default=4, metadata={"help": "final recommender-only epochs from the best checkpoint"})
     finetune_keep_better: bool = field(
         default=False,
@@ -139,6 +138,19 @@ EMBEDDED_DEFAULTS = {
     "--suffix_size": "32",
     "--rqvae_hidden_dims": "64",
     "--sasrec_hidden_size": "32",
+    # The embedded default's figures were measured with this recipe; real jobs get the reference one.
+    "--sasrec_recipe": "basic",
+}
+
+
+# The tiny sizes (and the SASRec recipe) of the embedded default, not applied to a real job.
+EMBEDDED_ONLY = {
+    "--codebook_size",
+    "--codebook_dim",
+    "--suffix_size",
+    "--rqvae_hidden_dims",
+    "--sasrec_hidden_size",
+    "--sasrec_recipe",
 }
 
 
@@ -146,11 +158,7 @@ def with_defaults(argv: list[str]) -> list[str]:
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
     if "--dataset_dir" in given or "--model_name_or_path" in given:
         # A real job: keep only the run-shaping defaults, not the tiny model sizes.
-        keep = {
-            k: v
-            for k, v in EMBEDDED_DEFAULTS.items()
-            if k not in {"--codebook_size", "--codebook_dim", "--suffix_size", "--rqvae_hidden_dims", "--sasrec_hidden_size"}
-        }
+        keep = {k: v for k, v in EMBEDDED_DEFAULTS.items() if k not in EMBEDDED_ONLY}
     else:
         keep = EMBEDDED_DEFAULTS
     extra = [x for k, v in keep.items() if k not in given for x in (k, v)]
@@ -224,14 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
         dsd,
         dargs.item_embeddings,
         work,
-        {
-            "hidden_size": dargs.sasrec_hidden_size,
-            "num_train_epochs": dargs.sasrec_epochs,
-            "use_cpu": targs.use_cpu,
-            "disable_tqdm": True,
-            "seed": targs.seed,
-            "full_determinism": targs.full_determinism,
-        },
+        dargs.sasrec_kwargs(use_cpu=targs.use_cpu, disable_tqdm=True, seed=targs.seed, full_determinism=targs.full_determinism),
     )
     rq_config = RQVAEConfig(
         semantic_dim=emb.shape[1],
@@ -345,8 +346,15 @@ def run_stage(trainer: ETEGRecTrainer, resume_from_checkpoint: str | None) -> Tr
     if trainer.is_world_process_zero():
         state = trainer.state
         with open(done, "w") as f:
-            json.dump({"best_metric": state.best_metric, "best_model_checkpoint": state.best_model_checkpoint,
-                       "global_step": state.global_step}, f, indent=2)
+            json.dump(
+                {
+                    "best_metric": state.best_metric,
+                    "best_model_checkpoint": state.best_model_checkpoint,
+                    "global_step": state.global_step,
+                },
+                f,
+                indent=2,
+            )
     trainer.accelerator.wait_for_everyone()
     return trainer.state
 

@@ -28,6 +28,7 @@ from ..training import RecommenderTrainer, RecommenderTrainingArguments
 from .stages import (
     RUN_DEFAULTS,
     DropoutArguments,
+    SASRecStageArguments,
     get_item_embeddings,
     load_dataset,
     parse_recipe_args,
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ItemIDArguments(DropoutArguments):
+class ItemIDArguments(DropoutArguments, SASRecStageArguments):
     dataset_dir: str | None = field(
         default=None, metadata={"help": "interaction file/folder or prepared split; default: generated"}
     )
@@ -56,8 +57,6 @@ class ItemIDArguments(DropoutArguments):
         default="random", metadata={"help": "random | sasrec (trained here) | path to an [N, d] .npy (e.g. MiniLM titles)"}
     )
     item_embedding_dim: int = field(default=64, metadata={"help": "with --item_embeddings random"})
-    sasrec_hidden_size: int = 64
-    sasrec_epochs: int = 30
     num_clusters: int | None = field(default=None, metadata={"help": "default: round(sqrt(#items))"})
     head: str = field(default="hierarchical", metadata={"help": "hierarchical | full (the flat softmax, for comparison)"})
     stage1_epochs: float = field(default=6, metadata={"help": "LLM frozen: item table, adapters, head train"})
@@ -89,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
         emb = None
         dim = margs.item_embedding_dim
     elif margs.item_embeddings == "sasrec":
-        sasrec = {"hidden_size": margs.sasrec_hidden_size, "num_train_epochs": margs.sasrec_epochs, "use_cpu": targs.use_cpu}
-        emb = get_item_embeddings(dsd, None, targs.output_dir, sasrec | {"disable_tqdm": True, "seed": targs.seed})
+        sasrec = margs.sasrec_kwargs(use_cpu=targs.use_cpu, disable_tqdm=True, seed=targs.seed)
+        emb = get_item_embeddings(dsd, None, targs.output_dir, sasrec)
         dim = emb.shape[1]
     else:
         emb = torch.from_numpy(load_item_embeddings(margs.item_embeddings, dsd.num_items))

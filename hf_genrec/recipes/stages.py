@@ -21,7 +21,7 @@ from ..data import (
     load_interactions,
     make_synthetic_sequences,
 )
-from ..embeddings import collaborative_item_embeddings, load_item_embeddings, train_sasrec
+from ..embeddings import SASREC_RECIPES, collaborative_item_embeddings, load_item_embeddings, sasrec_recipe, train_sasrec
 from ..models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 from ..training.rqvae_pretraining import pretrain_rqvae
@@ -103,6 +103,27 @@ def get_item_embeddings(
     PartialState().wait_for_everyone()
     logger.info("SASRec baseline: %s", metrics)
     return torch.from_numpy(emb)
+
+
+@dataclasses.dataclass
+class SASRecStageArguments:
+    """How a recipe trains the SASRec whose item table it uses (when no embeddings are given)."""
+
+    sasrec_recipe: str = dataclasses.field(
+        default="reference",
+        metadata={
+            "help": f"one of {sorted(SASREC_RECIPES)}: 'reference' is the strongest published full-softmax SASRec "
+            "recipe on Amazon Beauty (query-norm blocks, dropout 0.6, 100 epochs); 'basic' the short early-stopped one"
+        },
+    )
+    sasrec_hidden_size: int = 64
+    sasrec_epochs: int | None = dataclasses.field(
+        default=None, metadata={"help": "default: the recipe's (reference 100, basic 30)"}
+    )
+
+    def sasrec_kwargs(self, **run) -> dict:
+        """:func:`train_sasrec` keyword arguments: the recipe, these flags, then ``run`` (device, seed, ...)."""
+        return sasrec_recipe(self.sasrec_recipe, hidden_size=self.sasrec_hidden_size, num_train_epochs=self.sasrec_epochs) | run
 
 
 def get_item_tokenizer(
