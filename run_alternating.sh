@@ -5,7 +5,7 @@
 #   DATA_DIR  interaction file or folder        (default ../shared/data/amazon-beauty)
 #   OUT_DIR   where everything is written       (default outputs/<dataset name>)
 #   BACKBONE  local LLaMA checkpoint, or "small" for a random-init LLaMA (default small)
-# Environment knobs: SASREC_RECIPE (reference; or basic), SASREC_HIDDEN (64), SASREC_EPOCHS (100), RQVAE_EPOCHS (500),
+# Environment knobs: SASREC_RECIPE (reference; or basic), SASREC_HIDDEN (64), SASREC_EPOCHS (the recipe's: 100 / 30), RQVAE_EPOCHS (500),
 #   HIDDEN (256), LAYERS (4), HEADS (4), EPOCHS (20), BATCH (256), LR (1e-3).
 set -euo pipefail
 
@@ -25,7 +25,7 @@ step "2/4 item embeddings (SASRec on the train split)"
 if [ ! -f "$OUT_DIR/item_emb.npy" ]; then
   python -m hf_genrec.cli.item_embeddings --data_dir "$OUT_DIR/data" --sources collab \
     --output "$OUT_DIR/item_emb.npy" --sasrec_recipe "${SASREC_RECIPE:-reference}" \
-    --sasrec_hidden_size "${SASREC_HIDDEN:-64}" --sasrec_epochs "${SASREC_EPOCHS:-100}" || fail "item embeddings"
+    --sasrec_hidden_size "${SASREC_HIDDEN:-64}" ${SASREC_EPOCHS:+--sasrec_epochs "$SASREC_EPOCHS"} || fail "item embeddings"
 fi
 
 step "3/4 RQ-VAE pre-training (keeps the lowest collision rate)"

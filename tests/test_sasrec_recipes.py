@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.embeddings import SASREC_RECIPES, sasrec_recipe, train_sasrec
@@ -33,7 +34,7 @@ def captured_sasrec(monkeypatch):
     calls = []
 
     def fake(dsd, output_dir, **kwargs):
-        calls.append(kwargs)
+        calls.append(kwargs | {"validation_users": len(dsd["validation"])})
         raise _Stop
 
     monkeypatch.setattr(stages, "train_sasrec", fake)
@@ -57,7 +58,7 @@ def test_etegrec_real_jobs_get_the_reference_recipe_and_the_embedded_default_kee
             etegrec.main(argv)
     real, embedded, chosen = captured_sasrec
     assert real["block"] == "query_norm" and real["num_train_epochs"] == 100 and real["dropout"] == 0.6
-    assert real["hidden_size"] == 64 and real["use_cpu"] is True and real["seed"] == 42
+    assert real["hidden_size"] == 64 and real["use_cpu"] == (not torch.cuda.is_available()) and real["seed"] == 42
     # The embedded default's measured figures came from the basic recipe at its tiny width.
     assert "block" not in embedded and embedded["num_train_epochs"] == 30 and embedded["hidden_size"] == 32
     assert "block" not in chosen and chosen["num_train_epochs"] == 7
@@ -76,7 +77,7 @@ def test_itemid_sasrec_table_uses_the_chosen_recipe(tmp_path, captured_sasrec):
 
 def test_a_run_shorter_than_its_validation_period_validates_and_checkpoints_at_its_end(tmp_path):
     """The reference recipe validates every 5 epochs; a 2-epoch run must still select a checkpoint
-    (the Trainer's step-based schedule evaluates and saves at the last step)."""
+    (EvaluateAtTrainingEnd), validated once, not twice."""
     dsd = leave_one_out(make_synthetic_sequences(num_users=60, num_items=20, seed=0))
     kwargs = sasrec_recipe("reference", hidden_size=16, num_train_epochs=2)
     model, metrics = train_sasrec(dsd, str(tmp_path), use_cpu=True, disable_tqdm=True, **kwargs)
@@ -84,3 +85,11 @@ def test_a_run_shorter_than_its_validation_period_validates_and_checkpoints_at_i
     assert evaluated == [2]
     assert any(d.startswith("checkpoint-") for d in os.listdir(tmp_path))
     assert 0 <= metrics["test_ndcg@10"] <= metrics["test_recall@10"] <= 1
+
+
+def test_the_sasrec_stage_reads_every_user_when_selection_uses_a_subset(tmp_path, captured_sasrec):
+    """--eval_users subsamples the users checkpoints are selected on; SASRec's training sequences
+    come from the validation histories, so it must still see all 40 users."""
+    with pytest.raises(_Stop):
+        etegrec.main(["--dataset_dir", _data(tmp_path), "--output_dir", str(tmp_path / "run"), "--eval_users", "5"])
+    assert captured_sasrec[0]["validation_users"] == 40

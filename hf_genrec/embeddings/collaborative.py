@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from ..data.splits import GenRecDatasetDict, train_sequences
 from ..distributed import without_model_sharding
@@ -37,6 +37,18 @@ SASREC_RECIPES: dict[str, dict] = {
         block="query_norm", attend_padding=True, initialization="xavier",
     ),
 }
+
+
+class EvaluateAtTrainingEnd(TrainerCallback):
+    """Validate and checkpoint at the last step of a step-scheduled run, so a run shorter than its
+    validation period (or one whose length is not a multiple of it) still ends with a checkpoint
+    to select. Recent Trainers do this themselves; older 5.x ones do not, so it is explicit here."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and args.eval_strategy == "steps":
+            control.should_evaluate = state.global_step % state.eval_steps != 0 or control.should_evaluate
+            control.should_save = True
+        return control
 
 
 def sasrec_recipe(name: str, **overrides) -> dict:
@@ -102,8 +114,8 @@ def train_sasrec(
     Args:
         exclude_history: the model-selection protocol (and the saved model's default): rank with
             each user's history items removed ("seen items excluded") or over all items.
-        eval_every_epochs: validate (and checkpoint) every this many epochs, and at the last step (the
-            Trainer's step-based schedule does), so a run shorter than that still has one to select.
+        eval_every_epochs: validate (and checkpoint) every this many epochs, and at the last step
+            (:class:`EvaluateAtTrainingEnd`), so a run shorter than that still has one to select.
         patience: stop after this many validations without improvement; None trains every epoch.
         lr_scheduler_type: ``"constant"`` by default (as the reference SASRec implementations: a
             linear decay to 0 stops learning long before 200 epochs are done).
@@ -171,7 +183,9 @@ def train_sasrec(
             # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
             # memory stays O(users) instead of O(users x items).
             preprocess_logits_for_metrics=ranks_from_scores,
-            callbacks=([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []) + list(callbacks or []),
+            callbacks=([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
+            + [EvaluateAtTrainingEnd()]
+            + list(callbacks or []),
         )
         # A run cut short (a session's end) continues from its last epoch checkpoint.
         last = last_complete_checkpoint(output_dir)

@@ -219,13 +219,17 @@ def main(argv: list[str] | None = None) -> dict:
     dsd = load_dataset(dargs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
     if dargs.group_by_length:
         targs = with_length_grouping(targs, dsd)
-    if dargs.eval_users and dargs.eval_users < len(dsd["validation"]):
-        dsd["validation"] = dsd["validation"].shuffle(seed=targs.seed).select(range(dargs.eval_users))
+    # The checkpoint-selection subset. The full validation split stays in dsd: the SASRec stage and
+    # whole-sequence rows read every user's training sequence from it (its histories).
+    validation = dsd["validation"]
+    if dargs.eval_users and dargs.eval_users < len(validation):
+        validation = validation.shuffle(seed=targs.seed).select(range(dargs.eval_users))
     logger.info(
-        "data: %d items; rows train %d / validation %d / test %d",
+        "data: %d items; rows train %d / validation %d (selection on %d) / test %d",
         dsd.num_items,
         len(dsd["train"]),
         len(dsd["validation"]),
+        len(validation),
         len(dsd["test"]),
     )
     emb = get_item_embeddings(
@@ -288,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
             item_embeddings=emb,
             args=args,
             train_dataset=train_rows,
-            eval_dataset=dsd["validation"],
+            eval_dataset=validation,
             callbacks=callbacks,
         )
 
