@@ -46,7 +46,8 @@ class EvaluateAtTrainingEnd(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps and args.eval_strategy == "steps":
-            control.should_evaluate = state.global_step % state.eval_steps != 0 or control.should_evaluate
+            if state.global_step % state.eval_steps:  # a multiple was already scheduled by the Trainer
+                control.should_evaluate = True
             control.should_save = True
         return control
 
