@@ -1,7 +1,7 @@
 """Rank a split with a saved checkpoint (any hf_genrec family), as the recipes' test stage does.
 
     python benchmarks/evaluate_checkpoint.py --checkpoint outputs/beauty-cpu/etegrec/checkpoint-12336 \\
-        --data outputs/beauty-cpu/data --max_history 20 [--split test] [--json FILE]
+        --data outputs/beauty-cpu/data --max_history 20 [--split test] [--exclude_history true|false] [--json FILE]
 
 Used to score a trainer checkpoint that the recipe did not keep as its final model (e.g. the
 alternating stage's best when fine-tuning replaced it). Prints and returns Recall@k / NDCG@k.
@@ -29,6 +29,11 @@ def main(argv=None) -> dict:
     p.add_argument("--max_history", type=int, default=50, help="as in training")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--exclude_history", choices=("true", "false"), default=None,
+        help="rank with the history's items left out (true) or all items (false); default: the checkpoint's "
+        "config.exclude_history (checkpoints saved before the trainer recorded it say false)",
+    )
     a = p.parse_args(argv)
     model = AutoModel.from_pretrained(a.checkpoint).eval()
     dsd = load_genrec_dataset(a.data)
@@ -36,6 +41,7 @@ def main(argv=None) -> dict:
         args = RecommenderTrainingArguments(
             output_dir=tmp, per_device_eval_batch_size=a.batch, max_history=a.max_history, report_to=[],
             use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+            exclude_history=None if a.exclude_history is None else a.exclude_history == "true",
         )
         metrics = RecommenderTrainer(model=model, args=args).evaluate(dsd[a.split], metric_key_prefix=a.split)
     report = {k.removeprefix(f"{a.split}_"): v for k, v in metrics.items() if "@" in k}

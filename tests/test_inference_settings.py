@@ -51,6 +51,27 @@ def test_the_trainer_records_its_max_history_in_the_model_config(tmp_path):
     assert model.config.max_history == 7 and trainer.data_collator.max_history == 7
 
 
+def test_the_trainer_records_its_exclude_history_and_the_saved_model_serves_that_protocol(tmp_path):
+    model = tiny_recommender(use_lora=False)
+    assert model.config.exclude_history is False
+    RecommenderTrainer(model=model, args=RecommenderTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    assert model.config.exclude_history is False  # not given: the config's own setting stays
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", exclude_history=True)
+    trainer = RecommenderTrainer(model=model, args=args)
+    assert model.config.exclude_history is True and trainer.excludes_history
+    trainer.save_model(str(tmp_path / "saved"))
+    loaded = LlamaRecForCodeGeneration.from_pretrained(tmp_path / "saved").eval()
+    assert loaded.config.exclude_history is True
+    history = [1, 2, 3, 4, 5, 6]
+    with torch.no_grad():
+        served = loaded.recommend_dense([history], top_k=8, num_beams=30)
+        excluded = loaded.recommend_dense([history], top_k=8, num_beams=30, exclude_history=True)
+        ranked_all = loaded.recommend_dense([history], top_k=8, num_beams=30, exclude_history=False)
+    assert torch.equal(served.item_ids, excluded.item_ids)
+    assert not set(served.item_ids[0].tolist()) & set(history)
+    assert set(ranked_all.item_ids[0].tolist()) & set(history)  # what it would serve without the setting
+
+
 def test_the_trainer_refuses_a_max_history_the_backbone_cannot_place(tmp_path):
     model = tiny_recommender(use_lora=False)
     args = RecommenderTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_history=70)

@@ -98,6 +98,12 @@ class RecommenderTrainer(Trainer):
             check = getattr(self.recommender, "check_max_history", None)
             if check is not None:
                 check()  # a backbone that cannot place that many positions refuses here too
+        asked = args.exclude_history
+        if config is not None and asked is not None and getattr(config, "exclude_history", None) != asked:
+            # Likewise the ranking protocol the checkpoint was selected and measured under: a model
+            # trained with exclude_history=True must not serve (recommend(), the server) with seen items.
+            logger.info("exclude_history: the model's config is set to the training arguments' %s (saved with it)", asked)
+            config.exclude_history = bool(asked)
         # Per-user side inputs the collator adds (e.g. history_timestamps) go to a model that takes them.
         self._top_k_params = set(inspect.signature(self.recommender.top_k_items).parameters)
         super().__init__(
