@@ -272,8 +272,9 @@ def main(argv: list[str] | None = None) -> dict:
         **margs.dropout_config(),
     )
     # Whole-sequence training reads one row per user sequence (windows of max_history + 1 items).
-    train_rows = whole_sequence_rows(dsd, targs.max_history) if margs.train_on_all_positions else dsd["train"]
+    train_rows = dsd["train"]
     if margs.train_on_all_positions:
+        train_rows = whole_sequence_rows(dsd, targs.max_history)
         logger.info("whole-sequence training: %d rows (windows of up to %d items)", len(train_rows), targs.max_history + 1)
     model.set_item_map(dsd.item_map)
     logger.info(
