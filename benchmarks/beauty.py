@@ -21,7 +21,8 @@ Variants:
 Every stage's result in --out (split, SASRec, RQ-VAE, each variant's test metrics) is reused as it
 is, whatever script version wrote it (use a fresh --out after a change of split or recipe), by a
 later call, and a variant's trainer checkpoints resume, so the run can span several sessions.
-Writes <out>/beauty_metrics.json and prints the table.
+Writes <out>/beauty_metrics.json (two calls on one --out, a variant each, keep each other's
+results) and prints the table.
 """
 
 from __future__ import annotations
@@ -145,6 +146,25 @@ def dualscid_embeddings(emb: np.ndarray, dsd, data: str, out: str) -> str:
     return path
 
 
+def save_results(path: str, results: dict, written_here: set[str]) -> None:
+    """Write ``results`` to ``path`` without losing what another call wrote there meanwhile.
+
+    Two calls on one ``--out`` (one variant per core) both hold the file they read at start; a plain
+    write would drop the other call's finished variants. Entries this call produced (``written_here``)
+    win; every other variant / minutes entry on disk is kept. The write is atomic (temp file + rename).
+    """
+    if os.path.exists(path):
+        with open(path) as f:
+            on_disk = json.load(f)
+        for key in ("variants", "minutes"):
+            theirs = {k: v for k, v in on_disk.get(key, {}).items() if k not in written_here}
+            results[key] = {**results[key], **theirs}
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/amazon-beauty")
@@ -172,6 +192,7 @@ def main(argv=None) -> dict:
     rq_stats = rqvae_stage(emb, os.path.join(out, "rqvae"), cfg["rqvae_epochs"], use_cpu)
     results_path = os.path.join(out, "beauty_metrics.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {"variants": {}, "minutes": {}}
+    written_here: set[str] = set()
     results.update(device=device, preset=a.preset, config=cfg, rqvae=rq_stats,
                    sasrec={k.removeprefix("test_"): v for k, v in sas_metrics.items() if k.startswith("test_")})
     for name in [v for v in a.variants.split(",") if v]:
@@ -212,11 +233,10 @@ def main(argv=None) -> dict:
         t0 = time.time()
         results["variants"][name] = run_etegrec(args)
         results["minutes"][name] = (time.time() - t0) / 60
-        with open(results_path, "w") as f:
-            json.dump(results, f, indent=2)
+        written_here.add(name)
+        save_results(results_path, results, written_here)
     results["minutes"]["this_call"] = (time.time() - start) / 60
-    with open(results_path, "w") as f:
-        json.dump(results, f, indent=2)
+    save_results(results_path, results, written_here | {"this_call"})
     name = os.path.basename(os.path.normpath(a.data))
     # The published rows ranked all items; ours are printed under both protocols (SASRec's metrics
     # carry "all_items_" / "exclude_seen_" prefixes, the recipe's "all_items/" / "exclude_seen/").
