@@ -1,0 +1,53 @@
+"""``benchmarks/evaluate_checkpoint.py``: ranks a split with a saved checkpoint, optionally with an
+inference field of its config overridden (``--set``)."""
+
+import importlib.util
+import os
+
+import pytest
+
+from hf_genrec import RecommenderTrainer, RecommenderTrainingArguments
+from hf_genrec.data import leave_one_out, make_synthetic_sequences
+
+from .conftest import tiny_recommender
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("evaluate_checkpoint", os.path.join(ROOT, "benchmarks", "evaluate_checkpoint.py"))
+evaluate_checkpoint = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(evaluate_checkpoint)
+
+
+def test_overrides_parse_json_values_and_keep_other_values_as_strings():
+    assert evaluate_checkpoint.parse_overrides(["default_num_beams=50", "score_mode=hybrid", "w=0.5"]) == {
+        "default_num_beams": 50, "score_mode": "hybrid", "w": 0.5,
+    }
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        evaluate_checkpoint.parse_overrides(["default_num_beams"])
+
+
+def direct_metrics(model, split, tmp_path) -> dict:
+    args = RecommenderTrainingArguments(
+        output_dir=str(tmp_path / "direct"), per_device_eval_batch_size=256, max_history=50, report_to=[],
+        use_cpu=True, disable_tqdm=True,
+    )
+    metrics = RecommenderTrainer(model=model, args=args).evaluate(split, metric_key_prefix="test")
+    return {k.removeprefix("test_"): v for k, v in metrics.items() if "@" in k}
+
+
+def test_the_override_reaches_the_ranking_and_unknown_fields_are_refused(tmp_path):
+    dsd = leave_one_out(make_synthetic_sequences(num_users=60, num_items=30, min_length=4, max_length=9, seed=3))
+    model = tiny_recommender(num_items=30, use_lora=False, seed=1).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    dsd.save_to_disk(str(tmp_path / "data"))
+    argv = ["--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data")]
+
+    narrow = evaluate_checkpoint.main(argv)  # the saved default: 20 beams
+    wide = evaluate_checkpoint.main(argv + ["--set", "default_num_beams=30"])
+    assert narrow == pytest.approx(direct_metrics(model, dsd["test"], tmp_path))
+    model.config.default_num_beams = 30
+    assert wide == pytest.approx(direct_metrics(model, dsd["test"], tmp_path))
+    assert wide != pytest.approx(narrow)  # so the two beam widths rank differently on this model
+
+    with pytest.raises(ValueError, match="has no field 'num_beamz'"):
+        evaluate_checkpoint.main(argv + ["--set", "num_beamz=30"])
+
