@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
+from types import ModuleType
 
 import pytest
 import torch
@@ -22,6 +24,15 @@ TINY_LLAMA = {
     "max_position_embeddings": 256,
     "tie_word_embeddings": False,
 }
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a script folder, not a package) as a module."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def unique_codes(num_items: int, code_num: int = 4, levels: int = 4, seed: int = 0) -> torch.Tensor:

@@ -1,13 +1,11 @@
 """benchmarks/beauty.py: two calls on one --out must not drop each other's finished variants."""
 
-import importlib.util
 import json
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("beauty", os.path.join(ROOT, "benchmarks", "beauty.py"))
-beauty = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(beauty)
+from .conftest import load_benchmark
+
+beauty = load_benchmark("beauty")
 
 
 def test_a_second_call_keeps_the_variant_the_first_call_wrote_meanwhile(tmp_path):

@@ -1,12 +1,8 @@
 """benchmarks/beauty_table.py: the README's Beauty table from a results file."""
 
-import importlib.util
-import os
+from .conftest import load_benchmark
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("beauty_table", os.path.join(ROOT, "benchmarks", "beauty_table.py"))
-beauty_table = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(beauty_table)
+beauty_table = load_benchmark("beauty_table")
 
 
 def test_rows_grouped_by_protocol_best_first_with_mean_and_std():

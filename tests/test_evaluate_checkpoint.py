@@ -1,20 +1,14 @@
 """``benchmarks/evaluate_checkpoint.py``: ranks a split with a saved checkpoint, optionally with an
 inference field of its config overridden (``--set``)."""
 
-import importlib.util
-import os
-
 import pytest
 
 from hf_genrec import RecommenderTrainer, RecommenderTrainingArguments
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 
-from .conftest import tiny_recommender
+from .conftest import load_benchmark, tiny_recommender
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("evaluate_checkpoint", os.path.join(ROOT, "benchmarks", "evaluate_checkpoint.py"))
-evaluate_checkpoint = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(evaluate_checkpoint)
+evaluate_checkpoint = load_benchmark("evaluate_checkpoint")
 
 
 def test_overrides_parse_json_values_and_keep_other_values_as_strings():
