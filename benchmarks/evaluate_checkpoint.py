@@ -57,8 +57,9 @@ def main(argv=None) -> dict:
         "parsed as JSON, else kept as a string), e.g. default_num_beams=50",
     )
     a = p.parse_args(argv)
+    overrides = parse_overrides(a.set)  # a malformed --set fails before the checkpoint is loaded
     model = AutoModel.from_pretrained(a.checkpoint).eval()
-    for field, value in parse_overrides(a.set).items():
+    for field, value in overrides.items():
         if not hasattr(model.config, field):
             raise ValueError(f"--set {field}: {type(model.config).__name__} has no field {field!r}")
         setattr(model.config, field, value)
