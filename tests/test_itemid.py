@@ -201,3 +201,26 @@ def test_two_stage_example_trains_tests_and_saves_a_loadable_checkpoint(tmp_path
     assert len(out.items[0]) == 5 and all(i.startswith("sku") for i in out.items[0])
     card = (tmp_path / "run" / "final" / "README.md").read_text()
     assert "model-index" in card and "ItemIDLlamaForRecommendation" in card
+
+
+def test_stage_time_budget_stops_stage_two_at_a_step_end_and_still_saves(tmp_path):
+    """--stage2_max_minutes: stage 2 stops at the first step end past the budget, then evaluates and saves."""
+    import json
+
+    from hf_genrec.data import make_synthetic_sequences
+    from hf_genrec.recipes.itemid import main
+
+    seqs = make_synthetic_sequences(num_users=150, num_items=40, seed=5)
+    data = tmp_path / "toy.inter.json"
+    data.write_text(json.dumps({u: [f"sku{i}" for i in s] for u, s in seqs.items()}))
+    out = tmp_path / "run"
+    main(["--dataset_dir", str(data), "--output_dir", str(out), "--hidden_size", "16", "--num_attention_heads", "2",
+          "--stage1_epochs", "1", "--stage2_epochs", "3", "--stage2_max_minutes", "1e-9", "--use_cpu", "true",
+          "--disable_tqdm", "true"])
+    checkpoints = sorted((out / "stage2").glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    assert state["max_steps"] >= 3 and state["global_step"] == 1
+    assert any("eval_ndcg@10" in e for e in state["log_history"])  # the epoch's evaluation still ran
+    stage1 = json.loads((sorted((out / "stage1").glob("checkpoint-*"))[-1] / "trainer_state.json").read_text())
+    assert stage1["global_step"] == stage1["max_steps"]  # no budget on stage 1
+    assert (out / "test_metrics.json").exists()

@@ -17,14 +17,14 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from transformers import EarlyStoppingCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 
 from ..cli.errors import run_cli
 from ..data import whole_sequence_rows
 from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
-from ..training import RecommenderTrainer, RecommenderTrainingArguments
+from ..training import RecommenderTrainer, RecommenderTrainingArguments, TimeBudgetCallback
 from .stages import (
     RUN_DEFAULTS,
     DropoutArguments,
@@ -63,6 +63,12 @@ class ItemIDArguments(DropoutArguments, SASRecStageArguments):
     stage1_learning_rate: float = 1e-3
     stage2_epochs: float = field(default=4, metadata={"help": "LoRA / the LLM trains too, at a lower lr"})
     stage2_learning_rate: float = 2e-4
+    stage1_max_minutes: float | None = field(
+        default=None, metadata={"help": "wall-clock budget of stage 1; stops at a step end, then evaluates and saves"}
+    )
+    stage2_max_minutes: float | None = field(
+        default=None, metadata={"help": "wall-clock budget of stage 2 (e.g. to compare recipes at equal time)"}
+    )
     train_on_all_positions: bool = field(
         default=False, metadata={"help": "whole-sequence training: one causal pass per user sequence, every item predicted"}
     )
@@ -111,28 +117,31 @@ def main(argv: list[str] | None = None) -> dict:
     width = model.head.cluster_items.shape[1]
     logger.info("%d items in %d clusters (largest %d, head width %d)", dsd.num_items, num_clusters, sizes.max(), width)
 
-    def stage(name: str, epochs: float, lr: float, backbone_trains: bool) -> RecommenderTrainer:
+    def stage(name: str, epochs: float, lr: float, backbone_trains: bool, max_minutes: float | None) -> RecommenderTrainer:
         model.set_backbone_trainable(backbone_trains)
         args = dataclasses.replace(
             targs, num_train_epochs=epochs, learning_rate=lr, output_dir=os.path.join(targs.output_dir, name)
         )
+        callbacks: list[TrainerCallback] = [EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)]
+        if max_minutes:
+            callbacks.append(TimeBudgetCallback(max_minutes))
         trainer = RecommenderTrainer(
             model=model,
             args=args,
             train_dataset=whole_sequence_rows(dsd, targs.max_history) if margs.train_on_all_positions else dsd["train"],
             eval_dataset=dsd["validation"],
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)],
+            callbacks=callbacks,
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("%s: %.2fM trainable parameters, lr %g, %g epochs", name, trainable / 1e6, lr, epochs)
         trainer.train()
         return trainer
 
-    trainer = stage("stage1", margs.stage1_epochs, margs.stage1_learning_rate, backbone_trains=False)
+    trainer = stage("stage1", margs.stage1_epochs, margs.stage1_learning_rate, False, margs.stage1_max_minutes)
     if margs.stage2_epochs > 0:
         if margs.recluster_between_stages:
             model.recluster(seed=targs.seed)
-        trainer = stage("stage2", margs.stage2_epochs, margs.stage2_learning_rate, backbone_trains=True)
+        trainer = stage("stage2", margs.stage2_epochs, margs.stage2_learning_rate, True, margs.stage2_max_minutes)
     model.set_backbone_trainable(not margs.use_lora)  # leave the usual LoRA freeze in the saved model
     return test_and_save(trainer, model, dsd, margs.dataset_dir, targs.output_dir)
 
