@@ -137,11 +137,15 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.train()
         return trainer
 
-    trainer = stage("stage1", margs.stage1_epochs, margs.stage1_learning_rate, False, margs.stage1_max_minutes)
+    trainer = stage(
+        "stage1", margs.stage1_epochs, margs.stage1_learning_rate, backbone_trains=False, max_minutes=margs.stage1_max_minutes
+    )
     if margs.stage2_epochs > 0:
         if margs.recluster_between_stages:
             model.recluster(seed=targs.seed)
-        trainer = stage("stage2", margs.stage2_epochs, margs.stage2_learning_rate, True, margs.stage2_max_minutes)
+        trainer = stage(
+            "stage2", margs.stage2_epochs, margs.stage2_learning_rate, backbone_trains=True, max_minutes=margs.stage2_max_minutes
+        )
     model.set_backbone_trainable(not margs.use_lora)  # leave the usual LoRA freeze in the saved model
     return test_and_save(trainer, model, dsd, margs.dataset_dir, targs.output_dir)
 
