@@ -10,6 +10,9 @@ import logging as _logging
 # is missing (nothing here uses its 4-bit CPU kernels). peft imports bitsandbytes, so without this
 # `import hf_genrec` would print that line, and every command-line mistake would take two lines.
 _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
+# Newer bitsandbytes look those kernels up through `kernels`, which warns in offline mode that it skips
+# a trust check for a kernel nothing here loads.
+_logging.getLogger("kernels").setLevel(_logging.ERROR)
 
 from transformers import AutoConfig, AutoModel
 

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from hf_genrec.data import load_interactions
 from hf_genrec.data.raw import Interaction, detect_raw_format, k_core, load_raw, prepare_raw
 from hf_genrec.data.readers import InteractionFormatError
 
@@ -103,7 +102,7 @@ def test_movielens_dat_and_csv(tmp_path):
     assert data.item_text["1"] == "title: Toy Story, Part 1 (1995)genres: Animation, Children"
 
 
-def test_prepare_cli_writes_the_split_the_interactions_the_text_and_a_summary(tmp_path):
+def test_prepare_cli_writes_the_sequences_the_text_and_a_summary(tmp_path):
     from hf_genrec.cli.prepare_data import main as prepare
     from hf_genrec.data import align_item_texts, load_genrec_dataset
 
@@ -113,9 +112,10 @@ def test_prepare_cli_writes_the_split_the_interactions_the_text_and_a_summary(tm
              "--min_item_interactions", "3"])
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["users"], summary["items"], summary["interactions"]) == (3, 4, 12)
-    again = load_interactions(str(out / "interactions.inter"))  # read back, timestamps included
-    assert again.sequences["U1"] == ["B0", "B1", "B2", "B3"] and again.timestamps["U1"] == [1000.0, 1001.0, 1002.0, 1003.0]
-    dsd = load_genrec_dataset(str(out))
+    dsd = load_genrec_dataset(str(out))  # one row per user, timestamps included
+    u1 = [dsd.table.user(u) for u in range(dsd.table.num_users)].index("U1")
+    assert dsd.item_map.to_original_many(dsd.table.sequence(u1)) == ["B0", "B1", "B2", "B3"]
+    assert dsd["test"][u1]["history_timestamps"] == [1000.0, 1001.0, 1002.0] and dsd["test"][u1]["target"] == dsd.item_map.to_dense("B3")
     texts = align_item_texts(json.loads((out / "item_text.json").read_text()), dsd.item_map)
     assert texts[dsd.item_map.to_dense("B2") - 1] == "title: Lip balm"
 

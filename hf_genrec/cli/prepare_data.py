@@ -1,76 +1,98 @@
-"""Read an interaction file (or a raw public dump), split it leave-one-out and save it (with item_map.json).
+"""Read an interaction file (or a raw public dump) and save it as a prepared dataset folder.
 
 hf-genrec-prepare --input ../shared/data/amazon-beauty --output_dir outputs/beauty/data
 hf-genrec-prepare --input reviews_Beauty_5.json.gz --meta meta_Beauty.json.gz --output_dir outputs/beauty2014
-hf-genrec-prepare --input ml-1m/ratings.dat --output_dir outputs/ml-1m      # movies.dat found beside it
+hf-genrec-prepare --input ml-25m/ratings.csv --output_dir outputs/ml-25m      # movies.csv found beside it
 
-Raw dumps (Amazon 2014 / 2018 / 2023 reviews + metadata, MovieLens 1M / 20M / 25M / 32M) are
-streamed, filtered to an iterative k-core (--min_user_interactions / --min_item_interactions,
-default 5), de-duplicated and ordered by time; ``interactions.inter`` (with timestamps),
-``item_text.json`` (keyed by original item id) and ``summary.json`` are written beside the split.
+Raw dumps (Amazon 2014 / 2018 / 2023 reviews + metadata, MovieLens 1M / 20M / 25M / 32M) are read by
+polars, filtered to an iterative k-core (--min_user_interactions / --min_item_interactions, default
+5), de-duplicated and ordered by time. The folder holds one row per user (``sequences.parquet``: dense
+item ids and timestamps), ``item_map.json``, ``item_text.json`` (keyed by original item id, when the
+source has text), ``summary.json`` and ``genrec_dataset.json``; leave-one-out rows are positions in the
+sequences, made when the folder is read. It is written to a temporary folder and renamed into place,
+so a failed run leaves ``--output_dir`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
+import tempfile
 
-from ..data import dataset_file_in, leave_one_out, load_interactions
-from ..data.item_text import write_item_text
-from ..data.raw import RAW_FORMATS, detect_raw_format, load_raw, write_recbole_inter
+from ..data import dataset_file_in, load_interactions
+from ..data.columnar import summarise
+from ..data.item_text import ITEM_TEXT_FILE, write_item_text
+from ..data.raw import RAW_FORMATS, detect_raw_format, load_raw
+from ..data.splits import MIN_LENGTH, write_prepared
 from .errors import run_cli
 
 
-def main(argv: list[str] | None = None) -> None:
+def prepare(
+    input: str,
+    output_dir: str,
+    format: str | None = None,
+    meta: str | None = None,
+    min_user_interactions: int = 5,
+    min_item_interactions: int = 5,
+    min_rating: float | None = None,
+    on_short: str = "error",
+) -> dict:
+    """Prepare ``input`` into ``output_dir`` (see the module docstring); returns the summary."""
+    # A raw dump: named as one (reviews_*_5.json.gz, *.jsonl.gz, ratings.dat / .csv) or said to be one.
+    raw_format = format if format in RAW_FORMATS else None
+    if raw_format is None and format in (None, "movielens") and os.path.isfile(input):
+        raw_format = detect_raw_format(input)
+    if raw_format:
+        data, summary = load_raw(input, meta, raw_format, min_user_interactions, min_item_interactions, min_rating)
+    else:
+        data = load_interactions(dataset_file_in(input), format)
+        summary = {"format": format or "detected", "source": data.source}
+    table, item_map, dropped = data.to_table(MIN_LENGTH, on_short)
+    summary.update(summarise(data.frame.filter(data.frame["items"].list.len() >= MIN_LENGTH), item_map.num_items))
+    summary["dropped_short_users"] = dropped
+    del data.frame
+    with tempfile.TemporaryDirectory() as scratch:
+        extra = {"summary.json": os.path.join(scratch, "summary.json")}
+        with open(extra["summary.json"], "w") as f:
+            json.dump(summary, f, indent=2)
+        if data.item_text:
+            extra[ITEM_TEXT_FILE] = write_item_text(scratch, data.item_text, item_map)
+        write_prepared(output_dir, table, item_map, summary, dropped, extra_files=extra)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="interaction file or a dataset folder holding one")
     p.add_argument("--output_dir", required=True)
     p.add_argument(
         "--format",
         default=None,
-        help="json | etegrec_jsonl | recbole | movielens, or a raw dump: amazon2014 | amazon2018 | amazon2023 | "
-        "movielens (default: from the name)",
+        help="json | etegrec_jsonl | recbole | movielens | hllm_csv, or a raw dump: amazon2014 | amazon2018 | "
+        "amazon2023 | movielens (default: from the name)",
     )
     p.add_argument("--meta", default=None, help="raw dumps: the item metadata file (Amazon meta_*; MovieLens movies.*)")
     p.add_argument("--min_user_interactions", type=int, default=5)
     p.add_argument("--min_item_interactions", type=int, default=5)
     p.add_argument("--min_rating", type=float, default=None, help="raw dumps: keep interactions rated at least this")
-    p.add_argument("--max_history", type=int, default=50)
-    p.add_argument("--on_short", default="error", choices=["error", "drop"])
+    p.add_argument("--on_short", default="error", choices=["error", "drop"],
+                   help=f"users with fewer than {MIN_LENGTH} interactions: refuse the file, or drop them")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A raw dump: named as one (reviews_*_5.json.gz, *.jsonl.gz, ratings.dat / .csv) or said to be one.
-    raw_format = a.format if a.format in RAW_FORMATS else None
-    if raw_format is None and a.format in (None, "movielens") and os.path.isfile(a.input):
-        raw_format = detect_raw_format(a.input)
-    if raw_format:
-        data, summary = load_raw(
-            a.input, a.meta, raw_format, a.min_user_interactions, a.min_item_interactions, a.min_rating
-        )
-        os.makedirs(a.output_dir, exist_ok=True)
-        write_recbole_inter(os.path.join(a.output_dir, "interactions.inter"), data)
-        with open(os.path.join(a.output_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        q = summary["sequence_length"]
+    s = prepare(a.input, a.output_dir, a.format, a.meta, a.min_user_interactions, a.min_item_interactions,
+                a.min_rating, a.on_short)
+    q = s["sequence_length"]
+    if "read" in s:
         print(
-            f"raw {summary['format']}: {summary['read']} interactions read, {summary['below_rating']} below the rating "
-            f"threshold, {summary['repeated_pairs']} repeated pairs; {summary['k_core_passes']} k-core passes -> "
-            f"{summary['users']} users, {summary['items']} items, {summary['interactions']} interactions, density "
-            f"{summary['density']:.5f}, sequence length median {q['median']:.0f} (p95 {q['p95']:.0f}, max {q['max']:.0f})"
+            f"raw {s['format']}: {s['read']} interactions read, {s['below_rating']} below the rating threshold, "
+            f"{s['repeated_pairs']} repeated pairs; {s['k_core_passes']} k-core passes"
         )
-    else:
-        data = load_interactions(dataset_file_in(a.input), a.format)
-    dsd = leave_one_out(data, max_history=a.max_history, on_short=a.on_short)
-    dsd.save_to_disk(a.output_dir)
-    if data.item_text:
-        write_item_text(a.output_dir, data.item_text, dsd.item_map)
     print(
-        f"{len(data.sequences)} users, {dsd.num_items} items, {data.num_interactions} interactions; "
-        f"rows: train {len(dsd['train'])}, validation {len(dsd['validation'])}, test {len(dsd['test'])}; "
-        f"dropped users: {dsd.num_dropped_users}; saved to {a.output_dir}"
+        f"{s['users']} users, {s['items']} items, {s['interactions']} interactions (density {s['density']:.5f}); "
+        f"sequence length median {q['median']:.0f} (p95 {q['p95']:.0f}, max {q['max']:.0f}); "
+        f"dropped users: {s['dropped_short_users']}; saved to {a.output_dir}"
     )
+    return s
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from ..utils import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
 from .cold_start import ColdStartSplit, cold_start_split
 from .collator import DataCollatorForRecommendation
+from .errors import InteractionFormatError
 from .item_text import (
     ItemTextFormatError,
     align_item_texts,
@@ -11,7 +12,6 @@ from .item_text import (
     read_item_texts,
 )
 from .readers import (
-    InteractionFormatError,
     SequenceData,
     load_interactions,
     read_etegrec_jsonl,
@@ -22,6 +22,7 @@ from .readers import (
 )
 from .splits import (
     GenRecDatasetDict,
+    LeaveOneOutRows,
     dataset_file_in,
     leave_one_out,
     load_genrec_dataset,
@@ -29,6 +30,7 @@ from .splits import (
     whole_sequence_rows,
 )
 from .synthetic import make_synthetic_item_texts, make_synthetic_sequences
+from .table import PreparedDatasetError, SequenceTable
 
 __all__ = [
     "ColdStartSplit",
@@ -36,6 +38,9 @@ __all__ = [
     "ITEM_MAP_FILE",
     "PAD_ITEM",
     "GenRecDatasetDict",
+    "LeaveOneOutRows",
+    "PreparedDatasetError",
+    "SequenceTable",
     "InteractionFormatError",
     "ItemTextFormatError",
     "align_item_texts",

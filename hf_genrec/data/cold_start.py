@@ -10,7 +10,8 @@ from datasets import Dataset
 
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
-from .splits import FEATURES, GenRecDatasetDict
+from .splits import GenRecDatasetDict
+from .table import SequenceTable
 
 
 @dataclass
@@ -38,7 +39,7 @@ class ColdStartSplit:
             rows["history"].append(r["history"][-max_history:])
             rows["target"].append(item_map.to_dense(r["target"]))
             rows["length"].append(min(len(r["history"]), max_history))
-        return Dataset.from_dict(rows, features=FEATURES)
+        return Dataset.from_dict(rows)
 
 
 def cold_start_split(
@@ -73,25 +74,21 @@ def cold_start_split(
         raise ValueError("no user has 2 warm items before the test target; nothing to split")
     item_map = ItemIdMap({i for warm, target in prefixes.values() for i in warm} | {
         target for _, target in prefixes.values() if target not in cold})
-    rows = {k: {c: [] for c in FEATURES} for k in ("train", "validation", "test")}
-
-    def add(split: str, user: str, history: list[int], target: int) -> None:
-        rows[split]["user"].append(user)
-        rows[split]["history"].append(history[-max_history:])
-        rows[split]["target"].append(target)
-        rows[split]["length"].append(min(len(history), max_history))
-
-    cold_test = []
+    # Each user's table row is the warm prefix and then the test target (0, no item, where it is cold):
+    # training and validation rows never read the last position, and the test split keeps the users
+    # whose target is warm.
+    users, table_rows, warm_test, cold_test = [], [], [], []
     for user, (warm, target) in prefixes.items():
         dense = [item_map.to_dense(i) for i in warm]
-        for t in range(1, len(dense) - 1):
-            add("train", user, dense[:t], dense[t])
-        add("validation", user, dense[:-1], dense[-1])
         if target in cold:
-            cold_test.append({"user": user, "history": dense, "target": target})
+            cold_test.append({"user": user, "history": list(dense), "target": target})
+            dense.append(0)
         else:
-            add("test", user, dense, item_map.to_dense(target))
-    dsd = GenRecDatasetDict({k: Dataset.from_dict(v, features=FEATURES) for k, v in rows.items()})
-    dsd.item_map = item_map
-    dsd.num_dropped_users = len(sequences) - len(prefixes)
+            warm_test.append(len(users))
+            dense.append(item_map.to_dense(target))
+        users.append(user)
+        table_rows.append(dense)
+    dsd = GenRecDatasetDict(SequenceTable.from_lists(users, table_rows), item_map, max_history, max_history,
+                            len(sequences) - len(prefixes))
+    dsd["test"] = dsd["test"].select(warm_test)
     return ColdStartSplit(dataset=dsd, cold_items=sorted(cold), cold_test=cold_test)

@@ -16,15 +16,12 @@ import os
 from collections.abc import Mapping, Sequence
 
 from ..utils.item_map import ItemIdMap
+from .errors import ItemTextFormatError
 
 logger = logging.getLogger(__name__)
 
 #: columns that identify an item rather than describe it
 _ID_COLUMNS = ("item_id", "asin", "parent_asin", "id")
-
-
-class ItemTextFormatError(ValueError):
-    """Raised when an item text file cannot be read as the format it claims to be."""
 
 
 def format_item_fields(fields: Mapping[str, object] | str | None) -> str:

@@ -1,14 +1,16 @@
 """From the raw public dumps to benchmark sequences: Amazon reviews (2014, 2018, 2023) and MovieLens
-(1M ``.dat``; 20M / 25M / 32M ``.csv``), streamed line by line (gzip or not).
+(1M ``.dat``; 20M / 25M / 32M ``.csv``), gzip or not, read by polars.
 
-:func:`prepare_raw` reads the interactions, keeps those at or above an optional rating threshold,
+:func:`load_raw` reads the interactions, keeps those at or above an optional rating threshold,
 drops repeated (user, item) pairs (the earliest stays), filters users and items to an iterative
 k-core, orders each user's items by time (ties keep file order) and joins the item text from the
 metadata (title, brand, categories, description; HTML entities decoded). The result is a
-:class:`~hf_genrec.data.readers.SequenceData` (with timestamps) plus a summary. The Amazon 2014
-5-core Beauty files (``reviews_Beauty_5.json.gz``) are the source of the TIGER / LETTER split
-(22,363 users, 12,101 items, 198,502 interactions); that this path reproduces those counts is not
-verified here (the raw dumps are not available offline), only the filtering rules on small files.
+:class:`~hf_genrec.data.readers.SequenceData` (with timestamps) plus a summary. The filtering runs
+on columns (:mod:`hf_genrec.data.columnar`); only the metadata, one record per item, is parsed in
+Python (Amazon 2014's is Python literals, not JSON). The Amazon 2014 5-core Beauty files
+(``reviews_Beauty_5.json.gz``) are the source of the TIGER / LETTER split (22,363 users, 12,101
+items, 198,502 interactions); that this path reproduces those counts is not verified here (the raw
+dumps are not available offline), only the filtering rules on small files.
 """
 
 from __future__ import annotations
@@ -21,19 +23,23 @@ import io
 import json
 import os
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
+import polars as pl
 
-from .readers import InteractionFormatError, SequenceData
+from .columnar import check_events, k_core_codes, prepare_events, summarise
+from .errors import InteractionFormatError
+from .readers import SequenceData, read_movielens_dat_events
+from .sources import read_delimited, read_ndjson, require_file
 
 RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023", "movielens")
 
 
 @dataclass(frozen=True)
 class Interaction:
+    """One raw interaction (for building events from Python; the readers build frames directly)."""
+
     user: str
     item: str
     timestamp: float  # seconds
@@ -41,69 +47,76 @@ class Interaction:
 
 
 def open_text(path: str) -> io.TextIOBase:
-    """A text stream over ``path``, gunzipped when it ends in ``.gz``."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"raw data file not found: {path}")
+    """A text stream over a metadata file, gunzipped when it ends in ``.gz``. Undecodable bytes are
+    replaced: metadata ids are only matched against the (strictly decoded) interaction ids, and a
+    replaced character in a description is harmless."""
+    require_file(path, "raw data file")
     if path.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
     return open(path, encoding="utf-8", errors="replace")
 
 
 def parse_record(line: str, path: str, number: int) -> dict:
-    """One metadata / review line: JSON, or (Amazon 2014 metadata) a Python dict literal."""
+    """One metadata line: JSON, or (Amazon 2014 metadata) a Python dict literal."""
     try:
-        return json.loads(line)
+        value = json.loads(line)
     except json.JSONDecodeError:
         try:
             value = ast.literal_eval(line)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             value = None
-        if not isinstance(value, dict):
-            raise InteractionFormatError(f"{path}:{number}: neither a JSON object nor a Python dict literal") from None
-        return value
+    if not isinstance(value, dict):
+        raise InteractionFormatError(f"{path}:{number}: neither a JSON object nor a Python dict literal")
+    return value
 
 
 def _records(path: str) -> Iterator[tuple[int, dict]]:
     with open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                yield number, parse_record(line, path, number)
-
-
-def iter_amazon_reviews(path: str, version: str) -> Iterator[Interaction]:
-    """Reviews of one Amazon dump: 2014 / 2018 (``reviewerID``, ``asin``, ``unixReviewTime`` seconds,
-    ``overall``) or 2023 (``user_id``, ``parent_asin``, ``timestamp`` milliseconds, ``rating``)."""
-    for number, r in _records(path):
         try:
-            if version == "amazon2023":
-                yield Interaction(str(r["user_id"]), str(r.get("parent_asin") or r["asin"]), float(r["timestamp"]) / 1000.0,
-                                  _float(r.get("rating")))
-            else:
-                yield Interaction(str(r["reviewerID"]), str(r["asin"]), float(r["unixReviewTime"]), _float(r.get("overall")))
-        except KeyError as missing:
-            raise InteractionFormatError(f"{path}:{number}: a {version} review needs the field {missing}") from None
-
-
-def _float(value) -> float | None:
-    return None if value is None or value == "" else float(value)
-
-
-def iter_movielens_ratings(path: str) -> Iterator[Interaction]:
-    """MovieLens ratings: ``ratings.dat`` (``user::movie::rating::timestamp``, 1M) or ``ratings.csv``
-    (header ``userId,movieId,rating,timestamp``; 20M / 25M / 32M)."""
-    with open_text(path) as f:
-        if path.endswith((".csv", ".csv.gz")):
-            reader = csv.DictReader(f)
-            for row in reader:
-                yield Interaction(row["userId"], row["movieId"], float(row["timestamp"]), float(row["rating"]))
-        else:
             for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                parts = line.strip().split("::")
-                if len(parts) != 4:
-                    raise InteractionFormatError(f"{path}:{number}: expected user::movie::rating::timestamp")
-                yield Interaction(parts[0], parts[1], float(parts[3]), float(parts[2]))
+                if line.strip():
+                    yield number, parse_record(line, path, number)
+        except (EOFError, gzip.BadGzipFile) as e:
+            raise InteractionFormatError(f"{path}: the gzip stream is truncated or corrupt ({e})") from None
+
+
+def amazon_review_events(path: str, version: str) -> pl.DataFrame:
+    """Events of one Amazon reviews dump: 2014 / 2018 (``reviewerID``, ``asin``, ``unixReviewTime``
+    seconds, ``overall``) or 2023 (``user_id``, ``parent_asin`` else ``asin``, ``timestamp``
+    milliseconds, ``rating``)."""
+    require_file(path, "raw data file")
+    if version == "amazon2023":
+        raw = read_ndjson(path, ["user_id", "parent_asin", "asin", "timestamp", "rating"])
+        parent = pl.col("parent_asin")
+        events = raw.select(
+            user=pl.col("user_id"),
+            item=pl.when(parent.is_not_null() & (parent != "")).then(parent).otherwise(pl.col("asin")),
+            timestamp=pl.col("timestamp"),
+            rating=pl.col("rating"),
+            order=pl.col("order"),
+        )
+        events = check_events(events, path, "timestamp", "user_id", "parent_asin / asin")
+        return events.with_columns(timestamp=pl.col("timestamp") / 1000.0)
+    raw = read_ndjson(path, ["reviewerID", "asin", "unixReviewTime", "overall"])
+    events = raw.select(
+        user="reviewerID", item="asin", timestamp="unixReviewTime", rating="overall", order="order"
+    )
+    return check_events(events, path, "unixReviewTime", "reviewerID", "asin")
+
+
+def movielens_rating_events(path: str) -> pl.DataFrame:
+    """MovieLens ratings: ``ratings.dat`` (``user::movie::rating::timestamp``, 1M) or ``ratings.csv``
+    (header ``userId,movieId,rating,timestamp``; 20M / 25M / 32M), ids as strings."""
+    if not path.endswith((".csv", ".csv.gz")):
+        return read_movielens_dat_events(path)
+    require_file(path, "raw data file")
+    frame = read_delimited(path, ",")
+    header = [c for c in frame.columns if c not in ("line", "order")]
+    for needed in ("userId", "movieId", "rating", "timestamp"):
+        if needed not in header:
+            raise InteractionFormatError(f"{path}: header {header} has no {needed!r} column (is the header line missing?)")
+    events = frame.select(user="userId", item="movieId", timestamp="timestamp", rating="rating", line="line", order="order")
+    return check_events(events, path, "timestamp", "userId", "movieId")
 
 
 # --------------------------------------------------------------------------------- item text
@@ -169,75 +182,36 @@ def k_core(pairs: list[tuple[str, str]], min_user: int, min_item: int) -> tuple[
     """Users and items of the iterative k-core of (user, item) pairs: drop users with fewer than
     ``min_user`` and items with fewer than ``min_item`` interactions until none is left to drop.
     Returns the kept users, items and the number of passes that dropped something."""
-    users, items = set(u for u, _ in pairs), set(i for _, i in pairs)
-    passes = 0  # rounds that dropped something
-    while True:
-        kept = [(u, i) for u, i in pairs if u in users and i in items]
-        per_user, per_item = Counter(u for u, _ in kept), Counter(i for _, i in kept)
-        new_users = {u for u, n in per_user.items() if n >= min_user}
-        new_items = {i for i, n in per_item.items() if n >= min_item}
-        if new_users == users and new_items == items:
-            return users, items, passes
-        users, items = new_users, new_items
-        passes += 1
-
-
-def summarise(sequences: dict[str, list], num_items: int) -> dict:
-    lengths = np.array([len(s) for s in sequences.values()])
-    n = int(lengths.sum())
-    return {
-        "users": len(sequences),
-        "items": num_items,
-        "interactions": n,
-        "density": n / max(1, len(sequences) * num_items),
-        "sequence_length": {q: float(np.quantile(lengths, p)) for q, p in
-                            (("min", 0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95), ("max", 1))},
-    }
+    frame = pl.DataFrame({"u": [u for u, _ in pairs], "i": [i for _, i in pairs]}, schema={"u": pl.String, "i": pl.String})
+    kept, passes = k_core_codes(frame, min_user, min_item)
+    return set(kept["u"].to_list()), set(kept["i"].to_list()), passes
 
 
 def prepare_raw(
-    interactions: Iterator[Interaction],
+    interactions: Iterable[Interaction] | pl.DataFrame,
     min_user_interactions: int = 5,
     min_item_interactions: int = 5,
     min_rating: float | None = None,
 ) -> tuple[SequenceData, dict]:
-    """Filter and order raw interactions into sequences (see the module docstring). Returns the
-    :class:`SequenceData` (``timestamps`` included) and a summary (users, items, interactions,
-    density, sequence-length quantiles, what each filter dropped)."""
-    first: dict[tuple[str, str], tuple[float, int]] = {}
-    read = below = repeated = 0
-    for order, x in enumerate(interactions):
-        read += 1
-        if min_rating is not None and (x.rating is None or x.rating < min_rating):
-            below += 1
-            continue
-        key = (x.user, x.item)
-        if key in first:
-            repeated += 1
-            if x.timestamp < first[key][0]:
-                first[key] = (x.timestamp, order)
-            continue
-        first[key] = (x.timestamp, order)
-    if not first:
-        raise InteractionFormatError("no interactions left to prepare (empty input, or every rating below the threshold)")
-    users, items, passes = k_core(list(first), min_user_interactions, min_item_interactions)
-    per_user: dict[str, list[tuple[float, int, str]]] = {}
-    for (u, i), (t, order) in first.items():
-        if u in users and i in items:
-            per_user.setdefault(u, []).append((t, order, i))
-    sequences, timestamps = {}, {}
-    for u in sorted(per_user):
-        events = sorted(per_user[u])  # by time, ties in file order
-        sequences[u] = [i for _, _, i in events]
-        timestamps[u] = [t for t, _, _ in events]
-    if not sequences:
-        raise InteractionFormatError(
-            f"the {min_user_interactions}/{min_item_interactions}-core is empty: lower --min_user_interactions / "
-            "--min_item_interactions"
-        )
-    summary = summarise(sequences, len(items))
-    summary.update(read=read, below_rating=below, repeated_pairs=repeated, k_core_passes=passes)
-    return SequenceData(sequences, timestamps=timestamps, source="raw"), summary
+    """Filter and order raw interactions into sequences (see the module docstring). ``interactions``
+    is an event frame (:mod:`hf_genrec.data.columnar`) or an iterable of :class:`Interaction`.
+    Returns the :class:`SequenceData` (``timestamps`` included) and a summary (users, items,
+    interactions, density, sequence-length quantiles, what each filter dropped)."""
+    if not isinstance(interactions, pl.DataFrame):
+        rows = list(interactions)
+        interactions = pl.DataFrame(
+            {
+                "user": [x.user for x in rows],
+                "item": [x.item for x in rows],
+                "timestamp": [float(x.timestamp) for x in rows],
+                "rating": [x.rating for x in rows],
+            },
+            schema={"user": pl.String, "item": pl.String, "timestamp": pl.Float64, "rating": pl.Float64},
+        ).with_row_index("order")
+    frame, counts = prepare_events(interactions, min_user_interactions, min_item_interactions, min_rating)
+    summary = summarise(frame, frame["items"].explode().n_unique())
+    summary.update(counts)
+    return SequenceData(frame, source="raw", summary=summary), summary
 
 
 def detect_raw_format(path: str) -> str | None:
@@ -268,27 +242,17 @@ def load_raw(
     fmt = format or detect_raw_format(path)
     if fmt not in RAW_FORMATS:
         raise InteractionFormatError(f"cannot tell which raw dump {path!r} is; pass format= one of {RAW_FORMATS}")
-    stream = iter_movielens_ratings(path) if fmt == "movielens" else iter_amazon_reviews(path, fmt)
-    data, summary = prepare_raw(stream, min_user_interactions, min_item_interactions, min_rating)
-    wanted = {str(i) for s in data.sequences.values() for i in s}
+    events = movielens_rating_events(path) if fmt == "movielens" else amazon_review_events(path, fmt)
+    data, summary = prepare_raw(events, min_user_interactions, min_item_interactions, min_rating)
+    del events
     if fmt == "movielens" and meta is None:
         folder = os.path.dirname(path)
         beside = [os.path.join(folder, n) for n in ("movies.dat", "movies.csv")]
         meta = next((m for m in beside if os.path.exists(m)), None)
     if meta:
+        wanted = set(data.frame["items"].explode().unique().to_list())
         data.item_text = read_movielens_titles(meta, wanted) if fmt == "movielens" else read_amazon_meta(meta, fmt, wanted)
         summary["items_with_text"] = sum(1 for t in data.item_text.values() if t)
     summary.update(format=fmt, source=path, meta=meta)
     data.source = path
     return data, summary
-
-
-def write_recbole_inter(path: str, data: SequenceData) -> None:
-    """Write sequences (with their timestamps) as a RecBole ``.inter`` file, the format
-    :func:`~hf_genrec.data.load_interactions` reads back with timestamps."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for user, items in data.sequences.items():
-            times = data.timestamps[user] if data.timestamps else range(len(items))
-            for item, t in zip(items, times):
-                f.write(f"{user}\t{item}\t{t}\n")

@@ -1,187 +1,268 @@
-"""Readers that turn interaction files into per-user, time-ordered item sequences.
+"""Readers that turn prepared interaction files into per-user, time-ordered item sequences.
 
-Every reader returns a :class:`SequenceData`: ``sequences`` maps a user id to that user's
-item ids in time order, ``item_text`` (optional) maps an item id to a text description.
-Item ids keep their original type here; :func:`hf_genrec.data.leave_one_out` remaps them.
+Every reader returns a :class:`SequenceData`: a polars frame with one row per user (``user``,
+``items`` in time order, ``timestamps`` where the file has them) and, optionally, ``item_text``
+(item id -> text). Item ids keep their original type here; :func:`hf_genrec.data.leave_one_out`
+remaps them. The files are read by polars (no Python object per interaction), except the
+``{user: [items]}`` JSON object, which has no streaming reader.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-from dataclasses import dataclass, field
 
+import numpy as np
+import polars as pl
+
+from ..utils.item_map import ItemIdMap
+from .columnar import check_events, sequences_in_file_order
+from .errors import InteractionFormatError
 from .item_text import find_item_text_file, read_item_texts, read_movielens_movies
+from .sources import read_delimited, require_file, text_lines
+from .table import SequenceTable
 
 ItemId = int | str
 
 
-class InteractionFormatError(ValueError):
-    """Raised when an interaction file cannot be read as the format it claims to be."""
+def _item_dtype(items: list, where: str) -> pl.DataType:
+    kinds = set()
+    for item in items:
+        # bool is an int subclass; a JSON `true` is never an item id.
+        if isinstance(item, bool) or not isinstance(item, int | str):
+            raise InteractionFormatError(f"{where}: item ids must be int or str, got {type(item).__name__} ({item!r})")
+        kinds.add(type(item))
+        if len(kinds) > 1:
+            raise InteractionFormatError(f"{where}: item ids mix types (int and str); convert them to one type first")
+    return pl.Int64 if kinds == {int} else pl.String
 
 
-@dataclass
 class SequenceData:
-    """Per-user item sequences (time order), optional item text and, where the file has them, each
-    interaction's timestamp (seconds, aligned with ``sequences``)."""
+    """Per-user item sequences (time order) as a polars frame, with optional item text and timestamps.
 
-    sequences: dict[str, list[ItemId]]
-    item_text: dict[ItemId, str] | None = None
-    timestamps: dict[str, list[float]] | None = None
-    source: str = ""
-    dropped: dict[str, int] = field(default_factory=dict)
+    Args:
+        sequences: a frame with ``user`` (string), ``items`` (list of int or str) and optionally
+            ``timestamps`` (list of float seconds, aligned), or a dict ``{user: [item, ...]}``.
+        item_text: item id -> text.
+        timestamps: with a dict of sequences, ``{user: [seconds, ...]}`` aligned with them.
+        source: the file read.
+        summary: what the preparation did (counts), when it came from a raw dump.
+    """
+
+    def __init__(
+        self,
+        sequences: pl.DataFrame | dict,
+        item_text: dict | None = None,
+        timestamps: dict | None = None,
+        source: str = "",
+        summary: dict | None = None,
+    ):
+        if isinstance(sequences, dict):
+            users = [str(u) for u in sequences]
+            lists = [list(s) for s in sequences.values()]
+            dtype = _item_dtype([i for s in lists for i in s], source or "sequences")
+            columns = {"user": pl.Series(users, dtype=pl.String), "items": pl.Series(lists, dtype=pl.List(dtype))}
+            if timestamps is not None:
+                columns["timestamps"] = pl.Series([[float(t) for t in timestamps[u]] for u in sequences],
+                                                  dtype=pl.List(pl.Float64))
+            sequences = pl.DataFrame(columns)
+        for needed in ("user", "items"):
+            if needed not in sequences.columns:
+                raise ValueError(f"a sequence frame needs a {needed!r} column, got {sequences.columns}")
+        self.frame = sequences
+        self.item_text, self.source, self.summary = item_text, source, summary or {}
+
+    @property
+    def has_timestamps(self) -> bool:
+        return "timestamps" in self.frame.columns
+
+    @property
+    def sequences(self) -> dict[str, list[ItemId]]:
+        """``{user: [item, ...]}`` as Python lists (built on each call: for small data and inspection)."""
+        return dict(zip(self.frame["user"].to_list(), self.frame["items"].to_list()))
+
+    @property
+    def timestamps(self) -> dict[str, list[float]] | None:
+        if not self.has_timestamps:
+            return None
+        return dict(zip(self.frame["user"].to_list(), self.frame["timestamps"].to_list()))
+
+    @property
+    def num_users(self) -> int:
+        return self.frame.height
 
     @property
     def num_interactions(self) -> int:
-        return sum(len(s) for s in self.sequences.values())
+        return int(self.frame["items"].list.len().sum() or 0)
+
+    def to_table(self, min_length: int = 3, on_short: str = "error") -> tuple[SequenceTable, ItemIdMap, int]:
+        """The dense table of the users with at least ``min_length`` items, their item map (dense ids
+        in the sorted order of the original ids) and the number of users dropped as too short."""
+        import logging
+
+        lengths = self.frame["items"].list.len()
+        short = lengths < min_length
+        n_short = int(short.sum())
+        if self.frame.height == 0:
+            raise ValueError("no sequences to split")
+        if n_short and on_short == "error":
+            row = int(short.arg_max())
+            raise ValueError(
+                f"{n_short} user(s) have fewer than {min_length} interactions (e.g. user {self.frame['user'][row]!r} with "
+                f"{lengths[row]}); pass on_short='drop' to drop them"
+            )
+        if n_short:
+            logging.getLogger(__name__).warning(
+                "leave_one_out: dropped %d user(s) with fewer than %d interactions", n_short, min_length
+            )
+        kept = self.frame.filter(~short)
+        if kept.height == 0:
+            raise ValueError("every user was dropped as too short; nothing to split")
+        flat = kept["items"].explode()
+        if flat.null_count():
+            raise InteractionFormatError("a sequence holds a null item id")
+        if self.has_timestamps and not (kept["timestamps"].list.len() == kept["items"].list.len()).all():
+            row = int((kept["timestamps"].list.len() != kept["items"].list.len()).arg_max())
+            raise ValueError(f"user {kept['user'][row]!r}: {kept['items'].list.len()[row]} items but "
+                             f"{kept['timestamps'].list.len()[row]} timestamps")
+        # Dense ids 1..N follow the sorted order of the original ids (polars orders strings by their
+        # UTF-8 bytes, which is Python's code point order).
+        dense = flat.rank("dense").to_numpy().astype(np.int32)
+        item_map = ItemIdMap.from_ordered(flat.unique().sort().to_list())
+        offsets = np.concatenate([[0], np.cumsum(kept["items"].list.len().to_numpy())]).astype(np.int64)
+        times = kept["timestamps"].explode().to_numpy().astype(np.float64) if self.has_timestamps else None
+        table = SequenceTable(kept["user"].cast(pl.String).to_arrow(), dense, offsets, times)
+        return table, item_map, n_short
 
 
-def _check_item_id(item: object, where: str) -> ItemId:
-    # bool is an int subclass; a JSON `true` is never an item id.
-    if isinstance(item, bool) or not isinstance(item, int | str):
-        raise InteractionFormatError(f"{where}: item ids must be int or str, got {type(item).__name__} ({item!r})")
-    return item
-
-
-def _check_not_empty(sequences: dict, path: str) -> None:
-    if not sequences:
+def _check_not_empty(data: SequenceData, path: str) -> SequenceData:
+    if data.num_users == 0:
         raise InteractionFormatError(f"{path}: no interactions found (empty file?)")
+    return data
 
 
 def read_json_sequences(path: str) -> SequenceData:
     """Read a JSON object ``{user: [item, ...]}`` whose lists are already in time order.
 
-    This is the layout of ``amazon-beauty/Beauty.inter.json`` (LETTER / TIGER processing).
+    This is the layout of ``amazon-beauty/Beauty.inter.json`` (LETTER / TIGER processing). A single
+    JSON object cannot be streamed, so it is parsed whole; large logs belong in a line-based format.
     """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    require_file(path)
+    text = "\n".join(line for _, line in text_lines(path))
     if not text.strip():
         raise InteractionFormatError(f"{path}: file is empty")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InteractionFormatError(f"{path}: not valid JSON ({e})") from e
+        raise InteractionFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
     if not isinstance(raw, dict):
         raise InteractionFormatError(f"{path}: expected a JSON object {{user: [items]}}, got {type(raw).__name__}")
-    sequences: dict[str, list[ItemId]] = {}
     for user, items in raw.items():
         if not isinstance(items, list):
             raise InteractionFormatError(f"{path}: user {user!r} maps to {type(items).__name__}, expected a list")
-        sequences[str(user)] = [_check_item_id(i, f"{path}: user {user!r}") for i in items]
-    _check_not_empty(sequences, path)
-    return SequenceData(sequences, source=path)
+    return _check_not_empty(SequenceData(raw, source=path), path)
 
 
 def read_etegrec_jsonl(path: str) -> SequenceData:
     """Read ETEGRec-style jsonl rows ``{"inter_history": [...], "target_id": x}``.
 
     Each row is one (history, target) example. The user's full sequence is taken to be
-    ``inter_history + [target_id]`` of that user's *longest* row, so pointing this at the
-    test file of an ETEGRec dataset recovers every user's whole sequence. Rows without a
-    ``user`` / ``user_id`` field are keyed by their line number.
+    ``inter_history + [target_id]`` of that user's *longest* row (the first of equally long ones),
+    so pointing this at the test file of an ETEGRec dataset recovers every user's whole sequence.
+    Rows without a ``user`` / ``user_id`` field are keyed by their line number.
     """
-    sequences: dict[str, list[ItemId]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InteractionFormatError(f"{path}:{lineno}: not valid JSON ({e})") from e
-            if not isinstance(row, dict) or "inter_history" not in row or "target_id" not in row:
-                raise InteractionFormatError(f"{path}:{lineno}: expected keys 'inter_history' and 'target_id'")
-            where = f"{path}:{lineno}"
-            seq = [_check_item_id(i, where) for i in row["inter_history"]] + [_check_item_id(row["target_id"], where)]
-            user = str(row.get("user", row.get("user_id", lineno)))
-            if len(seq) > len(sequences.get(user, [])):
-                sequences[user] = seq
-    _check_not_empty(sequences, path)
-    return SequenceData(sequences, source=path)
+    require_file(path)
+    users, lists = {}, []
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InteractionFormatError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or "inter_history" not in row or "target_id" not in row:
+            raise InteractionFormatError(f"{path}:{number}: expected keys 'inter_history' and 'target_id'")
+        if not isinstance(row["inter_history"], list):
+            raise InteractionFormatError(f"{path}:{number}: inter_history must be a list")
+        seq = row["inter_history"] + [row["target_id"]]
+        _item_dtype(seq, f"{path}:{number}")
+        user = str(row.get("user", row.get("user_id", number)))
+        if user not in users:
+            users[user] = len(lists)
+            lists.append(seq)
+        elif len(seq) > len(lists[users[user]]):
+            lists[users[user]] = seq
+    data = SequenceData(dict(zip(users, lists)), source=path)
+    return _check_not_empty(data, path)
+
+
+def _events_to_data(events: pl.DataFrame, path: str, item_text: dict | None = None) -> SequenceData:
+    return _check_not_empty(SequenceData(sequences_in_file_order(events), item_text=item_text, source=path), path)
 
 
 def read_recbole_inter(path: str) -> SequenceData:
     """Read a RecBole atomic ``.inter`` file (tab separated, typed header such as
     ``user_id:token  item_id:token  rating:float  timestamp:float``), sorted by timestamp per user.
 
-    Ties in time keep file order (stable sort), as RecBole does.
-    """
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None:
-            raise InteractionFormatError(f"{path}: file is empty")
-        names = [h.split(":")[0] for h in header]
-        for needed in ("user_id", "item_id"):
-            if needed not in names:
-                raise InteractionFormatError(f"{path}: header {header} has no '{needed}' column")
-        u_col, i_col = names.index("user_id"), names.index("item_id")
-        t_col = names.index("timestamp") if "timestamp" in names else None
-        rows: dict[str, list[tuple[float, int, str]]] = {}
-        for n, rec in enumerate(reader):
-            if not rec:
-                continue
-            try:
-                ts = float(rec[t_col]) if t_col is not None else float(n)
-                rows.setdefault(rec[u_col], []).append((ts, n, rec[i_col]))
-            except (IndexError, ValueError) as e:
-                raise InteractionFormatError(f"{path}: line {n + 2}: {e}") from e
-    sequences = {u: [item for _, _, item in sorted(r)] for u, r in rows.items()}
-    _check_not_empty(sequences, path)
-    timestamps = {u: [t for t, _, _ in sorted(r)] for u, r in rows.items()} if t_col is not None else None
-    return SequenceData(sequences, timestamps=timestamps, source=path)
+    Ties in time keep file order (stable sort), as RecBole does. Ids stay strings."""
+    require_file(path)
+    header = next((line for _, line in text_lines(path)), None)
+    if header is None or not header.strip():
+        raise InteractionFormatError(f"{path}: file is empty")
+    names = [h.split(":")[0] for h in header.split("\t")]
+    for needed in ("user_id", "item_id"):
+        if needed not in names:
+            raise InteractionFormatError(f"{path}: header {header.split(chr(9))} has no '{needed}' column")
+    frame = read_delimited(path, "\t", quote_char=None)
+    frame.columns = [n.split(":")[0] if n not in ("line", "order") else n for n in frame.columns]
+    keep = {"user_id": "user", "item_id": "item"} | ({"timestamp": "timestamp"} if "timestamp" in names else {})
+    events = frame.select(*(pl.col(k).alias(v) for k, v in keep.items()), "line", "order")
+    return _events_to_data(check_events(events, path, "timestamp", "user_id", "item_id"), path)
 
 
 def read_movielens(path: str) -> SequenceData:
-    """Read raw MovieLens-1M ``ratings.dat`` (``user::movie::rating::timestamp``).
+    """Read raw MovieLens-1M ``ratings.dat`` (``user::movie::rating::timestamp``) as a prepared file.
 
-    ``path`` is the ratings file or its folder. When ``movies.dat`` (``movie::title::genres``)
-    sits beside it, ``item_text`` is filled with ``"title: ...genres: ..."`` (the HLLM layout).
+    ``path`` is the ratings file or its folder. Movie ids become integers. When ``movies.dat``
+    (``movie::title::genres``) sits beside it, ``item_text`` is filled with ``"title: ...genres: ..."``.
     """
     ratings = os.path.join(path, "ratings.dat") if os.path.isdir(path) else path
-    rows: dict[str, list[tuple[int, int, int]]] = {}
-    with open(ratings, encoding="latin-1") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("::")
-            if len(parts) != 4:
-                raise InteractionFormatError(f"{ratings}:{lineno}: expected 'user::movie::rating::timestamp'")
-            try:
-                rows.setdefault(parts[0], []).append((int(parts[3]), lineno, int(parts[1])))
-            except ValueError as e:
-                raise InteractionFormatError(f"{ratings}:{lineno}: {e}") from e
-    sequences = {u: [m for _, _, m in sorted(r)] for u, r in rows.items()}
-    timestamps = {u: [float(t) for t, _, _ in sorted(r)] for u, r in rows.items()}
-    _check_not_empty(sequences, ratings)
+    events = read_movielens_dat_events(ratings)
+    bad = events["item"].str.contains(r"^[+-]?\d+$").not_()
+    if bad.any():
+        row = int(bad.arg_max())
+        raise InteractionFormatError(f"{ratings}:{events['line'][row]}: movie id {events['item'][row]!r} is not an integer")
+    events = events.with_columns(item=pl.col("item").cast(pl.Int64))
     movies = os.path.join(os.path.dirname(ratings), "movies.dat")
     item_text = {int(k): v for k, v in read_movielens_movies(movies).items()} if os.path.exists(movies) else None
-    return SequenceData(sequences, item_text=item_text, timestamps=timestamps, source=ratings)
+    return _events_to_data(events.drop("rating"), ratings, item_text)
+
+
+def read_movielens_dat_events(path: str) -> pl.DataFrame:
+    """Events of a ``::``-separated ``ratings.dat``: ``user``, ``item`` (strings), ``rating``,
+    ``timestamp`` (floats), ``order``, ``line``."""
+    require_file(path)
+    # polars reads single-byte separators; the unit separator never occurs in these files.
+    with open(path, "rb") as f:
+        data = f.read().replace(b"::", b"\x1f")
+    frame = read_delimited(path, "\x1f", ["user", "item", "rating", "timestamp"], quote_char=None, source=data)
+    return check_events(frame, path, "timestamp", "user", "movie")
 
 
 def read_hllm_csv(path: str) -> SequenceData:
     """Read HLLM's interaction layout ``<name>.csv`` (header ``item_id,user_id,timestamp``, any column
     order), sorted by timestamp per user (ties keep file order). Ids stay strings, as in the official
     code. ``item_text`` comes from ``information/<name>.csv`` beside the file or one level up."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        header = list(reader.fieldnames or [])
-        for needed in ("item_id", "user_id", "timestamp"):
-            if needed not in header:
-                raise InteractionFormatError(f"{path}: header {header} has no '{needed}' column")
-        rows: dict[str, list[tuple[float, int, str]]] = {}
-        for n, rec in enumerate(reader):
-            try:
-                rows.setdefault(rec["user_id"], []).append((float(rec["timestamp"]), n, rec["item_id"]))
-            except (TypeError, ValueError) as e:
-                raise InteractionFormatError(f"{path}: line {n + 2}: {e}") from e
-    sequences = {u: [item for _, _, item in sorted(r)] for u, r in rows.items()}
-    timestamps = {u: [t for t, _, _ in sorted(r)] for u, r in rows.items()}
-    _check_not_empty(sequences, path)
+    require_file(path)
+    frame = read_delimited(path, ",")
+    header = [c for c in frame.columns if c not in ("line", "order")]
+    for needed in ("item_id", "user_id", "timestamp"):
+        if needed not in header:
+            raise InteractionFormatError(f"{path}: header {header} has no '{needed}' column")
+    events = frame.select(user="user_id", item="item_id", timestamp="timestamp", line="line", order="order")
     info = find_item_text_file(path)
     item_text = read_item_texts(info) if info and info.endswith(".csv") else None
-    return SequenceData(sequences, item_text=item_text, timestamps=timestamps, source=path)
+    return _events_to_data(check_events(events, path, "timestamp", "user_id", "item_id"), path, item_text)
 
 
 FORMATS = {

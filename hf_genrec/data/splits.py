@@ -1,162 +1,360 @@
-"""Leave-one-out splitting (TIGER / ETEGRec protocol) into a ``datasets.DatasetDict``."""
+"""Leave-one-out splits (TIGER / ETEGRec protocol) as views over a :class:`~hf_genrec.data.table.SequenceTable`.
+
+For a user with items ``s[0..n-1]``: the test row is target ``s[n-1]`` with history ``s[:n-1]``, the
+validation row target ``s[n-2]`` with history ``s[:n-2]``, and the training rows target ``s[t]`` with
+history ``s[:t]`` for ``1 <= t < n-2`` (one per prefix) or, for whole-sequence training, one row per
+window of ``max_history + 1`` items of ``s[:n-2]``. Every row is a (user, target position) pair computed
+from per-user lengths when it is read: nothing per row is stored, so memory and disk grow with the
+number of interactions, not interactions x history.
+
+A row is a dict ``{"user", "history", "target", "length"}`` (plus ``"history_timestamps"`` when the
+table has timestamps): ``history`` the dense item ids before the target (oldest first, the last
+``max_history`` of them, or all with ``max_history=None``), ``length`` its length (for group-by-length
+sampling). Views are ``torch.utils.data.Dataset`` objects, so ``Trainer`` and ``DataLoader`` take them
+as they are; ``select`` / ``shuffle`` / ``column_names`` / ``split["column"]`` work as on a
+``datasets.Dataset``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 
-from datasets import Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
+import numpy as np
+import torch
 
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
+from .table import SEQUENCES_FILE, SequenceTable, read_dataset_info, write_dataset_info
 
 logger = logging.getLogger(__name__)
 
-FEATURES = Features(
-    {"user": Value("string"), "history": Sequence(Value("int32")), "target": Value("int32"), "length": Value("int32")}
-)
-#: with timestamps: the time (seconds) of each history item, for time-aware models
-FEATURES_WITH_TIME = Features({**FEATURES, "history_timestamps": Sequence(Value("float64"))})
+#: the kinds of rows a view produces (see :class:`LeaveOneOutRows`)
+ROW_KINDS = ("train", "windows", "validation", "test")
+#: the fewest interactions a user needs: a validation and a test target, each with a history
+MIN_LENGTH = 3
 
 
-class GenRecDatasetDict(DatasetDict):
-    """A ``DatasetDict`` (splits ``train`` / ``validation`` / ``test``; columns ``user``,
-    ``history`` (dense item ids, oldest first), ``target``, ``length`` (history items, for the
-    Trainer's group-by-length sampling) and, when the source had timestamps, ``history_timestamps``)
-    that carries its :class:`ItemIdMap`.
+def _segment_ranks(counts: np.ndarray) -> np.ndarray:
+    """``[sum(counts)]``: 0, 1, .., counts[0]-1, 0, 1, .., counts[1]-1, ... (the rank of each row in its user)."""
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
 
-    ``save_to_disk`` writes the mapping beside the splits; :func:`load_genrec_dataset` reads both.
+
+class LeaveOneOutRows(torch.utils.data.Dataset):
+    """One kind of leave-one-out row over a table (see the module docstring).
+
+    Args:
+        table: the users' sequences.
+        kind: ``"train"`` (one row per prefix), ``"windows"`` (whole-sequence windows of the training
+            part), ``"validation"`` or ``"test"`` (one row per user).
+        max_history: the most recent history items a row holds; ``None`` keeps them all (what
+            evaluation with seen items excluded needs).
+        window: the window's history length for ``"windows"`` (default ``max_history``).
+        rows: optional indices into the view's rows (what ``select`` / ``shuffle`` return).
     """
 
-    item_map: ItemIdMap
-    num_dropped_users: int = 0
+    def __init__(
+        self,
+        table: SequenceTable,
+        kind: str,
+        max_history: int | None = None,
+        window: int | None = None,
+        rows: np.ndarray | None = None,
+    ):
+        if kind not in ROW_KINDS:
+            raise ValueError(f"kind must be one of {ROW_KINDS}, got {kind!r}")
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
+        self.table, self.kind, self.max_history = table, kind, max_history
+        self.window = window or max_history
+        if kind == "windows" and not self.window:
+            raise ValueError("whole-sequence windows need a window length (max_history)")
+        n = table.lengths
+        if kind == "train":
+            counts = np.maximum(n - MIN_LENGTH, 0)
+        elif kind == "windows":  # targets at n-3, n-3-W, ... while >= 1
+            counts = np.where(n >= 4, (n - 4) // self.window + 1, 0)
+        else:
+            counts = np.ones_like(n)
+        self._counts = counts
+        self._row_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.column_names = ["user", "history", "target", "length"] + (
+            ["history_timestamps"] if table.timestamps is not None else []
+        )
 
-    def save_to_disk(self, dataset_dict_path: str, **kwargs) -> None:
-        super().save_to_disk(dataset_dict_path, **kwargs)
-        self.item_map.save(dataset_dict_path)
+    # ------------------------------------------------------------------ positions
+    def __len__(self) -> int:
+        return int(self._row_offsets[-1]) if self._rows is None else len(self._rows)
+
+    def _base_rows(self, index: np.ndarray) -> np.ndarray:
+        if self._rows is not None:
+            index = self._rows[index]
+        return index
+
+    def _locate(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Users ``[R]`` and target positions within each user's sequence ``[R]`` of base rows ``[R]``."""
+        n = self.table.lengths
+        if self.kind in ("validation", "test"):
+            users = base
+            return users, n[users] - (2 if self.kind == "validation" else 1)
+        users = np.searchsorted(self._row_offsets, base, side="right") - 1
+        rank = base - self._row_offsets[users]
+        if self.kind == "train":
+            return users, rank + 1
+        return users, n[users] - 3 - rank * self.window
+
+    def _history_start(self, positions: np.ndarray) -> np.ndarray:
+        span = self.window if self.kind == "windows" else self.max_history
+        return positions * 0 if span is None else np.maximum(positions - span, 0)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``int64 [len(self)]``: each row's history length, from the per-user lengths (for group-by-length sampling)."""
+        if self._rows is not None:
+            users, pos = self._locate(self._rows)
+            return pos - self._history_start(pos)
+        n = self.table.lengths
+        if self.kind in ("validation", "test"):
+            pos = n - (2 if self.kind == "validation" else 1)
+        elif self.kind == "train":
+            pos = _segment_ranks(self._counts) + 1
+        else:
+            pos = np.repeat(n - 3, self._counts) - _segment_ranks(self._counts) * self.window
+        return pos - self._history_start(pos)
+
+    # ------------------------------------------------------------------ rows
+    def _rows_at(self, index: np.ndarray) -> list[dict]:
+        users, pos = self._locate(self._base_rows(index))
+        starts = self._history_start(pos)
+        table, items, times = self.table, self.table.items, self.table.timestamps
+        out = []
+        for u, p, s in zip(users.tolist(), pos.tolist(), starts.tolist()):
+            base = int(table.offsets[u])
+            row = {
+                "user": table.user(u),
+                "history": items[base + s : base + p].tolist(),
+                "target": int(items[base + p]),
+                "length": p - s,
+            }
+            if times is not None:
+                row["history_timestamps"] = times[base + s : base + p].tolist()
+            out.append(row)
+        return out
+
+    def _check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        return i % n if n else i
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self.column(key)
+        if isinstance(key, slice):
+            rows = self._rows_at(np.arange(len(self))[key])
+            return {c: [r[c] for r in rows] for c in self.column_names}
+        if isinstance(key, int | np.integer):
+            return self._rows_at(np.array([self._check_index(int(key))]))[0]
+        raise TypeError(f"rows are indexed by int, slice or column name, not {type(key).__name__}")
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """A batch of rows at once (``DataLoader`` calls this): the positions are found vectorised."""
+        return self._rows_at(np.asarray([self._check_index(int(i)) for i in indices], dtype=np.int64))
+
+    def __iter__(self) -> Iterator[dict]:
+        for start in range(0, len(self), 1024):
+            yield from self._rows_at(np.arange(start, min(start + 1024, len(self))))
+
+    def column(self, name: str) -> list:
+        """One column of every row as a list (materialised: for small splits and inspection)."""
+        if name not in self.column_names:
+            raise KeyError(f"no column {name!r}; columns: {self.column_names}")
+        if name == "length":
+            return self.lengths.tolist()
+        if name == "target":
+            users, pos = self._locate(self._base_rows(np.arange(len(self))))
+            return self.table.items[self.table.offsets[users] + pos].astype(np.int64).tolist()
+        return [r[name] for r in self]
+
+    @property
+    def users(self) -> np.ndarray:
+        """``int64 [len(self)]``: the table row (user index) of each row."""
+        return self._locate(self._base_rows(np.arange(len(self))))[0]
+
+    # ------------------------------------------------------------------ datasets-like
+    def select(self, indices) -> LeaveOneOutRows:
+        """The rows at ``indices`` (in that order), as a view."""
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"indices must lie in 0..{len(self) - 1}")
+        return LeaveOneOutRows(self.table, self.kind, self.max_history, self.window, self._base_rows(idx))
+
+    def shuffle(self, seed: int | None = None) -> LeaveOneOutRows:
+        """The rows in a random order (``numpy.random.default_rng(seed).permutation``, as ``datasets`` does)."""
+        return self.select(np.random.default_rng(seed).permutation(len(self)))
+
+    def __repr__(self) -> str:
+        return f"LeaveOneOutRows(kind={self.kind!r}, rows={len(self)}, max_history={self.max_history})"
+
+
+class GenRecDatasetDict(dict):
+    """The splits ``train`` / ``validation`` / ``test`` of one table, with its :class:`ItemIdMap`.
+
+    ``train`` holds one row per prefix with at most ``max_history`` history items; ``validation`` and
+    ``test`` one row per user with the whole history (``None``) or the last ``max_history`` items as
+    asked. :meth:`whole_sequence_rows` gives the windows of whole-sequence training. ``save_to_disk``
+    writes the per-user layout (:mod:`hf_genrec.data.table`); :func:`load_genrec_dataset` reads it back.
+    """
+
+    def __init__(
+        self,
+        table: SequenceTable,
+        item_map: ItemIdMap,
+        max_history: int | None = 50,
+        eval_max_history: int | None = None,
+        num_dropped_users: int = 0,
+        summary: dict | None = None,
+    ):
+        super().__init__(
+            train=LeaveOneOutRows(table, "train", max_history),
+            validation=LeaveOneOutRows(table, "validation", eval_max_history),
+            test=LeaveOneOutRows(table, "test", eval_max_history),
+        )
+        self.table, self.item_map, self.max_history = table, item_map, max_history
+        self.num_dropped_users, self.summary = num_dropped_users, summary or {}
 
     @property
     def num_items(self) -> int:
         return self.item_map.num_items
 
+    @property
+    def has_timestamps(self) -> bool:
+        return self.table.timestamps is not None
 
-def load_genrec_dataset(path: str) -> GenRecDatasetDict:
-    """Load what :meth:`GenRecDatasetDict.save_to_disk` wrote."""
-    dsd = GenRecDatasetDict(load_from_disk(path))
-    dsd.item_map = ItemIdMap.load(path)
-    return dsd
+    def whole_sequence_rows(self, max_history: int) -> LeaveOneOutRows:
+        """Training rows for whole-sequence training (``train_on_all_positions``): each user's training
+        sequence (everything before the validation target) as windows of at most ``max_history + 1``
+        items; ``history`` = the window without its last item, ``target`` = that item.
+
+        A sequence longer than a window is cut into windows that end ``max_history`` items apart, so
+        every transition is trained once per epoch (the first target of each window reads only the
+        items of its window). Timestamps follow the items when the table has them."""
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
+        rows = LeaveOneOutRows(self.table, "windows", max_history)
+        if not len(rows):
+            raise ValueError("no user has a training sequence of two items or more")
+        return rows
+
+    def save_to_disk(self, path: str) -> None:
+        """Write ``sequences.parquet``, ``item_map.json`` and ``genrec_dataset.json`` into ``path``
+        (atomically: a folder that exists afterwards is complete)."""
+        write_prepared(path, self.table, self.item_map, self.summary, self.num_dropped_users)
+
+
+def write_prepared(path: str, table: SequenceTable, item_map: ItemIdMap, summary: dict | None = None,
+                   num_dropped_users: int = 0, extra_files: dict[str, str] | None = None) -> None:
+    """Write a prepared folder into a temporary sibling and rename it into place, so a failure or a
+    kill leaves the previous ``path`` (or none), never a partial one. ``extra_files`` maps file names
+    to paths of files to move in beside the table (item text, interactions)."""
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.tmp-", dir=parent)
+    try:
+        table.write_parquet(os.path.join(tmp, SEQUENCES_FILE))
+        item_map.save(tmp)
+        for name, src in (extra_files or {}).items():
+            shutil.move(src, os.path.join(tmp, name))
+        write_dataset_info(tmp, {
+            "users": table.num_users,
+            "items": item_map.num_items,
+            "interactions": table.num_interactions,
+            "timestamps": table.timestamps is not None,
+            "dropped_users": num_dropped_users,
+            "summary": summary or {},
+        })
+        replace_folder(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_folder(src: str, dst: str) -> None:
+    """Move the complete folder ``src`` to ``dst``, replacing what was there (the old one is removed
+    only after the new one is in place)."""
+    if os.path.exists(dst):
+        old = f"{dst}.old-{os.getpid()}"
+        os.rename(dst, old)
+        os.rename(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+
+
+def load_genrec_dataset(path: str, max_history: int | None = 50, eval_max_history: int | None = None) -> GenRecDatasetDict:
+    """Load a prepared folder (``hf-genrec-prepare`` or :meth:`GenRecDatasetDict.save_to_disk` output).
+
+    ``max_history`` bounds the training rows' histories; validation / test rows keep
+    ``eval_max_history`` items (default all, so evaluation can exclude every seen item). A folder in
+    the earlier one-row-per-prefix layout is refused with a message to re-run the preparation."""
+    info = read_dataset_info(path)
+    table = SequenceTable.read_parquet(os.path.join(path, SEQUENCES_FILE))
+    item_map = ItemIdMap.load(path)
+    if table.num_interactions and not 1 <= int(table.items.min()) <= int(table.items.max()) <= item_map.num_items:
+        raise ValueError(f"{path}: item ids outside 1..{item_map.num_items} (item_map.json does not belong to this table)")
+    short = int((table.lengths < MIN_LENGTH).sum())
+    if short:
+        raise ValueError(f"{path}: {short} user(s) have fewer than {MIN_LENGTH} interactions; re-run hf-genrec-prepare")
+    return GenRecDatasetDict(table, item_map, max_history, eval_max_history, info.get("dropped_users", 0), info.get("summary"))
 
 
 def leave_one_out(
     sequences: dict[str, list] | SequenceData,
-    max_history: int = 50,
-    min_length: int = 3,
+    max_history: int | None = 50,
+    min_length: int = MIN_LENGTH,
     on_short: str = "error",
+    eval_max_history: int | None = -1,
 ) -> GenRecDatasetDict:
-    """Split per-user sequences leave-one-out.
-
-    For a user with items ``s[0..n-1]``: test target ``s[n-1]`` (history ``s[:n-1]``), validation
-    target ``s[n-2]`` (history ``s[:n-2]``), and one training row per prefix of ``s[:n-2]``
-    (target ``s[t]``, history ``s[:t]``, ``1 <= t < n-2``). Histories keep their last
-    ``max_history`` items. Item ids are remapped to ``1..N`` (0 = padding).
+    """Split per-user sequences leave-one-out (see the module docstring). Item ids are remapped to
+    ``1..N`` in the sorted order of the original ids (0 = padding).
 
     Args:
-        sequences: user -> time-ordered item ids, or a :class:`SequenceData`.
-        max_history: keep at most this many most recent history items.
-        min_length: users need this many interactions (3: one train target needs 3 + 1; a
-            user with exactly 3 gives a validation and a test row but no training row).
-        on_short: ``"error"`` raises on a user shorter than ``min_length``; ``"drop"`` drops
-            them and logs how many (also stored as ``num_dropped_users``).
+        sequences: user -> time-ordered item ids, or a :class:`SequenceData` (columnar, with timestamps).
+        max_history: the most recent history items a row keeps (``None``: all).
+        min_length: users need this many interactions (3: a user with exactly 3 gives a validation
+            and a test row but no training row).
+        on_short: ``"error"`` raises on a user shorter than ``min_length``; ``"drop"`` drops them and
+            logs how many (also stored as ``num_dropped_users``).
+        eval_max_history: history items of validation / test rows; the default ``-1`` means
+            ``max_history``, ``None`` keeps every item.
     """
-    timestamps = None
-    if isinstance(sequences, SequenceData):
-        sequences, timestamps = sequences.sequences, sequences.timestamps
-    if not sequences:
-        raise ValueError("no sequences to split")
-    if min_length < 3:
-        raise ValueError("min_length must be at least 3 (a validation and a test target need a history)")
+    data = sequences if isinstance(sequences, SequenceData) else SequenceData(sequences)
+    if min_length < MIN_LENGTH:
+        raise ValueError(f"min_length must be at least {MIN_LENGTH} (a validation and a test target need a history)")
     if on_short not in ("error", "drop"):
         raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
-    short = [u for u, s in sequences.items() if len(s) < min_length]
-    if short and on_short == "error":
-        raise ValueError(
-            f"{len(short)} user(s) have fewer than {min_length} interactions (e.g. user {short[0]!r} with "
-            f"{len(sequences[short[0]])}); pass on_short='drop' to drop them"
-        )
-    if short:
-        logger.warning("leave_one_out: dropped %d user(s) with fewer than %d interactions", len(short), min_length)
-    kept = {u: s for u, s in sequences.items() if len(s) >= min_length}
-    if not kept:
-        raise ValueError("every user was dropped as too short; nothing to split")
-
-    item_map = ItemIdMap(i for s in kept.values() for i in s)
-    columns = ["user", "history", "target", "length"] + (["history_timestamps"] if timestamps else [])
-    rows: dict[str, dict[str, list]] = {k: {c: [] for c in columns} for k in ("train", "validation", "test")}
-
-    def add(split: str, user: str, history: list[int], target: int, times: list[float] | None) -> None:
-        rows[split]["user"].append(user)
-        rows[split]["history"].append(history[-max_history:])
-        rows[split]["target"].append(target)
-        rows[split]["length"].append(min(len(history), max_history))
-        if times is not None:
-            rows[split]["history_timestamps"].append(times[-max_history:])
-
-    for user, seq in kept.items():
-        dense = [item_map.to_dense(i) for i in seq]
-        times = [float(t) for t in timestamps[user]] if timestamps else None
-        if times is not None and len(times) != len(dense):
-            raise ValueError(f"user {user!r}: {len(dense)} items but {len(times)} timestamps")
-        n = len(dense)
-        for t in range(1, n - 2):
-            add("train", user, dense[:t], dense[t], times[:t] if times else None)
-        add("validation", user, dense[: n - 2], dense[n - 2], times[: n - 2] if times else None)
-        add("test", user, dense[: n - 1], dense[n - 1], times[: n - 1] if times else None)
-
-    features = FEATURES_WITH_TIME if timestamps else FEATURES
-    dsd = GenRecDatasetDict({k: Dataset.from_dict(v, features=features) for k, v in rows.items()})
-    dsd.item_map = item_map
-    dsd.num_dropped_users = len(short)
-    return dsd
+    table, item_map, dropped = data.to_table(min_length, on_short)
+    return GenRecDatasetDict(
+        table, item_map, max_history, max_history if eval_max_history == -1 else eval_max_history, dropped
+    )
 
 
-def train_sequences(dsd: DatasetDict) -> list[list[int]]:
-    """Each user's training sequence (everything before the validation target), dense ids.
-
-    Recovered from the validation split: its history is exactly the training part (up to
-    ``max_history``). Used to train sequence models on whole sequences instead of prefixes.
-    """
-    return [list(h) for h in dsd["validation"]["history"]]
+def train_sequences(dsd: GenRecDatasetDict) -> Iterator[np.ndarray]:
+    """Each user's training sequence (everything before the validation target), dense ids ``int32``."""
+    table = dsd.table
+    for u in range(table.num_users):
+        yield table.items[table.offsets[u] : table.offsets[u + 1] - 2]
 
 
-def whole_sequence_rows(dsd: DatasetDict, max_history: int) -> Dataset:
-    """Training rows for whole-sequence training (``train_on_all_positions``): each user's training
-    sequence as windows of at most ``max_history + 1`` items, ``history`` = the window without its
-    last item, ``target`` = that item, ``length`` = the history length.
-
-    A sequence longer than a window is cut into windows that end ``max_history`` items apart, so
-    every transition of the sequence is trained exactly once per epoch (the first target of each
-    window reads only the items of its window). Timestamps follow the items when the split has them.
-    """
-    if max_history < 1:
-        raise ValueError(f"max_history must be >= 1, got {max_history}")
-    seqs = train_sequences(dsd)
-    times = dsd["validation"]["history_timestamps"] if "history_timestamps" in dsd["validation"].column_names else None
-    rows: dict[str, list] = {"history": [], "target": [], "length": []}
-    if times is not None:
-        rows["history_timestamps"] = []
-    for i, seq in enumerate(seqs):
-        end = len(seq)
-        while end >= 2:
-            start = max(0, end - max_history - 1)
-            rows["history"].append(seq[start : end - 1])
-            rows["target"].append(seq[end - 1])
-            rows["length"].append(end - 1 - start)
-            if times is not None:
-                rows["history_timestamps"].append(list(times[i])[start : end - 1])
-            end -= max_history
-    if not rows["target"]:
-        raise ValueError("no user has a training sequence of two items or more")
-    return Dataset.from_dict(rows)
+def whole_sequence_rows(dsd: GenRecDatasetDict, max_history: int) -> LeaveOneOutRows:
+    """:meth:`GenRecDatasetDict.whole_sequence_rows` (kept as a function for recipes and user code)."""
+    return dsd.whole_sequence_rows(max_history)
 
 
 def dataset_file_in(directory: str) -> str:
@@ -167,6 +365,6 @@ def dataset_file_in(directory: str) -> str:
     names = sorted(os.listdir(directory))
     for suffix in (".inter.json", ".json", ".inter", ".jsonl", "ratings.dat", ".csv"):
         for n in names:
-            if n.endswith(suffix) and n not in ("item_map.json", "item_text.json"):
+            if n.endswith(suffix) and n not in ("item_map.json", "item_text.json", "genrec_dataset.json", "summary.json"):
                 return os.path.join(directory, n)
     raise FileNotFoundError(f"no interaction file (*.inter.json, *.json, *.inter, *.jsonl, ratings.dat) in {directory}")

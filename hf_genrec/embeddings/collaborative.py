@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from ..data.splits import GenRecDatasetDict, train_sequences
+from ..data.splits import GenRecDatasetDict
+from ..data.table import SequenceTable
 from ..distributed import without_model_sharding
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, ranks_from_scores
 from ..models.sasrec import SASRecConfig, SASRecModel
@@ -76,12 +77,24 @@ class SASRecCollator:
         }
 
 
-def _sequence_rows(dsd: GenRecDatasetDict) -> list[dict]:
-    rows = []
-    for seq in train_sequences(dsd):
-        if len(seq) >= 2:
-            rows.append({"input_ids": seq[:-1], "labels": seq[1:]})
-    return rows
+class SequenceTrainingRows(torch.utils.data.Dataset):
+    """SASRec's training rows, one per user whose training sequence (everything before the
+    validation target) has two items or more: ``input_ids`` = its last ``max_history`` inputs and
+    ``labels`` = the items that follow them (the model reads no more than that window). Made from
+    the table when read; nothing per row is stored."""
+
+    def __init__(self, table: SequenceTable, max_history: int):
+        self.table, self.max_history = table, max_history
+        self._users = np.flatnonzero(table.lengths - 2 >= 2)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __getitem__(self, i: int) -> dict:
+        u = int(self._users[i])
+        start, end = int(self.table.offsets[u]), int(self.table.offsets[u + 1]) - 2
+        window = self.table.items[max(start, end - self.max_history - 1) : end].tolist()
+        return {"input_ids": window[:-1], "labels": window[1:]}
 
 
 def train_sasrec(
@@ -144,7 +157,7 @@ def train_sasrec(
     )
     torch.manual_seed(seed)
     model = SASRecModel(config)
-    train_rows = _sequence_rows(dsd)
+    train_rows = SequenceTrainingRows(dsd.table, max_history)
     # A small model: plain data parallel even inside an FSDP / DeepSpeed launch.
     with without_model_sharding():
         schedule = {"eval_strategy": "epoch", "save_strategy": "epoch"}
@@ -178,7 +191,7 @@ def train_sasrec(
             model=model,
             args=args,
             train_dataset=train_rows,
-            eval_dataset=list(dsd["validation"]),
+            eval_dataset=dsd["validation"],
             data_collator=SASRecCollator(),
             compute_metrics=ranking_metrics_for_trainer(metric_ks),
             # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
@@ -199,7 +212,7 @@ def train_sasrec(
         for split, prefix in (("validation", "val"), ("test", "test")):
             for protocol, exclude in (("exclude_seen", True), ("all_items", False)):
                 model.config.exclude_history = exclude
-                m = trainer.evaluate(list(dsd[split]), metric_key_prefix=f"{prefix}_{protocol}")
+                m = trainer.evaluate(dsd[split], metric_key_prefix=f"{prefix}_{protocol}")
                 metrics.update({k: v for k, v in m.items() if "@" in k})
             model.config.exclude_history = exclude_history
             chosen = "exclude_seen" if exclude_history else "all_items"

@@ -21,6 +21,7 @@ from ..data import (
     load_interactions,
     make_synthetic_sequences,
 )
+from ..data.table import DATASET_INFO_FILE
 from ..embeddings import SASREC_RECIPES, collaborative_item_embeddings, load_item_embeddings, sasrec_recipe, train_sasrec
 from ..models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEConfig, RQVAEModel
@@ -60,22 +61,22 @@ def parse_recipe_args(dataclass_types: tuple, argv: list[str] | None, defaults: 
 
 
 def load_dataset(dataset_dir: str | None, max_history: int = 50, seed: int = 0) -> GenRecDatasetDict:
-    """A saved split (``hf-genrec-prepare`` output), a raw interaction file/folder, or — with
-    ``None`` — the generated embedded default."""
+    """A prepared folder (``hf-genrec-prepare`` output), an interaction file / folder, or — with
+    ``None`` — the generated embedded default. Training rows hold at most ``max_history`` history
+    items; validation and test rows hold the whole history (so evaluation can exclude every seen item)."""
     if dataset_dir is None:
-        return leave_one_out(make_synthetic_sequences(seed=seed), max_history=max_history)
-    if os.path.isdir(dataset_dir) and os.path.exists(os.path.join(dataset_dir, "dataset_dict.json")):
-        return load_genrec_dataset(dataset_dir)
-    return leave_one_out(load_interactions(dataset_file_in(dataset_dir)), max_history=max_history)
+        return leave_one_out(make_synthetic_sequences(seed=seed), max_history=max_history, eval_max_history=None)
+    if os.path.isdir(dataset_dir) and any(
+        os.path.exists(os.path.join(dataset_dir, marker)) for marker in (DATASET_INFO_FILE, "dataset_dict.json")
+    ):
+        return load_genrec_dataset(dataset_dir, max_history=max_history)
+    return leave_one_out(load_interactions(dataset_file_in(dataset_dir)), max_history=max_history, eval_max_history=None)
 
 
 def with_length_grouping(args, dsd: GenRecDatasetDict):
-    """Return ``args`` set to batch rows of similar history length, adding the ``length`` column to
-    splits saved before it existed. Leave-one-out histories are mostly short (Beauty: median 4
-    items, max 50), so random batches padded to their longest row hold few real tokens."""
-    for split in list(dsd):
-        if "length" not in dsd[split].column_names:
-            dsd[split] = dsd[split].map(lambda r: {"length": len(r["history"])})
+    """Return ``args`` set to batch rows of similar history length (the rows' lengths come from the
+    per-user lengths). Leave-one-out histories are mostly short (Beauty: median 4 items, max 50), so
+    random batches padded to their longest row hold few real tokens."""
     names = {f.name for f in dataclasses.fields(args)}
     if "train_sampling_strategy" in names:  # transformers >= 5.2x
         return dataclasses.replace(args, train_sampling_strategy="group_by_length", length_column_name="length")

@@ -13,10 +13,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
 from ..data import DataCollatorForRecommendation
+from ..data.sampling import LengthGroupedRowSampler
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
 
 logger = logging.getLogger(__name__)
@@ -134,6 +136,19 @@ class RecommenderTrainer(Trainer):
         super()._save(output_dir, state_dict)
         if self.args.should_save:
             replace_pickled_training_args(self.args, output_dir or self.args.output_dir)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # Trainer reads group-by-length lengths only from a `datasets.Dataset` column, and would
+        # otherwise list every row's history. Leave-one-out views (hf_genrec.data.LeaveOneOutRows)
+        # carry their lengths as an array computed from per-user lengths; the sampler draws the
+        # same order as transformers' LengthGroupedSampler would.
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        strategy = getattr(self.args, "train_sampling_strategy", None)
+        grouped = strategy == "group_by_length" or getattr(self.args, "group_by_length", False)
+        lengths = getattr(dataset, "lengths", None) if grouped else None
+        if isinstance(lengths, np.ndarray):
+            return LengthGroupedRowSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+        return super()._get_train_sampler(train_dataset)
 
     def top_k_kwargs(self) -> dict:
         """Extra keyword arguments of ``top_k_items`` during evaluation (e.g. beams)."""

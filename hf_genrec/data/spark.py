@@ -1,0 +1,473 @@
+"""Raw-dump preparation on Apache Spark: the polars path of ``hf-genrec-prepare`` for logs too big for one machine.
+
+:func:`prepare_with_spark` reads an Amazon (2014 / 2018 / 2023) reviews dump or MovieLens ratings
+(``ratings.csv`` / ``ratings.dat``; a file, a glob or a folder of files, gzip or not, on any file system
+Spark reads) and applies the rules of :func:`hf_genrec.data.columnar.prepare_events` with the DataFrame
+API: the optional rating threshold, repeated (user, item) pairs dropped keeping the earliest (ties in
+time: file order), the iterative k-core (same counting, same number of passes), each user's items in
+time order and users sorted by id. It writes the layout of :func:`hf_genrec.data.splits.write_prepared`
+(``sequences.parquet``, here a folder of Spark part files in sorted user order, which pyarrow reads in
+that order; ``item_map.json``; ``genrec_dataset.json``; ``summary.json``) into a temporary folder beside
+``output_dir`` and renames it into place, so a failure leaves nothing behind. The result is read by
+:func:`hf_genrec.data.load_genrec_dataset` like any prepared folder. Item text (``--meta``) is not read
+here; the polars path adds it.
+
+Two steps for a data lake:
+
+1. Prepare on the Spark cluster. ``spark-submit`` takes a file, not a module, so pass this one::
+
+       spark-submit --master yarn $(python -c "import hf_genrec.data.spark as m; print(m.__file__)") \\
+           --input s3a://lake/amazon/reviews_Books.json.gz --format amazon2014 \\
+           --output_dir /shared/genrec/books
+
+   (or ``spark-submit path/to/hf_genrec/data/spark.py ...``; on one machine,
+   ``python -m hf_genrec.data.spark --master "local[8]" --input ... --output_dir ...``). The driver needs
+   ``hf_genrec`` installed; the executors run JVM code only (no Python UDFs), so they need nothing.
+   ``output_dir`` is a POSIX path on storage mounted on the driver and every executor (NFS, Lustre, a
+   FUSE-mounted bucket): Spark writes the part files there and the driver renames the folder into place.
+
+2. Train on several nodes reading the prepared folder from that shared storage::
+
+       accelerate launch --num_machines N --machine_rank R --main_process_ip HOST --main_process_port 29500 \\
+           --num_processes P examples/run_etegrec.py --dataset_dir /shared/genrec/books ...
+
+Work on the driver is O(users + items) (the item list for ``item_map.json``, the per-user lengths for the
+summary's quantiles), never O(interactions). pyspark is imported inside the functions, so
+``import hf_genrec`` works without it (``pip install hf_genrec[spark]``).
+
+Differences from the polars path, all on malformed input only: a bad record is reported by file and
+record (the line is given for local files read as a whole), text that is not valid UTF-8 is replaced
+rather than refused, and numbers Java parses but polars does not (``"1d"``, hex floats) are accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from hf_genrec.data.errors import InteractionFormatError
+from hf_genrec.data.splits import MIN_LENGTH, replace_folder
+from hf_genrec.data.table import SEQUENCES_FILE, write_dataset_info
+from hf_genrec.utils.item_map import ItemIdMap
+
+RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023", "movielens")
+
+
+# ------------------------------------------------------------------------------ reading
+def _scan(spark, reader, path: str):
+    """``reader(path)`` plus the file-order columns: ``f`` (file path), ``b`` (start of the file split in
+    bytes) and ``m`` (increasing within a task). Rows of one split are read in file order by one task,
+    so ``(f, b, m)`` orders the records as they stand in the files, whatever the partitioning."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    try:
+        frame = reader(path)
+    except AnalysisException as e:
+        if "PATH_NOT_FOUND" in str(e):
+            raise FileNotFoundError(f"raw data file not found: {path}") from None
+        raise
+    # The ids are taken here, right after the scan, before any filter or shuffle can reorder rows.
+    return frame.select(
+        "*",
+        F.col("_metadata.file_path").alias("f"),
+        F.col("_metadata.file_block_start").alias("b"),
+        F.monotonically_increasing_id().alias("m"),
+    )
+
+
+def _as_double(column):
+    from pyspark.sql import functions as F
+
+    return F.expr(f"try_cast(trim(`{column}`) AS DOUBLE)")
+
+
+def _amazon_events(spark, path: str, version: str):
+    """``user``, ``item``, ``ts_raw`` (as read), ``timestamp``, ``rating`` of an Amazon reviews dump (see
+    :func:`hf_genrec.data.raw.amazon_review_events`), with the file-order columns."""
+    from pyspark.sql import functions as F
+
+    if version == "amazon2023":
+        fields = ["user_id", "parent_asin", "asin", "timestamp", "rating"]
+    else:
+        fields = ["reviewerID", "asin", "unixReviewTime", "overall"]
+    schema = ", ".join(f"`{f}` STRING" for f in fields)
+    raw = _scan(spark, lambda p: spark.read.json(p, schema=schema, mode="FAILFAST"), path)
+    if version == "amazon2023":
+        parent = F.col("parent_asin")
+        return raw.select(
+            F.col("user_id").alias("user"),
+            F.when(parent.isNotNull() & (parent != ""), parent).otherwise(F.col("asin")).alias("item"),
+            F.col("timestamp").alias("ts_raw"),
+            (_as_double("timestamp") / 1000.0).alias("timestamp"),
+            _as_double("rating").alias("rating"),
+            F.lit(None).cast("int").alias("width"), "f", "b", "m",
+        ), ("user_id", "parent_asin / asin", "timestamp")
+    return raw.select(
+        F.col("reviewerID").alias("user"),
+        F.col("asin").alias("item"),
+        F.col("unixReviewTime").alias("ts_raw"),
+        _as_double("unixReviewTime").alias("timestamp"),
+        _as_double("overall").alias("rating"),
+        F.lit(None).cast("int").alias("width"), "f", "b", "m",
+    ), ("reviewerID", "asin", "unixReviewTime")
+
+
+def _movielens_events(spark, path: str):
+    """MovieLens ratings (see :func:`hf_genrec.data.raw.movielens_rating_events`): ``ratings.csv`` with
+    its header, or ``user::movie::rating::timestamp`` lines (``ratings.dat``)."""
+    from pyspark.sql import functions as F
+
+    if path.rstrip("/").endswith((".csv", ".csv.gz")):
+        raw = _scan(spark, lambda p: spark.read.csv(p, header=True, mode="FAILFAST"), path)
+        header = [c for c in raw.columns if c not in ("f", "b", "m")]
+        for needed in ("userId", "movieId", "rating", "timestamp"):
+            if needed not in header:
+                raise InteractionFormatError(f"{path}: header {header} has no {needed!r} column (is the header line missing?)")
+        user, item, rating, ts = "userId", "movieId", "rating", "timestamp"
+        names = ("userId", "movieId", "timestamp")
+        raw = raw.withColumn("width", F.lit(None).cast("int"))
+    else:
+        lines = _scan(spark, lambda p: spark.read.text(p), path)
+        lines = lines.filter(F.trim("value") != "").select(F.split("value", "::").alias("v"), "f", "b", "m")
+        raw = lines.select(
+            *(F.get("v", k).alias(n) for k, n in enumerate(("user", "item", "rating", "ts"))),
+            F.size("v").alias("width"), "f", "b", "m",
+        )
+        user, item, rating, ts = "user", "item", "rating", "ts"
+        names = ("user", "movie", "timestamp")
+    return raw.select(
+        F.col(user).alias("user"),
+        F.col(item).alias("item"),
+        F.col(ts).alias("ts_raw"),
+        _as_double(ts).alias("timestamp"),
+        _as_double(rating).alias("rating"),
+        "width", "f", "b", "m",
+    ), names
+
+
+def _record_place(events, row, fmt: str, path: str) -> str:
+    """``file:line`` of a bad record where the file was read whole from a local disk, else the file and
+    the record's index in its split."""
+    from urllib.parse import unquote, urlparse
+
+    from pyspark.sql import functions as F
+
+    first = events.filter((F.col("f") == row["f"]) & (F.col("b") == row["b"])).agg(F.min("m")).first()[0]
+    record = int(row["m"] - first)
+    url = urlparse(row["f"])
+    local = unquote(url.path) if url.scheme in ("", "file") else None
+    if row["b"] == 0 and local and os.path.isfile(local):
+        if fmt == "movielens" and not path.rstrip("/").endswith((".csv", ".csv.gz")):
+            return f"{local}:{record + 1}"  # text lines: every line, blank ones too, took an id
+        from hf_genrec.data.sources import line_of_record
+
+        return f"{local}:{line_of_record(local, record, header=fmt == 'movielens')}"
+    return f"{row['f']} (record {record} of the split at byte {row['b']})"
+
+
+def _bad_conditions(names: tuple[str, str, str]) -> list[tuple[str, object, str | None]]:
+    """(count name, condition, message) of each check of :func:`hf_genrec.data.columnar.check_events`,
+    in its order; the timestamp's message depends on the value."""
+    from pyspark.sql import functions as F
+
+    user, item, _ = names
+    ts, width = F.col("timestamp"), F.col("width")
+    return [
+        ("bad_width", width.isNotNull() & (width != 4), None),
+        ("bad_user", F.col("user").isNull(), f"missing {user}"),
+        ("bad_item", F.col("item").isNull(), f"missing {item}"),
+        ("bad_time", ts.isNull() | F.isnan(ts) | (F.abs(ts) == float("inf")), None),
+    ]
+
+
+def _check(events, counts: dict, names: tuple[str, str, str], fmt: str, path: str) -> None:
+    """Refuse ragged ``::`` lines, null ids and missing / non-numeric / non-finite timestamps, as
+    :func:`hf_genrec.data.columnar.check_events` does (the first bad record in file order is named)."""
+    for key, condition, message in _bad_conditions(names):
+        if counts[key]:
+            row = events.filter(condition).orderBy("f", "b", "m").first()
+            if key == "bad_width":
+                message = f"expected 4 '::'-separated fields, found {row['width']}"
+            elif key == "bad_time":
+                value = row["ts_raw"]
+                message = f"{names[2]} is " + ("missing" if value is None else f"not a finite number ({value!r})")
+            raise InteractionFormatError(f"{_record_place(events, row, fmt, path)}: {message}")
+
+
+# ------------------------------------------------------------------------------ filtering
+def _k_core(pairs, users: int, items: int, min_user: int, min_item: int, persisted: list):
+    """:func:`hf_genrec.data.columnar.k_core_codes` on a DataFrame of (``user``, ``item``, ``key``) rows:
+    each pass counts users and items on the same rows and stops when the numbers of users and items
+    that pass their thresholds both equal the previous pass's. Returns the kept rows, their number and
+    the number of passes that dropped something; the frame each pass persists is added to ``persisted``
+    (and the previous pass's released once the next is computed)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    passes, previous, current = 0, None, pairs
+    while True:
+        counted = current.select(
+            "user", "item", "key",
+            F.count(F.lit(1)).over(Window.partitionBy("user")).alias("cu"),
+            F.count(F.lit(1)).over(Window.partitionBy("item")).alias("ci"),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(counted)
+        stats = counted.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.countDistinct(F.when(F.col("cu") >= min_user, F.col("user"))).alias("users"),
+            F.countDistinct(F.when(F.col("ci") >= min_item, F.col("item"))).alias("items"),
+        ).first()
+        if previous is not None:
+            previous.unpersist()
+        previous = counted
+        if stats["users"] == users and stats["items"] == items:
+            return counted.select("user", "item", "key"), int(stats["rows"]), passes
+        users, items = stats["users"], stats["items"]
+        passes += 1
+        current = counted.filter((F.col("cu") >= min_user) & (F.col("ci") >= min_item)).select("user", "item", "key")
+
+
+def _detect_format(path: str) -> str | None:
+    from hf_genrec.data.raw import detect_raw_format
+
+    return detect_raw_format(path.rstrip("/"))
+
+
+def prepare_with_spark(
+    spark,
+    input_path: str,
+    output_dir: str,
+    format: str | None = None,
+    min_user_interactions: int = 5,
+    min_item_interactions: int = 5,
+    min_rating: float | None = None,
+    on_short: str = "error",
+) -> dict:
+    """Prepare a raw dump with Spark into the prepared folder ``output_dir`` (see the module docstring).
+
+    Args:
+        spark: the ``SparkSession``.
+        input_path: the reviews / ratings file (or a glob / folder of them), any path Spark reads.
+        output_dir: the prepared folder, a POSIX path the driver and the executors share.
+        format: ``amazon2014`` | ``amazon2018`` | ``amazon2023`` | ``movielens`` (default: from the name).
+        min_user_interactions, min_item_interactions: the k-core thresholds.
+        min_rating: keep interactions rated at least this (null ratings are dropped then).
+        on_short: users left with fewer than 3 interactions: ``"error"`` or ``"drop"`` (as ``hf-genrec-prepare``).
+
+    Returns the summary written to ``summary.json`` (the keys of the polars path's summary).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    fmt = format or _detect_format(input_path)
+    if fmt not in RAW_FORMATS:
+        raise InteractionFormatError(f"cannot tell which raw dump {input_path!r} is; pass format= one of {RAW_FORMATS}")
+    if on_short not in ("error", "drop"):
+        raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
+    if "://" in output_dir:
+        raise ValueError(f"output_dir must be a POSIX path on shared storage (it is renamed into place), got {output_dir!r}")
+
+    if fmt == "movielens":
+        events, names = _movielens_events(spark, input_path)
+    else:
+        events, names = _amazon_events(spark, input_path, fmt)
+    events = events.persist(StorageLevel.MEMORY_AND_DISK)
+    persisted = [events]
+    try:
+        keep = F.col("rating").isNotNull() & (F.col("rating") >= min_rating) if min_rating is not None else F.lit(True)
+        bad = _bad_conditions(names)
+        # One pass over the input: per-file counts (the file list gives each file a small rank, so the
+        # shuffles below carry an integer instead of the path) and the bad records.
+        try:
+            per_file = events.groupBy("f").agg(
+                F.count(F.lit(1)).alias("read"),
+                F.sum(keep.cast("long")).alias("kept"),
+                *(F.sum(condition.cast("long")).alias(name) for name, condition, _ in bad),
+            ).collect()
+        except Exception as e:  # FAILFAST parsing: a line that is not a JSON object / a ragged CSV row
+            if "MALFORMED" not in str(e).upper():
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InteractionFormatError(f"{input_path}: malformed record ({first[:300]})") from None
+        counts = {k: sum(int(r[k] or 0) for r in per_file) for k in ("read", "kept", *(name for name, _, _ in bad))}
+        _check(events, counts, names, fmt, input_path)
+        read = counts["read"]
+        below = read - counts["kept"] if min_rating is not None else 0
+        if counts["kept"] == 0:
+            raise InteractionFormatError("no interactions left to prepare (empty input, or every rating below the threshold)")
+        files = spark.createDataFrame(
+            [(path, rank) for rank, path in enumerate(sorted(r["f"] for r in per_file))], "f STRING, fi INT"
+        )
+        # The earliest of each (user, item) pair: the least (time, file, split, record) key.
+        key = F.struct(F.col("timestamp").alias("t"), "fi", "b", "m")
+        pairs = (
+            events.filter(keep)
+            .join(F.broadcast(files), "f")
+            .groupBy("user", "item")
+            .agg(F.min(key).alias("key"))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        persisted.append(pairs)
+        first = pairs.agg(F.count(F.lit(1)), F.countDistinct("user"), F.countDistinct("item")).first()
+        events.unpersist()
+        repeated = read - below - int(first[0])
+        kept, rows, passes = _k_core(pairs, int(first[1]), int(first[2]), min_user_interactions, min_item_interactions,
+                                     persisted)
+        pairs.unpersist()
+        if rows == 0:
+            raise InteractionFormatError(
+                f"the {min_user_interactions}/{min_item_interactions}-core is empty: lower --min_user_interactions / "
+                "--min_item_interactions"
+            )
+
+        dropped = 0
+        if min_user_interactions < MIN_LENGTH:  # the k-core leaves users at least this long otherwise
+            lengths = kept.groupBy("user").count()
+            short = lengths.filter(F.col("count") < MIN_LENGTH)
+            n_short = short.count()
+            if n_short and on_short == "error":
+                example = short.orderBy("user").first()
+                raise ValueError(
+                    f"{n_short} user(s) have fewer than {MIN_LENGTH} interactions (e.g. user {example['user']!r} with "
+                    f"{example['count']}); pass on_short='drop' to drop them"
+                )
+            if n_short:
+                kept = kept.join(short.select("user"), "user", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+                persisted.append(kept)
+                if kept.count() == 0:
+                    raise ValueError("every user was dropped as too short; nothing to split")
+            dropped = int(n_short)
+
+        # Dense ids 1..N in the sorted order of the original ids (Spark compares strings by their UTF-8
+        # bytes, as polars and Python do). One task ranks the distinct items: O(items), like the driver's list.
+        item_ids = (
+            kept.select("item").distinct()
+            .select("item", F.row_number().over(Window.orderBy("item")).cast("int").alias("iid"))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        persisted.append(item_ids)
+        original = [r["item"] for r in sorted(item_ids.collect(), key=lambda r: r["iid"])]
+        if original != sorted(original):
+            raise RuntimeError("Spark's string order differs from Python's (a non-binary collation?); cannot build item_map.json")
+        item_map = ItemIdMap.from_ordered(original)
+
+        ordered = F.sort_array(F.collect_list(F.struct(F.col("key"), F.col("iid"))))
+        sequences = (
+            kept.join(item_ids, "item")
+            .groupBy("user")
+            .agg(ordered.alias("s"))
+            .select(
+                "user",
+                F.transform("s", lambda x: x["iid"]).alias("items"),
+                F.transform("s", lambda x: x["key"]["t"]).alias("timestamps"),
+            )
+            .orderBy("user")  # range-partitioned: part-00000 holds the first users, and pyarrow reads parts by name
+        )
+
+        parent = os.path.dirname(os.path.abspath(output_dir)) or "."
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(output_dir))}.tmp-", dir=parent)
+        try:
+            target = os.path.join(tmp, SEQUENCES_FILE)
+            sequences.write.option("compression", "zstd").parquet("file://" + target)
+            lengths = np.array(
+                [r[0] for r in spark.read.parquet("file://" + target).select(F.size("items")).collect()], dtype=np.int64
+            )
+            summary = _summary(lengths, item_map.num_items)
+            summary.update(read=read, below_rating=below, repeated_pairs=repeated, k_core_passes=passes,
+                           format=fmt, source=input_path, meta=None, dropped_short_users=dropped)
+            item_map.save(tmp)
+            with open(os.path.join(tmp, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+            write_dataset_info(tmp, {
+                "users": summary["users"],
+                "items": item_map.num_items,
+                "interactions": summary["interactions"],
+                "timestamps": True,
+                "dropped_users": dropped,
+                "summary": summary,
+            })
+            replace_folder(tmp, output_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return summary
+    finally:
+        for frame in persisted:
+            frame.unpersist()
+
+
+def _summary(lengths: np.ndarray, num_items: int) -> dict:
+    """:func:`hf_genrec.data.columnar.summarise` from the per-user lengths."""
+    n = int(lengths.sum())
+    users = len(lengths)
+    return {
+        "users": users,
+        "items": num_items,
+        "interactions": n,
+        "density": n / max(1, users * num_items),
+        "sequence_length": {
+            q: float(np.quantile(lengths, p)) if users else math.nan
+            for q, p in (("min", 0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95), ("max", 1))
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ command line
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="reviews / ratings file, glob or folder (any path Spark reads)")
+    p.add_argument("--output_dir", required=True, help="the prepared folder (a POSIX path shared by driver and executors)")
+    p.add_argument("--format", default=None, choices=RAW_FORMATS, help="the raw dump (default: from the input's name)")
+    p.add_argument("--min_user_interactions", type=int, default=5)
+    p.add_argument("--min_item_interactions", type=int, default=5)
+    p.add_argument("--min_rating", type=float, default=None, help="keep interactions rated at least this")
+    p.add_argument("--on_short", default="error", choices=["error", "drop"],
+                   help=f"users with fewer than {MIN_LENGTH} interactions: refuse, or drop them")
+    p.add_argument("--master", default=None, help="Spark master (e.g. local[8]); leave unset under spark-submit")
+    p.add_argument("--app_name", default="hf-genrec-prepare-spark")
+    a = p.parse_args(argv)
+    from pyspark.sql import SparkSession
+
+    existing = SparkSession.getActiveSession()
+    builder = SparkSession.builder.appName(a.app_name)
+    if a.master:
+        builder = builder.master(a.master)
+    spark = builder.getOrCreate()
+    try:
+        s = prepare_with_spark(spark, a.input, a.output_dir, a.format, a.min_user_interactions, a.min_item_interactions,
+                               a.min_rating, a.on_short)
+    finally:
+        if existing is None:  # a session of the caller's (a notebook, a test) stays up
+            spark.stop()
+    q = s["sequence_length"]
+    print(
+        f"raw {s['format']}: {s['read']} interactions read, {s['below_rating']} below the rating threshold, "
+        f"{s['repeated_pairs']} repeated pairs; {s['k_core_passes']} k-core passes"
+    )
+    print(
+        f"{s['users']} users, {s['items']} items, {s['interactions']} interactions (density {s['density']:.5f}); "
+        f"sequence length median {q['median']:.0f} (p95 {q['p95']:.0f}, max {q['max']:.0f}); "
+        f"dropped users: {s['dropped_short_users']}; saved to {a.output_dir}"
+    )
+    return s
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes end in one line and exit status 2."""
+    from hf_genrec.cli.errors import run_cli
+
+    run_cli(main, "hf-genrec-prepare-spark", argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,171 @@
+"""The Spark preparation job gives the folder the polars path gives, on small generated raw dumps."""
+
+import gzip
+import json
+import os
+import random
+
+import pytest
+
+pytest.importorskip("pyspark")
+
+from hf_genrec.cli.prepare_data import prepare  # noqa: E402
+from hf_genrec.data import load_genrec_dataset  # noqa: E402
+from hf_genrec.data.errors import InteractionFormatError  # noqa: E402
+from hf_genrec.data.spark import main, prepare_with_spark  # noqa: E402
+
+COUNTS = ("read", "below_rating", "repeated_pairs", "k_core_passes", "users", "items", "interactions", "dropped_short_users")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("hf-genrec-test")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        # Several part files, and text files cut into several splits, so the file order and the user
+        # order across part files are really tested.
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
+        .config("spark.sql.files.maxPartitionBytes", "4096")
+        .config("spark.sql.files.openCostInBytes", "1024")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def events(seed: int, users: int = 45, items: int = 30, n: int = 520) -> list[tuple[str, str, int, int | None]]:
+    """(user, item, time, rating) rows: skewed item popularity (a k-core of several passes), a small time
+    range (ties), repeated pairs (some at the same time) and low or missing ratings."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        u, i = rng.randrange(users), int(items * rng.random() ** 1.5)
+        rows.append((str(u * 7 % 101), str(i * 13 % 97), rng.randrange(25), rng.choice([1, 2, 3, 4, 5, 5, None])))
+    for u, i, t, r in rng.sample(rows, 40):  # repeats, earlier, later or at the same time
+        rows.insert(rng.randrange(len(rows)), (u, i, t + rng.choice([-2, 0, 3]), r))
+    return rows
+
+
+def write_lines(path, lines, gz=False) -> str:
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def movielens_csv(tmp_path, seed):
+    lines = ["userId,movieId,rating,timestamp"]
+    lines += [f"{u},{i},{float(r or 1)},{1_000_000 + t}" for u, i, t, r in events(seed)]
+    lines.insert(100, "")  # a blank line
+    return write_lines(tmp_path / "ratings.csv", lines)
+
+
+def amazon_2014(tmp_path, seed):
+    lines = []
+    for u, i, t, r in events(seed):
+        record = {"reviewerID": f"A{u}", "asin": f"B{i:0>4}", "unixReviewTime": 1_400_000_000 + 86400 * t, "summary": "ok"}
+        if r is not None:
+            record["overall"] = float(r)
+        lines.append(json.dumps(record))
+    return write_lines(tmp_path / "reviews_Beauty_5.json.gz", lines, gz=True)
+
+
+def amazon_2023(tmp_path, seed):
+    rng = random.Random(seed + 1)
+    lines = []
+    for u, i, t, r in events(seed):
+        # The item is parent_asin, else asin (when parent_asin is missing or empty).
+        record = {"user_id": f"AE{u}X", "asin": f"P{i}", "timestamp": 1_600_000_000_000 + 1000 * t + rng.choice([0, 0, 1, 7])}
+        kind = rng.random()
+        if kind < 0.6:
+            record.update(parent_asin=f"P{i}", asin=f"C{i}-{rng.randrange(3)}")
+        elif kind < 0.8:
+            record["parent_asin"] = ""
+        record["rating"] = r
+        lines.append(json.dumps(record))
+    return write_lines(tmp_path / "Beauty.jsonl", lines)
+
+
+def movielens_dat(tmp_path, seed):
+    return write_lines(tmp_path / "ratings.dat", [f"{u}::{i}::{r or 0}::{900 + t}" for u, i, t, r in events(seed)])
+
+
+def assert_same_folder(polars_dir, spark_dir):
+    a, b = load_genrec_dataset(polars_dir), load_genrec_dataset(spark_dir)
+    assert a.item_map.original_ids == b.item_map.original_ids
+    assert a.table.num_users == b.table.num_users
+    for u in range(a.table.num_users):
+        assert a.table.user(u) == b.table.user(u)
+        assert a.table.sequence(u).tolist() == b.table.sequence(u).tolist(), a.table.user(u)
+    assert a.table.timestamps.tolist() == b.table.timestamps.tolist()
+    assert a.table.offsets.tolist() == b.table.offsets.tolist()
+    return a
+
+
+@pytest.mark.parametrize(
+    "writer, kwargs",
+    [
+        (movielens_csv, dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=5)),
+        (amazon_2014, dict(min_rating=4.0, min_user_interactions=4, min_item_interactions=6)),
+        (amazon_2023, dict(min_rating=2.0, min_user_interactions=5, min_item_interactions=5)),
+        (movielens_dat, dict(min_user_interactions=6, min_item_interactions=4)),
+    ],
+    ids=["movielens-csv", "amazon2014-gz", "amazon2023-jsonl", "movielens-dat"],
+)
+def test_spark_prepares_what_polars_prepares(spark, tmp_path, writer, kwargs):
+    path = writer(tmp_path, seed=3)
+    expected = prepare(path, str(tmp_path / "polars"), **kwargs)
+    got = prepare_with_spark(spark, path, str(tmp_path / "spark"), **kwargs)
+    # The fixture exercises every rule.
+    assert expected["repeated_pairs"] > 0 and expected["k_core_passes"] >= 2
+    assert expected["below_rating"] > 0 or "min_rating" not in kwargs
+    for key in COUNTS:
+        assert got[key] == expected[key], key
+    assert got["sequence_length"] == expected["sequence_length"] and got["density"] == expected["density"]
+    assert set(got) == set(expected)
+    dsd = assert_same_folder(str(tmp_path / "polars"), str(tmp_path / "spark"))
+    times = dsd.table.timestamps
+    assert any(times[k] == times[k + 1] for k in range(len(times) - 1)), "no tie in time was kept"
+    parts = [n for n in os.listdir(tmp_path / "spark" / "sequences.parquet") if n.endswith(".parquet")]
+    assert len(parts) == 2  # users spread over part files, read back in order
+    with open(tmp_path / "spark" / "summary.json") as f:
+        assert json.load(f)["interactions"] == expected["interactions"]
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(path), "polars", "spark"])  # no temporary folder left
+
+
+def test_failures_leave_nothing_and_name_the_record(spark, tmp_path, monkeypatch):
+    path = movielens_csv(tmp_path, seed=5)
+    out = tmp_path / "out"
+    with pytest.raises(InteractionFormatError, match="core is empty"):
+        prepare_with_spark(spark, path, str(out), min_user_interactions=500)
+    from hf_genrec.utils.item_map import ItemIdMap
+
+    def broken(self, directory):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ItemIdMap, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        prepare_with_spark(spark, path, str(out))
+    assert sorted(os.listdir(tmp_path)) == ["ratings.csv"]
+    monkeypatch.undo()
+
+    bad = write_lines(tmp_path / "reviews_Bad_5.json", [json.dumps({"reviewerID": "a", "asin": "b", "unixReviewTime": 1})] * 3
+                      + [json.dumps({"reviewerID": "a", "asin": "c", "unixReviewTime": "soon"})])
+    with pytest.raises(InteractionFormatError, match=r"reviews_Bad_5.json:4: unixReviewTime is not a finite number \('soon'\)"):
+        prepare_with_spark(spark, bad, str(out))
+
+
+def test_command_line(spark, tmp_path, capsys):
+    path = amazon_2023(tmp_path, seed=7)
+    summary = main(["--input", path, "--output_dir", str(tmp_path / "cli"), "--master", "local[1]"])
+    assert "k-core passes" in capsys.readouterr().out
+    assert load_genrec_dataset(str(tmp_path / "cli")).table.num_interactions == summary["interactions"]
+    assert spark.range(3).count() == 3  # the caller's session is still up
