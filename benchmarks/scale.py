@@ -119,7 +119,7 @@ def _train_steps(trainer, steps: int, warmup: int) -> float:
 
 def _args(a, cls, **kw):
     return cls(
-        output_dir=os.path.join(a.work, "runs", a.name), max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
+        output_dir=os.path.join(a.prepared + "-runs", a.name), max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
         per_device_eval_batch_size=a.eval_batch, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
         disable_tqdm=True, logging_strategy="no", learning_rate=1e-3, **kw,
     )
@@ -180,20 +180,26 @@ def job_etegrec(a) -> dict:
     dsd = load_genrec_dataset(a.prepared)
     emb = _random_embeddings(dsd.num_items)
     start = time.perf_counter()
-    tok = get_item_tokenizer(emb, None, os.path.join(a.work, "runs", a.name), RQVAEConfig(semantic_dim=64), a.rqvae_epochs,
-                             use_cpu=True, disable_tqdm=True)
+    tok = get_item_tokenizer(emb, None, os.path.join(a.prepared + "-runs", a.name), RQVAEConfig(semantic_dim=64),
+                             a.rqvae_epochs, use_cpu=True, disable_tqdm=True)
     rqvae_minutes = (time.perf_counter() - start) / 60
     model = build_recommender(tok, emb, backbone_config=small_backbone(DEFAULT_BACKBONE, 64, 2, 4), max_history=50)
-    args = _args(a, ETEGRecTrainingArguments, max_history=50, eval_num_beams=20)
-    trainer = ETEGRecTrainer(model=model, item_tokenizer=tok, item_embeddings=emb, args=args, train_dataset=dsd["train"])
-    per_step = _train_steps(trainer, a.steps, a.warmup)
+    # A cycle is one tokenizer epoch (the RQ-VAE trains on the rows' items) and one recommender epoch:
+    # each phase is timed on its own (alternating training starts with the tokenizer phase).
+    per_step = {}
+    for phase, alternating in (("tokenizer", True), ("recommender", False)):
+        args = _args(a, ETEGRecTrainingArguments, max_history=50, eval_num_beams=20, alternating=alternating)
+        trainer = ETEGRecTrainer(model=model, item_tokenizer=tok, item_embeddings=emb, args=args, train_dataset=dsd["train"])
+        per_step[phase] = _train_steps(trainer, a.steps, a.warmup)
     steps = -(-len(dsd["train"]) // a.batch)
     sample = dsd["test"].shuffle(seed=0).select(range(min(a.eval_users, len(dsd["test"]))))
     start = time.perf_counter()
     trainer.evaluate(sample)
     per_user = (time.perf_counter() - start) / len(sample)
     return {"rows": len(dsd["train"]), "rqvae_epochs": a.rqvae_epochs, "rqvae_minutes": rqvae_minutes,
-            "seconds_per_step": per_step, "steps_per_epoch": steps, "epoch_minutes": steps * per_step / 60,
+            "seconds_per_step": per_step["recommender"], "tokenizer_seconds_per_step": per_step["tokenizer"],
+            "steps_per_epoch": steps, "epoch_minutes": steps * per_step["recommender"] / 60,
+            "tokenizer_epoch_minutes": steps * per_step["tokenizer"] / 60,
             "eval_users_timed": len(sample), "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
 
 
@@ -204,7 +210,7 @@ def job_hllm(a) -> dict:
     from hf_genrec.training import RecommenderTrainer, RecommenderTrainingArguments
 
     dsd = load_genrec_dataset(a.prepared)
-    path = os.path.join(a.work, "runs", f"emb-{dsd.num_items}.npy")
+    path = os.path.join(a.prepared + "-runs", "item_emb.npy")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.save(path, _random_embeddings(dsd.num_items).numpy())
     model, _ = build_model(dsd, None, HLLMArguments(item_embeddings=path, mode="light"), 50)

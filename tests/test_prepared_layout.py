@@ -187,7 +187,10 @@ BAD_INPUTS = {
     "CSV without its header": ("ratings.csv", ["1,2,4.0,10", "1,3,4.0,11"], None, "header"),
     "short .dat row": ("ratings.dat", ["1::2::4::10", "1::3::4"], 2, "fields"),
     "short RecBole row": ("x.inter", ["user_id:token\titem_id:token\ttimestamp:float", "u\ta\t1", "u\tb"], 3, "fields"),
-    "HLLM csv null timestamp": ("x.csv", ["item_id,user_id,timestamp", "a,u,1", "b,u,"], 3, "fields"),
+    "HLLM csv empty timestamp": ("x.csv", ["item_id,user_id,timestamp", "a,u,1", "b,u,"], 3, "timestamp is missing"),
+    "HLLM csv non-numeric timestamp": ("x.csv", ["item_id,user_id,timestamp", "a,u,1", "b,u,soon"], 3,
+                                       "timestamp is not a finite number ('soon')"),
+    ".dat non-numeric timestamp": ("ratings.dat", ["1::2::4::10", "1::3::4::x"], 2, "timestamp is not a finite number"),
 }
 
 

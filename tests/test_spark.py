@@ -12,7 +12,8 @@ pytest.importorskip("pyspark")
 from hf_genrec.cli.prepare_data import prepare  # noqa: E402
 from hf_genrec.data import load_genrec_dataset  # noqa: E402
 from hf_genrec.data.errors import InteractionFormatError  # noqa: E402
-from hf_genrec.data.spark import main, prepare_with_spark  # noqa: E402
+from hf_genrec.data.spark import cli, prepare_with_spark  # noqa: E402
+from hf_genrec.utils.item_map import ItemIdMap  # noqa: E402
 
 COUNTS = ("read", "below_rating", "repeated_pairs", "k_core_passes", "users", "items", "interactions", "dropped_short_users")
 
@@ -26,10 +27,13 @@ def spark():
         .appName("hf-genrec-test")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
-        # Several part files, and text files cut into several splits, so the file order and the user
+        .config("spark.ui.showConsoleProgress", "false")
+        # Small jobs start faster: no adaptive re-planning, the JIT's quick tier only.
+        .config("spark.sql.adaptive.enabled", "false")
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        # Two part files, and text files cut into several splits, so the file order and the user
         # order across part files are really tested.
-        .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
-        .config("spark.sql.files.maxPartitionBytes", "4096")
+        .config("spark.sql.files.maxPartitionBytes", "8192")
         .config("spark.sql.files.openCostInBytes", "1024")
         .getOrCreate()
     )
@@ -113,10 +117,10 @@ def assert_same_folder(polars_dir, spark_dir):
 @pytest.mark.parametrize(
     "writer, kwargs",
     [
-        (movielens_csv, dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=5)),
-        (amazon_2014, dict(min_rating=4.0, min_user_interactions=4, min_item_interactions=6)),
-        (amazon_2023, dict(min_rating=2.0, min_user_interactions=5, min_item_interactions=5)),
-        (movielens_dat, dict(min_user_interactions=6, min_item_interactions=4)),
+        (movielens_csv, dict(min_rating=3.0, min_user_interactions=4, min_item_interactions=6)),
+        (amazon_2014, dict(min_rating=2.0, min_user_interactions=6, min_item_interactions=6)),
+        (amazon_2023, dict(min_rating=3.0, min_user_interactions=5, min_item_interactions=3)),
+        (movielens_dat, dict(min_user_interactions=7, min_item_interactions=7)),
     ],
     ids=["movielens-csv", "amazon2014-gz", "amazon2023-jsonl", "movielens-dat"],
 )
@@ -141,31 +145,39 @@ def test_spark_prepares_what_polars_prepares(spark, tmp_path, writer, kwargs):
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(path), "polars", "spark"])  # no temporary folder left
 
 
-def test_failures_leave_nothing_and_name_the_record(spark, tmp_path, monkeypatch):
+def test_short_users_dropped_as_polars_drops_them(spark, tmp_path):
+    path = movielens_dat(tmp_path, seed=4)
+    with open(path, "a") as f:  # users with one or two interactions, on popular items
+        f.write("900::0::5::1\n900::13::5::2\n901::0::5::3\n")
+    kwargs = dict(min_user_interactions=1, min_item_interactions=3, on_short="drop")
+    expected = prepare(path, str(tmp_path / "polars"), **kwargs)
+    got = prepare_with_spark(spark, path, str(tmp_path / "spark"), **kwargs)
+    assert expected["dropped_short_users"] > 0
+    assert {k: got[k] for k in COUNTS} == {k: expected[k] for k in COUNTS}
+    assert_same_folder(str(tmp_path / "polars"), str(tmp_path / "spark"))
+    with pytest.raises(ValueError, match="fewer than 3 interactions"):
+        prepare_with_spark(spark, path, str(tmp_path / "error"), min_user_interactions=1, min_item_interactions=3)
+
+
+def test_failures_leave_nothing_and_name_the_record(spark, tmp_path, monkeypatch, capsys):
     path = movielens_csv(tmp_path, seed=5)
     out = tmp_path / "out"
     with pytest.raises(InteractionFormatError, match="core is empty"):
         prepare_with_spark(spark, path, str(out), min_user_interactions=500)
-    from hf_genrec.utils.item_map import ItemIdMap
 
     def broken(self, directory):
         raise OSError("disk full")
 
+    # A failure while the folder is written, through the command line (which keeps the caller's session).
     monkeypatch.setattr(ItemIdMap, "save", broken)
-    with pytest.raises(OSError, match="disk full"):
-        prepare_with_spark(spark, path, str(out))
+    with pytest.raises(SystemExit) as stopped:
+        cli(["--input", path, "--output_dir", str(out), "--master", "local[1]", "--min_rating", "3"])
+    assert stopped.value.code == 2 and "hf-genrec-prepare-spark: error: disk full" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["ratings.csv"]
     monkeypatch.undo()
+    assert spark.range(3).count() == 3
 
     bad = write_lines(tmp_path / "reviews_Bad_5.json", [json.dumps({"reviewerID": "a", "asin": "b", "unixReviewTime": 1})] * 3
                       + [json.dumps({"reviewerID": "a", "asin": "c", "unixReviewTime": "soon"})])
     with pytest.raises(InteractionFormatError, match=r"reviews_Bad_5.json:4: unixReviewTime is not a finite number \('soon'\)"):
         prepare_with_spark(spark, bad, str(out))
-
-
-def test_command_line(spark, tmp_path, capsys):
-    path = amazon_2023(tmp_path, seed=7)
-    summary = main(["--input", path, "--output_dir", str(tmp_path / "cli"), "--master", "local[1]"])
-    assert "k-core passes" in capsys.readouterr().out
-    assert load_genrec_dataset(str(tmp_path / "cli")).table.num_interactions == summary["interactions"]
-    assert spark.range(3).count() == 3  # the caller's session is still up

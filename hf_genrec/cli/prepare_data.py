@@ -49,9 +49,9 @@ def prepare(
         data = load_interactions(dataset_file_in(input), format)
         summary = {"format": format or "detected", "source": data.source}
     table, item_map, dropped = data.to_table(MIN_LENGTH, on_short)
-    summary.update(summarise(data.frame.filter(data.frame["items"].list.len() >= MIN_LENGTH), item_map.num_items))
+    summary.update(summarise(table.lengths, item_map.num_items))
     summary["dropped_short_users"] = dropped
-    del data.frame
+    data._frame = None  # the table is what is written; free the frame of original ids
     with tempfile.TemporaryDirectory() as scratch:
         extra = {"summary.json": os.path.join(scratch, "summary.json")}
         with open(extra["summary.json"], "w") as f:

@@ -18,13 +18,14 @@ few GB. Bad values are checked here with the record they came from (:func:`check
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from .errors import InteractionFormatError
 from .sources import line_of_record
+from .table import SequenceTable
 
 
 def _line_of(frame: pl.DataFrame, row: int, path: str) -> str:
@@ -74,6 +75,14 @@ def sequences_in_file_order(events: pl.DataFrame) -> pl.DataFrame:
     return ordered.group_by("user", maintain_order=True).agg(aggs)
 
 
+def dense_codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """``(codes, ids)``: each value's 1-based position among the sorted distinct values (``UInt32``)
+    and those sorted values. A hash lookup: ``rank("dense")`` sorts every row and is ~30x slower on strings."""
+    ids = values.unique().sort()
+    codes = values.replace_strict(ids, pl.int_range(1, len(ids) + 1, eager=True, dtype=pl.UInt32))
+    return codes, ids
+
+
 def k_core_codes(pairs: pl.DataFrame, min_user: int, min_item: int) -> tuple[pl.DataFrame, int]:
     """The iterative k-core of (``u``, ``i``) rows: drop users with fewer than ``min_user`` and items
     with fewer than ``min_item`` rows, both counted on the same rows, until nothing changes.
@@ -92,33 +101,55 @@ def k_core_codes(pairs: pl.DataFrame, min_user: int, min_item: int) -> tuple[pl.
         pairs = pairs.filter(pl.col("u").is_in(good_u.implode()) & pl.col("i").is_in(good_i.implode()))
 
 
+@dataclass
+class EncodedEvents:
+    """Events with integer ids: ``frame`` has ``u`` / ``i`` (``UInt32`` codes: code k is the k-th
+    smallest id, so code order is id order), ``t``, ``order`` and ``rating`` when the source has it;
+    ``user_ids`` / ``item_ids`` are the sorted distinct ids (code k is ``ids[k - 1]``). Strings take
+    most of a log's memory; encoded, the rest of the preparation runs on integers."""
+
+    frame: pl.DataFrame
+    user_ids: pl.Series
+    item_ids: pl.Series
+
+
+def encode_events(events: pl.DataFrame) -> EncodedEvents:
+    """:class:`EncodedEvents` of an event frame (drop your reference to ``events`` to free its strings)."""
+    u, user_ids = dense_codes(events["user"])
+    i, item_ids = dense_codes(events["item"])
+    columns = {"u": u, "i": i, "t": events["timestamp"], "order": events["order"]}
+    if "rating" in events.columns:
+        columns["rating"] = events["rating"]
+    return EncodedEvents(pl.DataFrame(columns), user_ids, item_ids)
+
+
 def prepare_events(
-    events: pl.DataFrame,
+    events: pl.DataFrame | EncodedEvents,
     min_user_interactions: int = 5,
     min_item_interactions: int = 5,
     min_rating: float | None = None,
-) -> tuple[pl.DataFrame, dict]:
-    """Raw-dump preparation (see the module docstring). Returns the sequence frame (users sorted by
-    id) and the counts of what each filter dropped (``read``, ``below_rating``, ``repeated_pairs``,
-    ``k_core_passes``)."""
-    read = events.height
+) -> tuple[SequenceTable, list, dict]:
+    """Raw-dump preparation (see the module docstring) of an event frame or its encoding. Returns the
+    dense table (users sorted by id), the original item ids in dense order (the item map's) and the
+    counts of what each filter dropped (``read``, ``below_rating``, ``repeated_pairs``, ``k_core_passes``)."""
+    encoded = events if isinstance(events, EncodedEvents) else encode_events(events)
+    del events
+    coded, user_ids, item_ids = encoded.frame, encoded.user_ids, encoded.item_ids
+    encoded.frame = None
+    read = coded.height
     below = 0
     if min_rating is not None:
-        keep = pl.col("rating").is_not_null() & (pl.col("rating") >= min_rating)
-        kept = events.filter(keep)
-        below, events = read - kept.height, kept
-    if events.height == 0:
+        kept = coded.filter(pl.col("rating").is_not_null() & (pl.col("rating") >= min_rating))
+        below, coded = read - kept.height, kept
+    if coded.height == 0:
         raise InteractionFormatError("no interactions left to prepare (empty input, or every rating below the threshold)")
-    # Integer codes in sorted id order: later sorts and joins run on integers, and the code order is
-    # the users' (sorted) output order.
-    coded = events.select(
-        u=pl.col("user").rank("dense"), i=pl.col("item").rank("dense"), t=pl.col("timestamp"), order=pl.col("order")
-    )
-    user_ids = events.select(u=pl.col("user").rank("dense"), user=pl.col("user")).unique("u").sort("u")
-    item_ids = events.select(i=pl.col("item").rank("dense"), item=pl.col("item")).unique("i").sort("i")
-    del events
+    coded = coded.select("u", "i", "t", "order")
     # Time order within a user (ties: file order); the first of each (user, item) pair is its earliest.
-    coded = coded.sort(["u", "t", "order"]).unique(subset=["u", "i"], keep="first", maintain_order=True)
+    # (`is_first_distinct` on one 64-bit key needs no extra copy of the rows; `unique(subset=...)` does.)
+    coded = coded.sort(["u", "t", "order"])
+    pair = coded["u"].cast(pl.UInt64) * (1 << 32) + coded["i"].cast(pl.UInt64)
+    coded = coded.filter(pair.is_first_distinct())
+    del pair
     repeated = read - below - coded.height
     coded, passes = k_core_codes(coded, min_user_interactions, min_item_interactions)
     if coded.height == 0:
@@ -126,31 +157,24 @@ def prepare_events(
             f"the {min_user_interactions}/{min_item_interactions}-core is empty: lower --min_user_interactions / "
             "--min_item_interactions"
         )
-    frame = (
-        coded.group_by("u", maintain_order=True)
-        .agg(items=pl.col("i"), timestamps=pl.col("t"))
-        .join(user_ids, on="u", how="left", maintain_order="left")
+    # Dense item ids 1..N: the rank of the remaining codes, which keeps the sorted order of the ids.
+    # `coded` is sorted by (user code, time, order): each user's rows are contiguous and in time order.
+    kept_codes = coded["i"].unique().sort()
+    dense = coded["i"].replace_strict(kept_codes, pl.int_range(1, len(kept_codes) + 1, eager=True, dtype=pl.Int32))
+    kept_items = item_ids.gather(kept_codes.cast(pl.Int64) - 1)
+    runs = coded["u"].rle()  # user codes in order, with their row counts
+    lengths = runs.struct.field("len").to_numpy().astype(np.int64)
+    users = user_ids.gather(runs.struct.field("value").cast(pl.Int64) - 1)
+    table = SequenceTable(
+        users.to_arrow(), dense.to_numpy(), np.concatenate([[0], np.cumsum(lengths)]), coded["t"].to_numpy()
     )
-    # Item codes back to the original ids, list by list (a join on the exploded column, regrouped).
-    lengths = frame["items"].list.len()
-    flat = pl.DataFrame({"i": frame["items"].explode()}).join(item_ids, on="i", how="left", maintain_order="left")["item"]
-    items = _regroup(flat, lengths)
-    frame = pl.DataFrame({"user": frame["user"], "items": items, "timestamps": frame["timestamps"]})
-    return frame, {"read": read, "below_rating": below, "repeated_pairs": repeated, "k_core_passes": passes}
+    counts = {"read": read, "below_rating": below, "repeated_pairs": repeated, "k_core_passes": passes}
+    return table, kept_items.to_list(), counts
 
 
-def _regroup(flat: pl.Series, lengths: pl.Series) -> pl.Series:
-    """``flat`` cut back into lists of ``lengths`` (the inverse of ``explode``)."""
-    offsets = np.concatenate([[0], np.cumsum(lengths.to_numpy())]).astype(np.int64)
-    values = flat.to_arrow()
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    return pl.Series("items", pa.LargeListArray.from_arrays(pa.array(offsets), values))
-
-
-def summarise(frame: pl.DataFrame, num_items: int) -> dict:
-    """Users, items, interactions, density and sequence-length quantiles of a sequence frame."""
-    lengths = frame["items"].list.len().to_numpy()
+def summarise(lengths: np.ndarray, num_items: int) -> dict:
+    """Users, items, interactions, density and sequence-length quantiles, from per-user lengths ``[U]``."""
+    lengths = np.asarray(lengths)
     n = int(lengths.sum())
     users = len(lengths)
     return {

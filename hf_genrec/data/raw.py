@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .columnar import check_events, k_core_codes, prepare_events, summarise
+from ..utils.item_map import ItemIdMap
+from .columnar import EncodedEvents, check_events, encode_events, k_core_codes, prepare_events, summarise
 from .errors import InteractionFormatError
 from .readers import SequenceData, read_movielens_dat_events
 from .sources import read_delimited, read_ndjson, require_file
@@ -110,7 +111,8 @@ def movielens_rating_events(path: str) -> pl.DataFrame:
     if not path.endswith((".csv", ".csv.gz")):
         return read_movielens_dat_events(path)
     require_file(path, "raw data file")
-    frame = read_delimited(path, ",")
+    frame = read_delimited(path, ",", numeric={"rating": "rating", "timestamp": "timestamp"},
+                           required=["userId", "movieId", "timestamp"])
     header = [c for c in frame.columns if c not in ("line", "order")]
     for needed in ("userId", "movieId", "rating", "timestamp"):
         if needed not in header:
@@ -188,16 +190,16 @@ def k_core(pairs: list[tuple[str, str]], min_user: int, min_item: int) -> tuple[
 
 
 def prepare_raw(
-    interactions: Iterable[Interaction] | pl.DataFrame,
+    interactions: Iterable[Interaction] | pl.DataFrame | EncodedEvents,
     min_user_interactions: int = 5,
     min_item_interactions: int = 5,
     min_rating: float | None = None,
 ) -> tuple[SequenceData, dict]:
     """Filter and order raw interactions into sequences (see the module docstring). ``interactions``
-    is an event frame (:mod:`hf_genrec.data.columnar`) or an iterable of :class:`Interaction`.
+    is an event frame (:mod:`hf_genrec.data.columnar`), its encoding or an iterable of :class:`Interaction`.
     Returns the :class:`SequenceData` (``timestamps`` included) and a summary (users, items,
     interactions, density, sequence-length quantiles, what each filter dropped)."""
-    if not isinstance(interactions, pl.DataFrame):
+    if not isinstance(interactions, pl.DataFrame | EncodedEvents):
         rows = list(interactions)
         interactions = pl.DataFrame(
             {
@@ -208,10 +210,11 @@ def prepare_raw(
             },
             schema={"user": pl.String, "item": pl.String, "timestamp": pl.Float64, "rating": pl.Float64},
         ).with_row_index("order")
-    frame, counts = prepare_events(interactions, min_user_interactions, min_item_interactions, min_rating)
-    summary = summarise(frame, frame["items"].explode().n_unique())
+    table, item_ids, counts = prepare_events(interactions, min_user_interactions, min_item_interactions, min_rating)
+    summary = summarise(table.lengths, len(item_ids))
     summary.update(counts)
-    return SequenceData(frame, source="raw", summary=summary), summary
+    data = SequenceData.from_table(table, ItemIdMap.from_ordered(item_ids), source="raw", summary=summary)
+    return data, summary
 
 
 def detect_raw_format(path: str) -> str | None:
@@ -242,15 +245,15 @@ def load_raw(
     fmt = format or detect_raw_format(path)
     if fmt not in RAW_FORMATS:
         raise InteractionFormatError(f"cannot tell which raw dump {path!r} is; pass format= one of {RAW_FORMATS}")
-    events = movielens_rating_events(path) if fmt == "movielens" else amazon_review_events(path, fmt)
+    # Encoded at once, so the strings of every row are freed before the filtering starts.
+    events = encode_events(movielens_rating_events(path) if fmt == "movielens" else amazon_review_events(path, fmt))
     data, summary = prepare_raw(events, min_user_interactions, min_item_interactions, min_rating)
-    del events
     if fmt == "movielens" and meta is None:
         folder = os.path.dirname(path)
         beside = [os.path.join(folder, n) for n in ("movies.dat", "movies.csv")]
         meta = next((m for m in beside if os.path.exists(m)), None)
     if meta:
-        wanted = set(data.frame["items"].explode().unique().to_list())
+        wanted = set(data.item_ids())
         data.item_text = read_movielens_titles(meta, wanted) if fmt == "movielens" else read_amazon_meta(meta, fmt, wanted)
         summary["items_with_text"] = sum(1 for t in data.item_text.values() if t)
     summary.update(format=fmt, source=path, meta=meta)

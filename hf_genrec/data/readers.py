@@ -14,9 +14,10 @@ import os
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..utils.item_map import ItemIdMap
-from .columnar import check_events, sequences_in_file_order
+from .columnar import check_events, dense_codes, sequences_in_file_order
 from .errors import InteractionFormatError
 from .item_text import find_item_text_file, read_item_texts, read_movielens_movies
 from .sources import read_delimited, require_file, text_lines
@@ -66,14 +67,45 @@ class SequenceData:
                 columns["timestamps"] = pl.Series([[float(t) for t in timestamps[u]] for u in sequences],
                                                   dtype=pl.List(pl.Float64))
             sequences = pl.DataFrame(columns)
-        for needed in ("user", "items"):
-            if needed not in sequences.columns:
-                raise ValueError(f"a sequence frame needs a {needed!r} column, got {sequences.columns}")
-        self.frame = sequences
+        if sequences is not None:
+            for needed in ("user", "items"):
+                if needed not in sequences.columns:
+                    raise ValueError(f"a sequence frame needs a {needed!r} column, got {sequences.columns}")
+        self._frame = sequences
+        self._dense: tuple[SequenceTable, ItemIdMap] | None = None
         self.item_text, self.source, self.summary = item_text, source, summary or {}
+
+    @classmethod
+    def from_table(cls, table: SequenceTable, item_map: ItemIdMap, **kwargs) -> SequenceData:
+        """Sequences already in dense form (what raw preparation produces): ``to_table`` returns them
+        as they are, and the frame of original ids is built only if asked for."""
+        data = cls(None, **kwargs)
+        data._dense = (table, item_map)
+        return data
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """One row per user: ``user``, ``items`` (original ids), ``timestamps`` when known."""
+        if self._frame is None:
+            table, item_map = self._dense
+            originals = pl.Series(item_map.original_ids)
+            flat = originals.gather(pl.Series(table.items).cast(pl.Int64) - 1)
+            columns = {"user": pl.Series(table.users), "items": _regroup(flat, table.offsets)}
+            if table.timestamps is not None:
+                columns["timestamps"] = _regroup(pl.Series(table.timestamps), table.offsets)
+            self._frame = pl.DataFrame(columns)
+        return self._frame
+
+    def item_ids(self) -> list:
+        """The distinct original item ids."""
+        if self._dense is not None:
+            return list(self._dense[1].original_ids)
+        return self.frame["items"].explode().unique().to_list()
 
     @property
     def has_timestamps(self) -> bool:
+        if self._dense is not None:
+            return self._dense[0].timestamps is not None
         return "timestamps" in self.frame.columns
 
     @property
@@ -89,10 +121,12 @@ class SequenceData:
 
     @property
     def num_users(self) -> int:
-        return self.frame.height
+        return self._dense[0].num_users if self._dense is not None else self.frame.height
 
     @property
     def num_interactions(self) -> int:
+        if self._dense is not None:
+            return self._dense[0].num_interactions
         return int(self.frame["items"].list.len().sum() or 0)
 
     def to_table(self, min_length: int = 3, on_short: str = "error") -> tuple[SequenceTable, ItemIdMap, int]:
@@ -100,6 +134,8 @@ class SequenceData:
         in the sorted order of the original ids) and the number of users dropped as too short."""
         import logging
 
+        if self._dense is not None and (self._dense[0].lengths >= min_length).all():
+            return (*self._dense, 0)
         lengths = self.frame["items"].list.len()
         short = lengths < min_length
         n_short = int(short.sum())
@@ -127,12 +163,21 @@ class SequenceData:
                              f"{kept['timestamps'].list.len()[row]} timestamps")
         # Dense ids 1..N follow the sorted order of the original ids (polars orders strings by their
         # UTF-8 bytes, which is Python's code point order).
-        dense = flat.rank("dense").to_numpy().astype(np.int32)
-        item_map = ItemIdMap.from_ordered(flat.unique().sort().to_list())
+        codes, ids = dense_codes(flat)
+        dense = codes.to_numpy().astype(np.int32)
+        item_map = ItemIdMap.from_ordered(ids.to_list())
         offsets = np.concatenate([[0], np.cumsum(kept["items"].list.len().to_numpy())]).astype(np.int64)
         times = kept["timestamps"].explode().to_numpy().astype(np.float64) if self.has_timestamps else None
         table = SequenceTable(kept["user"].cast(pl.String).to_arrow(), dense, offsets, times)
         return table, item_map, n_short
+
+
+def _regroup(flat: pl.Series, offsets: np.ndarray) -> pl.Series:
+    """``flat`` cut into lists at ``offsets`` ``[U + 1]`` (the inverse of ``explode``)."""
+    values = flat.to_arrow()
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pl.Series(pa.LargeListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int64)), values))
 
 
 def _check_not_empty(data: SequenceData, path: str) -> SequenceData:
@@ -213,7 +258,8 @@ def read_recbole_inter(path: str) -> SequenceData:
     for needed in ("user_id", "item_id"):
         if needed not in names:
             raise InteractionFormatError(f"{path}: header {header.split(chr(9))} has no '{needed}' column")
-    frame = read_delimited(path, "\t", quote_char=None)
+    t_name = next((h for h in header.split("\t") if h.split(":")[0] == "timestamp"), None)
+    frame = read_delimited(path, "\t", quote_char=None, numeric={t_name: "timestamp"} if t_name else None)
     frame.columns = [n.split(":")[0] if n not in ("line", "order") else n for n in frame.columns]
     keep = {"user_id": "user", "item_id": "item"} | ({"timestamp": "timestamp"} if "timestamp" in names else {})
     events = frame.select(*(pl.col(k).alias(v) for k, v in keep.items()), "line", "order")
@@ -245,7 +291,9 @@ def read_movielens_dat_events(path: str) -> pl.DataFrame:
     # polars reads single-byte separators; the unit separator never occurs in these files.
     with open(path, "rb") as f:
         data = f.read().replace(b"::", b"\x1f")
-    frame = read_delimited(path, "\x1f", ["user", "item", "rating", "timestamp"], quote_char=None, source=data)
+    frame = read_delimited(path, "\x1f", ["user", "item", "rating", "timestamp"], quote_char=None, source=data,
+                           file_separator="::", numeric={"rating": "rating", "timestamp": "timestamp"},
+                           required=["user", "item", "timestamp"])
     return check_events(frame, path, "timestamp", "user", "movie")
 
 
@@ -254,7 +302,7 @@ def read_hllm_csv(path: str) -> SequenceData:
     order), sorted by timestamp per user (ties keep file order). Ids stay strings, as in the official
     code. ``item_text`` comes from ``information/<name>.csv`` beside the file or one level up."""
     require_file(path)
-    frame = read_delimited(path, ",")
+    frame = read_delimited(path, ",", numeric={"timestamp": "timestamp"})
     header = [c for c in frame.columns if c not in ("line", "order")]
     for needed in ("item_id", "user_id", "timestamp"):
         if needed not in header:

@@ -46,7 +46,8 @@ def text_lines(path: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
         try:
             yield number, line.decode(encoding)
         except UnicodeDecodeError as e:
-            raise InteractionFormatError(f"{path}:{number}: not valid {encoding.upper()} ({e.reason} at byte {e.start})") from None
+            message = f"not valid {encoding.upper()} ({e.reason} at byte {e.start})"
+            raise InteractionFormatError(f"{path}:{number}: {message}") from None
 
 
 def explain_failure(path: str, error: Exception, check_line: Callable[[int, str], None]) -> InteractionFormatError:
@@ -72,26 +73,56 @@ def line_of_record(path: str, record: int, header: bool) -> int:
     return record + (2 if header else 1)
 
 
-def _csv_line_checker(path: str, separator: str, width: int, header: bool) -> Callable[[int, str], None]:
+def _split_fields(separator: str, quote_char: str | None) -> Callable[[str], list[str]]:
     import csv
+
+    if quote_char is None:
+        return lambda line: line.split(separator)
+    return lambda line: next(csv.reader([line], delimiter=separator, quotechar=quote_char))
+
+
+def _line_checker(path: str, split: Callable[[str], list[str]], names: list[str], header: bool,
+                  numeric: dict[str, str]) -> Callable[[int, str], None]:
+    """What polars found wrong, said of one line: the field count, or a numeric field that is not a number."""
+    positions = {names.index(c): label for c, label in numeric.items() if c in names}
 
     def check(number: int, line: str) -> None:
         if header and number == 1:
             return
-        fields = next(csv.reader([line], delimiter=separator)) if separator != "\x1f" else line.split(separator)
-        if len(fields) != width:
-            raise InteractionFormatError(f"{path}:{number}: expected {width} fields, found {len(fields)} ({line[:80]!r})")
+        fields = split(line)
+        if len(fields) != len(names):
+            raise InteractionFormatError(f"{path}:{number}: expected {len(names)} fields, found {len(fields)} ({line[:80]!r})")
+        for position, label in positions.items():
+            value = fields[position].strip()
+            if value:
+                try:
+                    float(value)
+                except ValueError:
+                    raise InteractionFormatError(f"{path}:{number}: {label} is not a finite number ({value!r})") from None
 
     return check
 
 
 def read_delimited(
-    path: str, separator: str, columns: list[str] | None = None, quote_char: str | None = '"', source: bytes | None = None
+    path: str,
+    separator: str,
+    columns: list[str] | None = None,
+    quote_char: str | None = '"',
+    source: bytes | None = None,
+    file_separator: str | None = None,
+    numeric: dict[str, str] | None = None,
+    required: list[str] | None = None,
 ) -> pl.DataFrame:
-    """A delimited file as strings. ``columns`` names the fields of a header-less file; otherwise the
-    first line is the header. Adds ``order`` (0-based record index; blank lines dropped) and
-    ``line``. A row with too few or too many fields raises naming its line."""
+    """A delimited file: ``numeric`` columns (name -> the field's name in messages) as ``Float64``, the
+    others as strings. ``columns`` names the fields of a header-less file; otherwise the first line is
+    the header. ``source`` replaces the file's bytes (e.g. with ``file_separator`` rewritten to
+    ``separator``). Adds ``line`` (the file line) and ``order`` (0-based record index; blank lines
+    dropped). A row with too few or too many fields, or a numeric field that is not a number, raises
+    naming its line; an empty field comes back null (the caller says which field is missing)."""
     header = columns is None
+    numeric = numeric or {}
+    split = _split_fields(file_separator or separator, quote_char)
+    names = columns if columns is not None else split(_first_line(path))
     try:
         frame = pl.read_csv(
             source if source is not None else path,
@@ -99,22 +130,26 @@ def read_delimited(
             has_header=header,
             new_columns=columns,
             infer_schema=False,
+            schema_overrides={c: pl.Float64 for c in numeric if c in names},
             quote_char=quote_char,
         )
     except PolarsError as e:
-        width = len(columns) if columns else len(_first_line(path).split(separator))
-        raise explain_failure(path, e, _csv_line_checker(path, separator, width, header)) from None
-    first = 2 if header else 1
-    frame = frame.with_row_index("line", offset=first)
-    # Blank lines come back as rows of nulls; a row with some nulls is a short row.
+        raise explain_failure(path, e, _line_checker(path, split, names, header, numeric)) from None
+    frame = frame.with_row_index("line", offset=2 if header else 1)
     data_cols = [c for c in frame.columns if c != "line"]
-    blank = pl.all_horizontal(pl.col(c).is_null() for c in data_cols)
-    short = pl.any_horizontal(pl.col(c).is_null() for c in data_cols) & ~blank
-    bad = frame.filter(short)
-    if bad.height:
-        line = int(bad["line"][0])
-        raise InteractionFormatError(f"{path}:{line}: expected {len(data_cols)} fields, found fewer (a short row)")
-    return frame.filter(~blank).with_row_index("order")
+    blank = frame.select(pl.all_horizontal(pl.col(c).is_null() for c in data_cols)).to_series()
+    if blank.any():  # filtering copies every column: only when there is a blank line to drop
+        frame = frame.filter(~blank)
+    del blank
+    # A short row reads as nulls in its last fields: look at the raw line of the first row with a
+    # null where a value is needed, so the message says which it is.
+    needed = [c for c in (required or data_cols) if c in data_cols]
+    nulls = frame.select(pl.any_horizontal(pl.col(c).is_null() for c in needed)).to_series() if needed else None
+    if nulls is not None and nulls.any():
+        line = int(frame["line"][int(nulls.arg_max())])
+        text = next((t for n, t in text_lines(path) if n == line), "")
+        _line_checker(path, split, names, False, {})(line, text)
+    return frame.with_row_index("order")
 
 
 def _first_line(path: str) -> str:

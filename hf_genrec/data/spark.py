@@ -119,12 +119,24 @@ def _amazon_events(spark, path: str, version: str):
     ), ("reviewerID", "asin", "unixReviewTime")
 
 
+def _is_csv(spark, path: str) -> bool:
+    """Whether MovieLens ratings are ``ratings.csv`` (else ``::``-separated ``ratings.dat``): from the name,
+    else (a folder, a glob) from the first line."""
+    name = path.rstrip("/")
+    if name.endswith((".csv", ".csv.gz", ".dat", ".dat.gz")):
+        return name.endswith((".csv", ".csv.gz"))
+    from pyspark.sql import functions as F
+
+    first = _scan(spark, lambda p: spark.read.text(p), path).filter(F.trim("value") != "").first()
+    return first is not None and "::" not in first["value"]
+
+
 def _movielens_events(spark, path: str):
     """MovieLens ratings (see :func:`hf_genrec.data.raw.movielens_rating_events`): ``ratings.csv`` with
     its header, or ``user::movie::rating::timestamp`` lines (``ratings.dat``)."""
     from pyspark.sql import functions as F
 
-    if path.rstrip("/").endswith((".csv", ".csv.gz")):
+    if _is_csv(spark, path):
         raw = _scan(spark, lambda p: spark.read.csv(p, header=True, mode="FAILFAST"), path)
         header = [c for c in raw.columns if c not in ("f", "b", "m")]
         for needed in ("userId", "movieId", "rating", "timestamp"):
@@ -132,7 +144,9 @@ def _movielens_events(spark, path: str):
                 raise InteractionFormatError(f"{path}: header {header} has no {needed!r} column (is the header line missing?)")
         user, item, rating, ts = "userId", "movieId", "rating", "timestamp"
         names = ("userId", "movieId", "timestamp")
-        raw = raw.withColumn("width", F.lit(None).cast("int"))
+        # Null, but it reads every column: Spark parses only the columns a query uses, and checks the
+        # number of fields (FAILFAST) only when that is all of them.
+        raw = raw.withColumn("width", F.when(F.concat_ws("\x1f", *(F.col(c) for c in header)) == "\x00", -1))
     else:
         lines = _scan(spark, lambda p: spark.read.text(p), path)
         lines = lines.filter(F.trim("value") != "").select(F.split("value", "::").alias("v"), "f", "b", "m")
@@ -152,7 +166,7 @@ def _movielens_events(spark, path: str):
     ), names
 
 
-def _record_place(events, row, fmt: str, path: str) -> str:
+def _record_place(events, row, fmt: str, names: tuple[str, str, str]) -> str:
     """``file:line`` of a bad record where the file was read whole from a local disk, else the file and
     the record's index in its split."""
     from urllib.parse import unquote, urlparse
@@ -164,7 +178,7 @@ def _record_place(events, row, fmt: str, path: str) -> str:
     url = urlparse(row["f"])
     local = unquote(url.path) if url.scheme in ("", "file") else None
     if row["b"] == 0 and local and os.path.isfile(local):
-        if fmt == "movielens" and not path.rstrip("/").endswith((".csv", ".csv.gz")):
+        if fmt == "movielens" and names[0] == "user":
             return f"{local}:{record + 1}"  # text lines: every line, blank ones too, took an id
         from hf_genrec.data.sources import line_of_record
 
@@ -187,7 +201,7 @@ def _bad_conditions(names: tuple[str, str, str]) -> list[tuple[str, object, str 
     ]
 
 
-def _check(events, counts: dict, names: tuple[str, str, str], fmt: str, path: str) -> None:
+def _check(events, counts: dict, names: tuple[str, str, str], fmt: str) -> None:
     """Refuse ragged ``::`` lines, null ids and missing / non-numeric / non-finite timestamps, as
     :func:`hf_genrec.data.columnar.check_events` does (the first bad record in file order is named)."""
     for key, condition, message in _bad_conditions(names):
@@ -198,41 +212,54 @@ def _check(events, counts: dict, names: tuple[str, str, str], fmt: str, path: st
             elif key == "bad_time":
                 value = row["ts_raw"]
                 message = f"{names[2]} is " + ("missing" if value is None else f"not a finite number ({value!r})")
-            raise InteractionFormatError(f"{_record_place(events, row, fmt, path)}: {message}")
+            raise InteractionFormatError(f"{_record_place(events, row, fmt, names)}: {message}")
 
 
 # ------------------------------------------------------------------------------ filtering
-def _k_core(pairs, users: int, items: int, min_user: int, min_item: int, persisted: list):
-    """:func:`hf_genrec.data.columnar.k_core_codes` on a DataFrame of (``user``, ``item``, ``key``) rows:
+def _k_core(pairs, min_user: int, min_item: int, persisted: list):
+    """:func:`hf_genrec.data.columnar.k_core_codes` on a DataFrame of distinct (``user``, ``item``) rows:
     each pass counts users and items on the same rows and stops when the numbers of users and items
-    that pass their thresholds both equal the previous pass's. Returns the kept rows, their number and
-    the number of passes that dropped something; the frame each pass persists is added to ``persisted``
-    (and the previous pass's released once the next is computed)."""
+    that pass their thresholds both equal the previous pass's (the first pass compares with the
+    numbers of distinct users and items). Returns the kept rows, the number of rows before the first
+    pass, the number kept and the number of passes that dropped something. The frame each pass
+    persists is added to ``persisted``; the previous pass's is released once the next is computed.
+
+    One job per pass: two window operators (by user, by item) count each one's rows and mark its first
+    row, so the distinct numbers are plain sums (no distinct aggregation)."""
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    passes, previous, current = 0, None, pairs
+    by_user, by_item = Window.partitionBy("user").orderBy("item"), Window.partitionBy("item").orderBy("user")
+    whole = (Window.unboundedPreceding, Window.unboundedFollowing)
+    passes, previous, current, users, items, start = 0, None, pairs, None, None, None
     while True:
         counted = current.select(
-            "user", "item", "key",
-            F.count(F.lit(1)).over(Window.partitionBy("user")).alias("cu"),
-            F.count(F.lit(1)).over(Window.partitionBy("item")).alias("ci"),
+            "user", "item",
+            F.count(F.lit(1)).over(by_user.rowsBetween(*whole)).alias("cu"),
+            (F.row_number().over(by_user) == 1).alias("fu"),
+            F.count(F.lit(1)).over(by_item.rowsBetween(*whole)).alias("ci"),
+            (F.row_number().over(by_item) == 1).alias("fi"),
         ).persist(StorageLevel.MEMORY_AND_DISK)
         persisted.append(counted)
+        good_u, good_i = F.col("fu") & (F.col("cu") >= min_user), F.col("fi") & (F.col("ci") >= min_item)
         stats = counted.agg(
             F.count(F.lit(1)).alias("rows"),
-            F.countDistinct(F.when(F.col("cu") >= min_user, F.col("user"))).alias("users"),
-            F.countDistinct(F.when(F.col("ci") >= min_item, F.col("item"))).alias("items"),
+            F.sum(F.col("fu").cast("long")).alias("users"),
+            F.sum(F.col("fi").cast("long")).alias("items"),
+            F.sum(good_u.cast("long")).alias("good_users"),
+            F.sum(good_i.cast("long")).alias("good_items"),
         ).first()
         if previous is not None:
             previous.unpersist()
         previous = counted
-        if stats["users"] == users and stats["items"] == items:
-            return counted.select("user", "item", "key"), int(stats["rows"]), passes
-        users, items = stats["users"], stats["items"]
+        if start is None:
+            start, users, items = int(stats["rows"]), stats["users"], stats["items"]
+        if (stats["good_users"] or 0) == users and (stats["good_items"] or 0) == items:
+            return counted.select("user", "item"), start, int(stats["rows"]), passes
+        users, items = stats["good_users"] or 0, stats["good_items"] or 0
         passes += 1
-        current = counted.filter((F.col("cu") >= min_user) & (F.col("ci") >= min_item)).select("user", "item", "key")
+        current = counted.filter((F.col("cu") >= min_user) & (F.col("ci") >= min_item)).select("user", "item")
 
 
 def _detect_format(path: str) -> str | None:
@@ -264,10 +291,6 @@ def prepare_with_spark(
 
     Returns the summary written to ``summary.json`` (the keys of the polars path's summary).
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
     fmt = format or _detect_format(input_path)
     if fmt not in RAW_FORMATS:
         raise InteractionFormatError(f"cannot tell which raw dump {input_path!r} is; pass format= one of {RAW_FORMATS}")
@@ -276,53 +299,67 @@ def prepare_with_spark(
     if "://" in output_dir:
         raise ValueError(f"output_dir must be a POSIX path on shared storage (it is renamed into place), got {output_dir!r}")
 
+    try:
+        return _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item_interactions, min_rating,
+                        on_short)
+    except Exception as e:
+        error = _malformed(e, input_path)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _malformed(error: Exception, path: str) -> InteractionFormatError | None:
+    """The one-line error for Spark's FAILFAST refusal of a record (a line that is not JSON, a ragged
+    CSV row), or None for any other error."""
+    import re
+
+    text = str(error)
+    if isinstance(error, InteractionFormatError) or "MALFORMED" not in text.upper():
+        return None
+    file = re.search(r"reading file (\S+?)\.?\s", text)
+    causes = [line.split(": ", 2)[-1] for line in text.splitlines() if line.startswith("Caused by: ")]
+    reason = re.sub(r"\s*SQLSTATE: \w+$", "", causes[-1]) if causes else "malformed record"
+    return InteractionFormatError(f"{file.group(1) if file else path}: malformed record ({reason[:300]})")
+
+
+def _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item_interactions, min_rating, on_short) -> dict:
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
     if fmt == "movielens":
         events, names = _movielens_events(spark, input_path)
     else:
         events, names = _amazon_events(spark, input_path, fmt)
-    events = events.persist(StorageLevel.MEMORY_AND_DISK)
-    persisted = [events]
+    persisted = []
     try:
         keep = F.col("rating").isNotNull() & (F.col("rating") >= min_rating) if min_rating is not None else F.lit(True)
         bad = _bad_conditions(names)
-        # One pass over the input: per-file counts (the file list gives each file a small rank, so the
-        # shuffles below carry an integer instead of the path) and the bad records.
-        try:
-            per_file = events.groupBy("f").agg(
-                F.count(F.lit(1)).alias("read"),
-                F.sum(keep.cast("long")).alias("kept"),
-                *(F.sum(condition.cast("long")).alias(name) for name, condition, _ in bad),
-            ).collect()
-        except Exception as e:  # FAILFAST parsing: a line that is not a JSON object / a ragged CSV row
-            if "MALFORMED" not in str(e).upper():
-                raise
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InteractionFormatError(f"{input_path}: malformed record ({first[:300]})") from None
-        counts = {k: sum(int(r[k] or 0) for r in per_file) for k in ("read", "kept", *(name for name, _, _ in bad))}
-        _check(events, counts, names, fmt, input_path)
+        # One pass over the input: each (user, item) pair's earliest kept record, i.e. its least (time,
+        # file, split, record) key, with the counts of records read, kept and bad.
+        key = F.struct(F.col("timestamp").alias("t"), "f", "b", "m")
+        groups = events.groupBy("user", "item").agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(keep.cast("long")).alias("kept"),
+            *(F.sum(condition.cast("long")).alias(name) for name, condition, _ in bad),
+            F.min(F.when(keep, key)).alias("key"),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(groups)
+        counts = groups.agg(
+            F.sum("n").alias("read"), F.sum("kept").alias("kept"), *(F.sum(name).alias(name) for name, _, _ in bad)
+        ).first()
+        counts = {k: int(v or 0) for k, v in counts.asDict().items()}
+        _check(events, counts, names, fmt)
         read = counts["read"]
         below = read - counts["kept"] if min_rating is not None else 0
         if counts["kept"] == 0:
             raise InteractionFormatError("no interactions left to prepare (empty input, or every rating below the threshold)")
-        files = spark.createDataFrame(
-            [(path, rank) for rank, path in enumerate(sorted(r["f"] for r in per_file))], "f STRING, fi INT"
-        )
-        # The earliest of each (user, item) pair: the least (time, file, split, record) key.
-        key = F.struct(F.col("timestamp").alias("t"), "fi", "b", "m")
-        pairs = (
-            events.filter(keep)
-            .join(F.broadcast(files), "f")
-            .groupBy("user", "item")
-            .agg(F.min(key).alias("key"))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        persisted.append(pairs)
-        first = pairs.agg(F.count(F.lit(1)), F.countDistinct("user"), F.countDistinct("item")).first()
-        events.unpersist()
-        repeated = read - below - int(first[0])
-        kept, rows, passes = _k_core(pairs, int(first[1]), int(first[2]), min_user_interactions, min_item_interactions,
-                                     persisted)
-        pairs.unpersist()
+        pairs = groups.filter(F.col("kept") > 0).select("user", "item", "key")
+        # The k-core runs on the (user, item) pairs alone; the keys are joined back at the end.
+        kept, distinct_pairs, rows, passes = _k_core(pairs.select("user", "item"), min_user_interactions,
+                                                     min_item_interactions, persisted)
+        repeated = read - below - distinct_pairs
         if rows == 0:
             raise InteractionFormatError(
                 f"the {min_user_interactions}/{min_item_interactions}-core is empty: lower --min_user_interactions / "
@@ -362,7 +399,8 @@ def prepare_with_spark(
 
         ordered = F.sort_array(F.collect_list(F.struct(F.col("key"), F.col("iid"))))
         sequences = (
-            kept.join(item_ids, "item")
+            kept.join(pairs, ["user", "item"])
+            .join(item_ids, "item")
             .groupBy("user")
             .agg(ordered.alias("s"))
             .select(
@@ -379,6 +417,7 @@ def prepare_with_spark(
         try:
             target = os.path.join(tmp, SEQUENCES_FILE)
             sequences.write.option("compression", "zstd").parquet("file://" + target)
+            _check_user_order(target)
             lengths = np.array(
                 [r[0] for r in spark.read.parquet("file://" + target).select(F.size("items")).collect()], dtype=np.int64
             )
@@ -404,6 +443,16 @@ def prepare_with_spark(
     finally:
         for frame in persisted:
             frame.unpersist()
+
+
+def _check_user_order(path: str) -> None:
+    """Make sure pyarrow reads the part files back in sorted user order (it reads them by name)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    users = pq.read_table(path, columns=["user"]).column("user").combine_chunks()
+    if len(users) > 1 and not pc.all(pc.less(users.slice(0, len(users) - 1), users.slice(1))).as_py():
+        raise RuntimeError(f"{path}: the part files do not read back in sorted user order")
 
 
 def _summary(lengths: np.ndarray, num_items: int) -> dict:
