@@ -228,9 +228,43 @@ def job_hllm(a) -> dict:
             "eval_users_timed": len(sample), "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
 
 
+def job_itemid(a) -> dict:
+    """Item-ID LLaMA (64 x 2, hierarchical softmax over sqrt(N) k-means clusters of random 64-d item
+    vectors) on the prefix rows, then evaluation (exact top-k over the catalogue) on a user sample."""
+    import math
+
+    from hf_genrec.data import load_genrec_dataset
+    from hf_genrec.models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
+    from hf_genrec.models.itemid.configuration_itemid import DEFAULT_BACKBONE
+    from hf_genrec.recipes.stages import small_backbone
+    from hf_genrec.training import RecommenderTrainer, RecommenderTrainingArguments
+
+    dsd = load_genrec_dataset(a.prepared)
+    config = ItemIDLlamaConfig(backbone_config=small_backbone(DEFAULT_BACKBONE, 64, 2, 4), num_items=dsd.num_items,
+                               item_embedding_dim=64, num_clusters=round(math.sqrt(dsd.num_items)), max_history=50)
+    model = ItemIDLlamaForRecommendation(config)
+    model.set_item_embeddings(_random_embeddings(dsd.num_items))
+    start = time.perf_counter()
+    model.recluster(seed=0)
+    recluster_minutes = (time.perf_counter() - start) / 60
+    model.set_item_map(dsd.item_map)
+    trainer = RecommenderTrainer(model=model, args=_args(a, RecommenderTrainingArguments, max_history=50),
+                                 train_dataset=dsd["train"])
+    per_step = _train_steps(trainer, a.steps, a.warmup)
+    steps = -(-len(dsd["train"]) // a.batch)
+    sample = dsd["test"].shuffle(seed=0).select(range(min(a.eval_users, len(dsd["test"]))))
+    start = time.perf_counter()
+    trainer.evaluate(sample)
+    per_user = (time.perf_counter() - start) / len(sample)
+    return {"rows": len(dsd["train"]), "recluster_minutes": recluster_minutes, "seconds_per_step": per_step,
+            "steps_per_epoch": steps, "epoch_minutes": steps * per_step / 60, "eval_users_timed": len(sample),
+            "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
+
+
 JOBS = {
     "prepare": job_prepare, "prepare_old": job_prepare_old, "bare_polars": job_bare_polars,
     "sasrec_train": job_sasrec_train, "sasrec_eval": job_sasrec_eval, "etegrec": job_etegrec, "hllm": job_hllm,
+    "itemid": job_itemid,
 }
 
 
@@ -256,7 +290,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", required=True, help="folder for the generated logs, prepared folders and runs")
     p.add_argument("--sizes", default="1M,5M,25M")
-    p.add_argument("--jobs", default="prepare,bare_polars,prepare_old,sasrec_train,sasrec_eval,etegrec,hllm")
+    p.add_argument("--jobs", default="prepare,bare_polars,prepare_old,sasrec_train,sasrec_eval,etegrec,hllm,itemid")
     p.add_argument("--out", default=os.path.join(HERE, "results", "scale-cpu.json"))
     p.add_argument("--old_code", default=None, help="an older checkout to measure `prepare_old` with")
     p.add_argument("--old_max", default="1M", help="largest size the older code is run on (it needs ~3.5 KB an interaction)")
@@ -266,6 +300,19 @@ def main() -> None:
     os.makedirs(a.work, exist_ok=True)
     results = json.load(open(a.out)) if os.path.exists(a.out) else {}
     results.setdefault("runs", {})
+    import platform
+
+    import polars
+    import torch
+
+    results.setdefault("calls", []).append({
+        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+                   f"{platform.machine()}, CPU only",
+        "versions": {"torch": torch.__version__, "polars": polars.__version__, "python": platform.python_version()},
+        "threads": a.threads, "steps_timed": a.steps, "warmup_steps": 3, "batch": 256,
+    })
     for size in a.sizes.split(","):
         n = SIZES[size]
         # Named as MovieLens names it, so the preparation reads it as that raw dump.

@@ -14,16 +14,56 @@ SERIES = (
     ("bare_polars", "prepare_seconds", "prepare (bare polars script)", 1 / 60),
     ("prepare_old", "prepare_seconds", "prepare (earlier code, Python objects)", 1 / 60),
     ("sasrec_train", "epoch_minutes", "SASRec epoch (extrapolated)", 1),
-    ("etegrec", "epoch_minutes", "ETEGRec epoch, 64x2 (extrapolated)", 1),
+    ("etegrec", "epoch_minutes", "ETEGRec recommender epoch, 64x2 (extrapolated)", 1),
     ("hllm", "epoch_minutes", "HLLM epoch, light 64x2 (extrapolated)", 1),
+    ("itemid", "epoch_minutes", "item-ID LLaMA epoch, 64x2 + HSM (extrapolated)", 1),
     ("sasrec_eval", "eval_minutes", "SASRec full evaluation (every user, every item)", 1),
 )
+
+
+def _cell(run: dict | None, field: str, unit: str = "") -> str:
+    if not run or field not in run:
+        return "-"
+    value = run[field]
+    text = f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    return f"{text}{unit} / {run['peak_rss_gb']:.1f} GB"
+
+
+def markdown_table(runs: dict, sizes: list[str]) -> str:
+    """One row per measurement, one column per size: time (or extrapolated epoch) and peak memory."""
+    head = [runs[f"{s}/prepare"] for s in sizes]
+    lines = [
+        "| measurement | " + " | ".join(f"{s}: {h['users']:,} users, {h['items']:,} items, {h['interactions']:,} interactions"
+                                       for s, h in zip(sizes, head)) + " |",
+        "| --- |" + " --- |" * len(sizes),
+    ]
+    rows = (
+        ("prepare, hf_genrec (s)", "prepare", "prepare_seconds", " s"),
+        ("prepare, bare polars script (s)", "bare_polars", "prepare_seconds", " s"),
+        ("prepare, earlier code (s)", "prepare_old", "prepare_seconds", " s"),
+        ("SASRec 64x2, one epoch (min, extrapolated)", "sasrec_train", "epoch_minutes", " min"),
+        ("SASRec full evaluation, every test user x every item (min)", "sasrec_eval", "eval_minutes", " min"),
+        ("ETEGRec recommender epoch, 64x2 (min, extrapolated)", "etegrec", "epoch_minutes", " min"),
+        ("ETEGRec tokenizer epoch (min, extrapolated)", "etegrec", "tokenizer_epoch_minutes", " min"),
+        ("ETEGRec evaluation, every test user, 20 beams (min, extrapolated)", "etegrec", "eval_minutes_all_users", " min"),
+        ("HLLM light 64x2, one epoch of windows (min, extrapolated)", "hllm", "epoch_minutes", " min"),
+        ("HLLM evaluation, every test user (min, extrapolated)", "hllm", "eval_minutes_all_users", " min"),
+        ("item-ID LLaMA 64x2 + HSM, one epoch (min, extrapolated)", "itemid", "epoch_minutes", " min"),
+        ("item-ID evaluation, every test user (min, extrapolated)", "itemid", "eval_minutes_all_users", " min"),
+    )
+    for label, job, field, unit in rows:
+        lines.append(f"| {label} | " + " | ".join(_cell(runs.get(f"{s}/{job}"), field, unit) for s in sizes) + " |")
+    lines.append("| prepared folder (MB) | " + " | ".join(f"{h['folder_mb']:.0f} MB" + (
+        f" (earlier layout: {runs[f'{s}/prepare_old']['folder_mb']:.0f} MB)" if f"{s}/prepare_old" in runs else "")
+        for s, h in zip(sizes, head)) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--results", default="benchmarks/results/scale-cpu.json")
     p.add_argument("--out", default="docs/figures/scale.png")
+    p.add_argument("--markdown", action="store_true", help="also print the figures as a markdown table")
     a = p.parse_args()
     import matplotlib
 
@@ -31,7 +71,9 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     runs = json.load(open(a.results))["runs"]
-    sizes = sorted({k.split("/")[0] for k in runs}, key=lambda s: runs[f"{s}/prepare"]["interactions"] if f"{s}/prepare" in runs else 0)
+    sizes = sorted({k.split("/")[0] for k in runs}, key=lambda s: runs.get(f"{s}/prepare", {}).get("interactions", 0))
+    if a.markdown:
+        print(markdown_table(runs, sizes))
     fig, (cost, memory) = plt.subplots(1, 2, figsize=(12, 4.8))
     for job, field, label, scale in SERIES:
         points = [(runs[f"{s}/prepare"]["interactions"], runs[f"{s}/{job}"][field] * scale, runs[f"{s}/{job}"]["peak_rss_gb"])

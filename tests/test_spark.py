@@ -181,3 +181,11 @@ def test_failures_leave_nothing_and_name_the_record(spark, tmp_path, monkeypatch
                       + [json.dumps({"reviewerID": "a", "asin": "c", "unixReviewTime": "soon"})])
     with pytest.raises(InteractionFormatError, match=r"reviews_Bad_5.json:4: unixReviewTime is not a finite number \('soon'\)"):
         prepare_with_spark(spark, bad, str(out))
+
+    # Spark decodes bytes that are not UTF-8 to U+FFFD, which could merge two ids: refused, as polars does.
+    undecodable = tmp_path / "latin" / "ratings.csv"
+    undecodable.parent.mkdir()
+    undecodable.write_bytes(b"userId,movieId,rating,timestamp\n1,2,4.0,10\n1,\xe9t\xe9,4.0,11\n")
+    with pytest.raises(InteractionFormatError, match="not valid UTF-8"):
+        prepare_with_spark(spark, str(undecodable), str(out), min_user_interactions=1, min_item_interactions=1)
+    assert not out.exists()

@@ -36,8 +36,9 @@ summary's quantiles), never O(interactions). pyspark is imported inside the func
 ``import hf_genrec`` works without it (``pip install hf_genrec[spark]``).
 
 Differences from the polars path, all on malformed input only: a bad record is reported by file and
-record (the line is given for local files read as a whole), text that is not valid UTF-8 is replaced
-rather than refused, and numbers Java parses but polars does not (``"1d"``, hex floats) are accepted.
+record (the line is given for local files read as a whole), an id that is not valid UTF-8 is refused by
+the replacement character Spark decodes it to (so a genuine U+FFFD in an id is refused too), and
+numbers Java parses but polars does not (``"1d"``, hex floats) are accepted.
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ def _bad_conditions(names: tuple[str, str, str]) -> list[tuple[str, object, str 
         ("bad_width", width.isNotNull() & (width != 4), None),
         ("bad_user", F.col("user").isNull(), f"missing {user}"),
         ("bad_item", F.col("item").isNull(), f"missing {item}"),
+        # Spark decodes bytes that are not UTF-8 as U+FFFD: two different ids could become one, so an
+        # id holding it is refused (as the polars path refuses the bytes).
+        ("bad_text", F.col("user").contains("\ufffd") | F.col("item").contains("\ufffd"),
+         "an id is not valid UTF-8 (it holds U+FFFD, Spark's replacement for undecodable bytes)"),
         ("bad_time", ts.isNull() | F.isnan(ts) | (F.abs(ts) == float("inf")), None),
     ]
 
