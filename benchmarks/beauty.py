@@ -94,12 +94,12 @@ def table(rows: dict[str, tuple]) -> str:
 
 def prepare_split(data: str, out: str, max_users: int | None):
     split_dir = os.path.join(out, "data")
-    if os.path.exists(os.path.join(split_dir, "dataset_dict.json")):
-        return load_genrec_dataset(split_dir), split_dir
+    if os.path.exists(os.path.join(split_dir, "genrec_dataset.json")):
+        return load_genrec_dataset(split_dir, max_history=None), split_dir
     seqs = load_interactions(dataset_file_in(data)).sequences
     if max_users:
         seqs = dict(list(seqs.items())[:max_users])
-    dsd = leave_one_out(seqs, max_history=10_000)  # models read their own window of the last items
+    dsd = leave_one_out(seqs, max_history=None)  # whole histories: models read their own window of the last items
     dsd.save_to_disk(split_dir)
     return dsd, split_dir
 

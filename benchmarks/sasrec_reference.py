@@ -59,9 +59,9 @@ class EpochTimer(TrainerCallback):
 
 def split(data: str, out: str):
     path = os.path.join(out, "data")
-    if not os.path.exists(os.path.join(path, "dataset_dict.json")):
-        leave_one_out(load_interactions(dataset_file_in(data)).sequences, max_history=10_000).save_to_disk(path)
-    return load_genrec_dataset(path)
+    if not os.path.exists(os.path.join(path, "genrec_dataset.json")):
+        leave_one_out(load_interactions(dataset_file_in(data)), max_history=None).save_to_disk(path)
+    return load_genrec_dataset(path, max_history=None)
 
 
 def run_seed(a) -> dict:

@@ -24,7 +24,7 @@ def write(tmp_path, name, text):
 
 
 def test_leave_one_out_rows_and_mapping():
-    dsd = leave_one_out({"a": [10, 11, 12, 13, 14], "b": [12, 10, 11]}, max_history=3)
+    dsd = leave_one_out({"a": [10, 11, 12, 13, 14], "b": [12, 10, 11]}, max_history=3, eval_max_history=3)
     assert dsd.num_items == 5  # ids 10..14 -> 1..5
     assert dsd.item_map.to_dense(10) == 1 and dsd.item_map.to_original(5) == 14
     test = {r["user"]: r for r in dsd["test"]}

@@ -61,7 +61,7 @@ def test_views_give_exactly_the_brute_force_rows(max_history):
     from hf_genrec.data import SequenceData
 
     seqs, times = random_log()
-    dsd = leave_one_out(SequenceData(seqs, timestamps=times), max_history=max_history)
+    dsd = leave_one_out(SequenceData(seqs, timestamps=times), max_history=max_history, eval_max_history=max_history)
     dense = {u: dsd.item_map.to_dense_many(s)[0] for u, s in seqs.items()}
     expected = brute_force_rows(dense, times, max_history)
     for split, rows in expected.items():
@@ -71,6 +71,11 @@ def test_views_give_exactly_the_brute_force_rows(max_history):
         assert dsd[split]["target"] == [r[2] for r in rows]
         batch = dsd[split].__getitems__([len(rows) - 1, 0])
         assert [(b["user"], b["target"]) for b in batch] == [rows[-1][:3:2], rows[0][:3:2]]
+    # By default evaluation rows keep the whole history (seen items excluded means all of them).
+    whole = brute_force_rows(dense, times, None)
+    default = leave_one_out(SequenceData(seqs, timestamps=times), max_history=max_history)
+    for split in ("validation", "test"):
+        assert [r["history"] for r in default[split]] == [r[1] for r in whole[split]]
     for window in (1, 3, 50):
         got = [(r["history"], r["target"]) for r in dsd.whole_sequence_rows(window)]
         assert got == brute_force_windows(dense, window)
@@ -135,7 +140,17 @@ def test_trainer_groups_view_rows_by_length():
     args = with_length_grouping(RecommenderTrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to=[]), dsd)
     trainer = RecommenderTrainer(model=tiny_recommender(num_items=dsd.num_items), args=args, train_dataset=dsd["train"])
     sampler = trainer._get_train_sampler()
-    assert isinstance(sampler, LengthGroupedRowSampler) and sorted(sampler) == list(range(len(dsd["train"])))
+    order = list(sampler)
+    assert isinstance(sampler, LengthGroupedRowSampler) and sorted(order) == list(range(len(dsd["train"])))
+    # Batches hold rows of similar length: within each mega-batch of 50 batches, longest first.
+    lengths = dsd["train"].lengths
+    mega = max(1, min(len(order) // (args.train_batch_size * 4), 50)) * args.train_batch_size
+    for start in range(0, len(order), mega):
+        chunk = lengths[order[start:start + mega]][1:]  # the first row may be the swapped-in longest
+        assert (np.diff(chunk) <= 0).all()
+    # Evaluation under grouping reads the view's lengths too (a `datasets`-only path would need `input_ids`).
+    metrics = trainer.evaluate(dsd["validation"])
+    assert 0 <= metrics["eval_ndcg@10"] <= 1 and isinstance(trainer._get_eval_sampler(dsd["validation"]), LengthGroupedRowSampler)
 
 
 def test_non_ascii_ids_sort_as_python_does_and_stay_distinct():
@@ -235,3 +250,80 @@ def test_a_failed_preparation_leaves_the_previous_folder_untouched(tmp_path):
         prepare(bad, str(out), min_user_interactions=1, min_item_interactions=1)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "reviews_X_5.json", "reviews_Y_5.json"]
+
+
+def test_preparation_never_replaces_a_folder_of_other_files(tmp_path):
+    from hf_genrec.cli.prepare_data import prepare
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    good = write_bytes(mine / "reviews_X_5.json", ("\n".join(GOOD) + "\n").encode())
+    with pytest.raises(ValueError, match="inside the output folder"):
+        prepare(good, str(mine), min_user_interactions=1, min_item_interactions=1)
+    other = write_bytes(tmp_path / "reviews_Y_5.json", ("\n".join(GOOD) + "\n").encode())
+    with pytest.raises(FileExistsError, match="not empty and not a prepared dataset folder"):
+        prepare(other, str(mine), min_user_interactions=1, min_item_interactions=1)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "reviews_X_5.json"]
+
+
+MORE_BAD_INPUTS = {
+    "every field empty": ("ratings.csv", ["userId,movieId,rating,timestamp", "1,2,4.0,10", ",,,"], 3, "every field is empty"),
+    "NaN literal in JSON": ("reviews_X_5.json", GOOD[:2] + ['{"reviewerID": "U1", "asin": "B1", "unixReviewTime": NaN}'], 3,
+                            "NaN is not a JSON number"),
+    "non-numeric rating": ("reviews_X_5.json",
+                           GOOD + ['{"reviewerID": "U1", "asin": "B9", "unixReviewTime": 5, "overall": "five"}'],
+                           len(GOOD) + 1, "the rating 'five' is not a number"),
+    "Amazon 2023 missing user": ("All_X.jsonl",
+                                 ['{"user_id": "U", "asin": "a", "timestamp": 1000}', '{"asin": "b", "timestamp": 2}'],
+                                 2, "missing user_id"),
+    ".inter.json not an object": ("x.inter.json", ["[1, 2]"], None, "expected a JSON object"),
+    "ETEGRec jsonl without keys": ("x.jsonl", ['{"inter_history": [1, 2], "target_id": 3}', '{"history": [1]}'], 2,
+                                   "expected keys 'inter_history' and 'target_id'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_BAD_INPUTS))
+def test_more_bad_input_is_named(tmp_path, capsys, case):
+    name, lines, line, message = MORE_BAD_INPUTS[case]
+    path = write_bytes(tmp_path / name, ("\n".join(lines) + "\n").encode())
+    fmt = ["--format", "etegrec_jsonl"] if "ETEGRec" in case else []  # a bare .jsonl is read as Amazon 2023
+    code, err = run_prepare(capsys, "--input", path, "--output_dir", str(tmp_path / "out"), "--min_user_interactions", "1",
+                            "--min_item_interactions", "1", *fmt)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    if line is not None:
+        assert f"{path}:{line}:" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_amazon_2023_milliseconds_become_exact_seconds_and_dat_gz_reads(tmp_path):
+    from hf_genrec.data.raw import load_raw
+
+    ms = [1588687728906, 1588687728907, 1600000000123]
+    rows = [json.dumps({"user_id": "U", "parent_asin": f"P{i}", "timestamp": t, "rating": 5}) for i, t in enumerate(ms)]
+    data, _ = load_raw(write_bytes(tmp_path / "All_X.jsonl", ("\n".join(rows) + "\n").encode()), None, None, 1, 1)
+    assert data.timestamps == {"U": [t / 1000 for t in ms]}  # Python's (exactly rounded) division
+    dat = write_bytes(tmp_path / "ratings.dat.gz", b"1::10::5::300\n1::20::4::100\n1::30::3::200\n", gz=True)
+    data, _ = load_raw(dat, None, "movielens", 1, 1)
+    assert data.sequences == {"1": ["20", "30", "10"]}
+
+
+#: sha256 of [users, item map, every user's dense sequence] as the earlier (Python-object) preparation
+#: gave them for Amazon Beauty's Beauty.inter.json (22,363 users, 12,101 items, 198,502 interactions)
+BEAUTY_BEFORE = "24b05e32f06a14e79172bd9d53184af8e366e1719b6aa413fee7e9db7d7813ce"
+BEAUTY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "amazon-beauty", "Beauty.inter.json")
+
+
+@pytest.mark.skipif(not os.path.exists(BEAUTY), reason="the benchmark data is not beside the checkout")
+def test_amazon_beauty_prepares_exactly_as_before():
+    import hashlib
+
+    from hf_genrec.data import load_interactions
+
+    dsd = leave_one_out(load_interactions(BEAUTY), max_history=None)
+    table = dsd.table
+    users = [table.user(u) for u in range(table.num_users)]
+    canon = json.dumps([users, dsd.item_map.original_ids, [table.sequence(u).tolist() for u in range(table.num_users)]],
+                       separators=(",", ":"))
+    assert (table.num_users, dsd.num_items, table.num_interactions) == (22363, 12101, 198502)
+    assert hashlib.sha256(canon.encode()).hexdigest() == BEAUTY_BEFORE

@@ -115,7 +115,8 @@ def test_prepare_cli_writes_the_sequences_the_text_and_a_summary(tmp_path):
     dsd = load_genrec_dataset(str(out))  # one row per user, timestamps included
     u1 = [dsd.table.user(u) for u in range(dsd.table.num_users)].index("U1")
     assert dsd.item_map.to_original_many(dsd.table.sequence(u1)) == ["B0", "B1", "B2", "B3"]
-    assert dsd["test"][u1]["history_timestamps"] == [1000.0, 1001.0, 1002.0] and dsd["test"][u1]["target"] == dsd.item_map.to_dense("B3")
+    test_row = dsd["test"][u1]
+    assert test_row["history_timestamps"] == [1000.0, 1001.0, 1002.0] and test_row["target"] == dsd.item_map.to_dense("B3")
     texts = align_item_texts(json.loads((out / "item_text.json").read_text()), dsd.item_map)
     assert texts[dsd.item_map.to_dense("B2") - 1] == "title: Lip balm"
 

@@ -24,7 +24,7 @@ from ..data import dataset_file_in, load_interactions
 from ..data.columnar import summarise
 from ..data.item_text import ITEM_TEXT_FILE, write_item_text
 from ..data.raw import RAW_FORMATS, detect_raw_format, load_raw
-from ..data.splits import MIN_LENGTH, write_prepared
+from ..data.splits import MIN_LENGTH, check_replaceable, write_prepared
 from .errors import run_cli
 
 
@@ -39,6 +39,7 @@ def prepare(
     on_short: str = "error",
 ) -> dict:
     """Prepare ``input`` into ``output_dir`` (see the module docstring); returns the summary."""
+    check_replaceable(output_dir, (input, meta))  # before hours of work, not after
     # A raw dump: named as one (reviews_*_5.json.gz, *.jsonl.gz, ratings.dat / .csv) or said to be one.
     raw_format = format if format in RAW_FORMATS else None
     if raw_format is None and format in (None, "movielens") and os.path.isfile(input):

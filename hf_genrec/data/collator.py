@@ -19,7 +19,8 @@ class DataCollatorForRecommendation:
         ``history_timestamps``: ``history_timestamps`` ``[B, H]`` (seconds, float64, left padded with 0).
         With ``seen_items=True``: ``seen_items`` ``[B, E]``, every item of each row's history as the
         row stores it (not cut to ``max_history``; left padded with 0), for evaluation that excludes
-        seen items. A split stores at most its own ``max_history`` items (``leave_one_out``).
+        seen items. Validation / test rows of a prepared dataset carry the whole history, so every
+        seen item is excluded while the model reads its last ``max_history``.
 
     Item ids stay item ids: a family looks up what it needs (codes, embeddings) in its own
     tables, so re-assigning an ETEGRec model's codes never leaves a stale copy here. Unknown ids

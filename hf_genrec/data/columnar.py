@@ -60,7 +60,13 @@ def check_events(events: pl.DataFrame, path: str, time_field: str = "timestamp",
             raise InteractionFormatError(f"{path}:{_line_of(events, row, path)}: {time_field} is {what}")
         events = events.with_columns(timestamp=parsed)
     if "rating" in events.columns and events["rating"].dtype == pl.String:
-        events = events.with_columns(rating=pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False))
+        raw = events["rating"]
+        parsed = raw.str.strip_chars().cast(pl.Float64, strict=False)
+        bad = parsed.is_null() & raw.is_not_null() & (raw.str.strip_chars() != "")
+        if bad.any():
+            row = int(bad.arg_max())
+            raise InteractionFormatError(f"{path}:{_line_of(events, row, path)}: the rating {raw[row]!r} is not a number")
+        events = events.with_columns(rating=parsed)
     return events
 
 

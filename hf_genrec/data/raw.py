@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -72,13 +73,14 @@ def parse_record(line: str, path: str, number: int) -> dict:
 
 
 def _records(path: str) -> Iterator[tuple[int, dict]]:
+    number = 0
     with open_text(path) as f:
         try:
             for number, line in enumerate(f, 1):
                 if line.strip():
                     yield number, parse_record(line, path, number)
-        except (EOFError, gzip.BadGzipFile) as e:
-            raise InteractionFormatError(f"{path}: the gzip stream is truncated or corrupt ({e})") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise InteractionFormatError(f"{path}:{number + 1}: the gzip stream is truncated or corrupt ({e})") from None
 
 
 def amazon_review_events(path: str, version: str) -> pl.DataFrame:
@@ -97,7 +99,8 @@ def amazon_review_events(path: str, version: str) -> pl.DataFrame:
             order=pl.col("order"),
         )
         events = check_events(events, path, "timestamp", "user_id", "parent_asin / asin")
-        return events.with_columns(timestamp=pl.col("timestamp") / 1000.0)
+        # numpy's division is exactly rounded; polars turns `/ 1000.0` into `* 0.001`, one unit off in ~14% of values.
+        return events.with_columns(timestamp=pl.Series(events["timestamp"].to_numpy() / 1000.0))
     raw = read_ndjson(path, ["reviewerID", "asin", "unixReviewTime", "overall"])
     events = raw.select(
         user="reviewerID", item="asin", timestamp="unixReviewTime", rating="overall", order="order"

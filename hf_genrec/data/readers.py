@@ -20,7 +20,7 @@ from ..utils.item_map import ItemIdMap
 from .columnar import check_events, dense_codes, sequences_in_file_order
 from .errors import InteractionFormatError
 from .item_text import find_item_text_file, read_item_texts, read_movielens_movies
-from .sources import read_delimited, require_file, text_lines
+from .sources import raw_lines, read_delimited, require_file, text_lines
 from .table import SequenceTable
 
 ItemId = int | str
@@ -60,7 +60,8 @@ class SequenceData:
     ):
         if isinstance(sequences, dict):
             users = [str(u) for u in sequences]
-            lists = [list(s) for s in sequences.values()]
+            # numpy / torch scalars (e.g. from an array per user) become the Python ints or strings they hold.
+            lists = [[i.item() if hasattr(i, "item") and not isinstance(i, str) else i for i in s] for s in sequences.values()]
             dtype = _item_dtype([i for s in lists for i in s], source or "sequences")
             columns = {"user": pl.Series(users, dtype=pl.String), "items": pl.Series(lists, dtype=pl.List(dtype))}
             if timestamps is not None:
@@ -289,8 +290,7 @@ def read_movielens_dat_events(path: str) -> pl.DataFrame:
     ``timestamp`` (floats), ``order``, ``line``."""
     require_file(path)
     # polars reads single-byte separators; the unit separator never occurs in these files.
-    with open(path, "rb") as f:
-        data = f.read().replace(b"::", b"\x1f")
+    data = b"\n".join(line for _, line in raw_lines(path)).replace(b"::", b"\x1f")
     frame = read_delimited(path, "\x1f", ["user", "item", "rating", "timestamp"], quote_char=None, source=data,
                            file_separator="::", numeric={"rating": "rating", "timestamp": "timestamp"},
                            required=["user", "item", "timestamp"])

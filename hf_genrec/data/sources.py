@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -139,6 +140,11 @@ def read_delimited(
     data_cols = [c for c in frame.columns if c != "line"]
     blank = frame.select(pl.all_horizontal(pl.col(c).is_null() for c in data_cols)).to_series()
     if blank.any():  # filtering copies every column: only when there is a blank line to drop
+        # polars reads a line of empty fields (",,,") as it reads an empty line: tell them apart.
+        lines = set(frame.filter(blank)["line"].to_list())
+        for number, text in text_lines(path):
+            if number in lines and text.strip():
+                raise InteractionFormatError(f"{path}:{number}: every field is empty ({text[:80]!r})")
         frame = frame.filter(~blank)
     del blank
     # A short row reads as nulls in its last fields: look at the raw line of the first row with a
@@ -158,13 +164,29 @@ def _first_line(path: str) -> str:
     return ""
 
 
+def _finite_float(path: str, number: int):
+    def parse(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):
+            raise InteractionFormatError(f"{path}:{number}: the number {text} is out of range")
+        return value
+
+    return parse
+
+
 def read_ndjson(path: str, fields: list[str]) -> pl.DataFrame:
     """The ``fields`` of a JSON-lines file, as strings (missing fields are null). Adds ``order``
     (0-based record index) and ``line``. A line that is not a JSON object raises naming it."""
 
+    def refuse(constant: str):
+        raise InteractionFormatError(f"{path}:{number_of[0]}: {constant} is not a JSON number")
+
+    number_of = [0]
+
     def check(number: int, line: str) -> None:
+        number_of[0] = number
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_constant=refuse, parse_float=_finite_float(path, number))
         except json.JSONDecodeError as e:
             raise InteractionFormatError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(value, dict):

@@ -53,7 +53,7 @@ import tempfile
 import numpy as np
 
 from hf_genrec.data.errors import InteractionFormatError
-from hf_genrec.data.splits import MIN_LENGTH, replace_folder
+from hf_genrec.data.splits import MIN_LENGTH, check_replaceable, replace_folder
 from hf_genrec.data.table import SEQUENCES_FILE, write_dataset_info
 from hf_genrec.utils.item_map import ItemIdMap
 
@@ -303,6 +303,7 @@ def prepare_with_spark(
         raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
     if "://" in output_dir:
         raise ValueError(f"output_dir must be a POSIX path on shared storage (it is renamed into place), got {output_dir!r}")
+    check_replaceable(output_dir, (input_path,))
 
     try:
         return _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item_interactions, min_rating,

@@ -28,7 +28,7 @@ import torch
 
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
-from .table import SEQUENCES_FILE, SequenceTable, read_dataset_info, write_dataset_info
+from .table import DATASET_INFO_FILE, SEQUENCES_FILE, SequenceTable, read_dataset_info, write_dataset_info
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,10 @@ class LeaveOneOutRows(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ datasets-like
     def select(self, indices) -> LeaveOneOutRows:
         """The rows at ``indices`` (in that order), as a view."""
-        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        if isinstance(indices, range):
+            idx = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
+        else:
+            idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
         if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"indices must lie in 0..{len(self) - 1}")
         return LeaveOneOutRows(self.table, self.kind, self.max_history, self.window, self._base_rows(idx))
@@ -263,6 +266,7 @@ def write_prepared(path: str, table: SequenceTable, item_map: ItemIdMap, summary
     """Write a prepared folder into a temporary sibling and rename it into place, so a failure or a
     kill leaves the previous ``path`` (or none), never a partial one. ``extra_files`` maps file names
     to paths of files to move in beside the table (item text, interactions)."""
+    check_replaceable(path)
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.tmp-", dir=parent)
@@ -283,6 +287,25 @@ def write_prepared(path: str, table: SequenceTable, item_map: ItemIdMap, summary
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_replaceable(path: str, inputs: tuple[str, ...] = ()) -> None:
+    """Refuse to write a prepared folder over anything but an empty folder or an earlier prepared one
+    (it is replaced whole), or over a folder that holds one of the ``inputs``."""
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise FileExistsError(f"{path} exists and is not a folder")
+    target = os.path.realpath(path)
+    for given in inputs:
+        if given and os.path.realpath(given).startswith(target + os.sep):
+            raise ValueError(f"the input {given} lies inside the output folder {path}; write the prepared folder elsewhere")
+    markers = (DATASET_INFO_FILE, "dataset_dict.json")
+    if os.listdir(path) and not any(os.path.exists(os.path.join(path, m)) for m in markers):
+        raise FileExistsError(
+            f"{path} is not empty and not a prepared dataset folder; it would be replaced whole, so choose a new or "
+            "empty folder"
+        )
 
 
 def replace_folder(src: str, dst: str) -> None:
@@ -319,7 +342,7 @@ def leave_one_out(
     max_history: int | None = 50,
     min_length: int = MIN_LENGTH,
     on_short: str = "error",
-    eval_max_history: int | None = -1,
+    eval_max_history: int | None = None,
 ) -> GenRecDatasetDict:
     """Split per-user sequences leave-one-out (see the module docstring). Item ids are remapped to
     ``1..N`` in the sorted order of the original ids (0 = padding).
@@ -331,8 +354,9 @@ def leave_one_out(
             and a test row but no training row).
         on_short: ``"error"`` raises on a user shorter than ``min_length``; ``"drop"`` drops them and
             logs how many (also stored as ``num_dropped_users``).
-        eval_max_history: history items of validation / test rows; the default ``-1`` means
-            ``max_history``, ``None`` keeps every item.
+        eval_max_history: history items of validation / test rows; ``None`` (the default, as
+            :func:`load_genrec_dataset`) keeps every item, so evaluation with seen items excluded
+            leaves out the whole history while the model reads its own ``max_history``.
     """
     data = sequences if isinstance(sequences, SequenceData) else SequenceData(sequences)
     if min_length < MIN_LENGTH:
@@ -340,9 +364,7 @@ def leave_one_out(
     if on_short not in ("error", "drop"):
         raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
     table, item_map, dropped = data.to_table(min_length, on_short)
-    return GenRecDatasetDict(
-        table, item_map, max_history, max_history if eval_max_history == -1 else eval_max_history, dropped
-    )
+    return GenRecDatasetDict(table, item_map, max_history, eval_max_history, dropped)
 
 
 def train_sequences(dsd: GenRecDatasetDict) -> Iterator[np.ndarray]:

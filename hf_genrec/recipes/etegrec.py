@@ -219,8 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     dsd = load_dataset(dargs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
     if dargs.group_by_length:
         targs = with_length_grouping(targs, dsd)
-    # The checkpoint-selection subset. The full validation split stays in dsd: the SASRec stage and
-    # whole-sequence rows read every user's training sequence from it (its histories).
+    # The checkpoint-selection subset; the SASRec stage and the test still read every user.
     validation = dsd["validation"]
     if dargs.eval_users and dargs.eval_users < len(validation):
         validation = validation.shuffle(seed=targs.seed).select(range(dargs.eval_users))

@@ -143,12 +143,24 @@ class RecommenderTrainer(Trainer):
         # carry their lengths as an array computed from per-user lengths; the sampler draws the
         # same order as transformers' LengthGroupedSampler would.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        strategy = getattr(self.args, "train_sampling_strategy", None)
-        grouped = strategy == "group_by_length" or getattr(self.args, "group_by_length", False)
-        lengths = getattr(dataset, "lengths", None) if grouped else None
+        lengths = getattr(dataset, "lengths", None) if self._groups_by_length else None
         if isinstance(lengths, np.ndarray):
             return LengthGroupedRowSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
         return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # The Trainer groups evaluation rows by length too when training does, again only from a
+        # `datasets` column; a view's lengths give the same order (its seeded generator included).
+        lengths = getattr(eval_dataset, "lengths", None) if self._groups_by_length else None
+        if isinstance(lengths, np.ndarray):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return LengthGroupedRowSampler(lengths, self.args.eval_batch_size, torch.Generator().manual_seed(seed))
+        return super()._get_eval_sampler(eval_dataset)
+
+    @property
+    def _groups_by_length(self) -> bool:
+        strategy = getattr(self.args, "train_sampling_strategy", None)
+        return strategy == "group_by_length" or getattr(self.args, "group_by_length", False)
 
     def top_k_kwargs(self) -> dict:
         """Extra keyword arguments of ``top_k_items`` during evaluation (e.g. beams)."""
