@@ -8,8 +8,12 @@ Endpoints:
 - ``GET /health``: the process is up. ``GET /ready``: the model is loaded and warmed up (else 503).
 - ``GET /metrics``: Prometheus text.
 
-Bad input never reaches the model: it is answered 400 (malformed JSON), 413 (body too large) or
-422 (wrong types, empty history, ``k`` out of range, unknown ids). A full queue answers 503 with
+Bad input never reaches the model: it is answered 400 (malformed JSON; NaN / Infinity; an integer
+of more than ``MAX_ID_DIGITS`` digits; nesting deeper than ``MAX_JSON_DEPTH``), 413 (body too large)
+or 422 (wrong types, empty history, ``k`` out of range, unknown ids, timestamps sent to a model
+without time features). A model with integer item ids takes them as JSON integers or as strings in
+canonical ASCII form (``"105"``, ``"-3"``; never ``"0105"``, ``"１０５"`` or ``"²"``, which are unknown
+ids). A full queue answers 503 with
 ``Retry-After`` at once; a request still unanswered after ``timeout_ms`` gets 504; a model error
 gets 500 and the server keeps serving.
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +45,9 @@ from .metrics import ServingMetrics
 logger = logging.getLogger(__name__)
 
 ItemId = StrictInt | StrictStr
+#: the longest integer (in digits) a request may hold, and the deepest JSON nesting it may have
+MAX_ID_DIGITS = 30
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -81,22 +90,71 @@ class BadRequest(ValueError):
         self.status = status
 
 
+#: an integer item id written as a string: ASCII digits in canonical form (no leading zeros, one
+#: optional sign), so no Unicode digit, lookalike or "0105" ever names item 105
+_INTEGER_ID = re.compile(rf"[+-]?(?:0|[1-9][0-9]{{0,{MAX_ID_DIGITS - 1}}})", re.ASCII)
+
+
 def coerce_ids(item_map: ItemIdMap, history: list) -> list:
-    """JSON has ints and strings; a map of string ids also accepts ``5`` for ``"5"`` and vice versa."""
+    """JSON has ints and strings; a map of string ids also accepts ``5`` for ``"5"``, and a map of
+    integer ids ``"5"`` for ``5`` (only a canonical ASCII integer; anything else stays a string and is
+    an unknown id)."""
     sample = item_map.original_ids[0] if item_map.num_items else None
     if isinstance(sample, str):
         return [str(i) for i in history]
     if isinstance(sample, int):
-        return [int(i) if isinstance(i, str) and i.lstrip("-").isdigit() else i for i in history]
+        return [int(i) if isinstance(i, str) and _INTEGER_ID.fullmatch(i) else i for i in history]
     return history
+
+
+class _JSONLimit(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _JSONLimit(f"{name} is not a JSON number (NaN and Infinity are refused)")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_ID_DIGITS:
+        raise _JSONLimit(f"a JSON integer has more than {MAX_ID_DIGITS} digits (the limit)")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _JSONLimit(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays / objects in a JSON text (strings skipped)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper than the limit: skip the scan
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", body)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 def parse_request(body: bytes) -> RecommendRequest:
     """The request body as a :class:`RecommendRequest`; raises :class:`BadRequest` (400 / 422)."""
+    if _json_depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels (the limit)", status=400)
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float)
+    except _JSONLimit as err:
+        raise BadRequest(str(err), status=400) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(f"malformed JSON body: {err}", status=400) from None
+    except (ValueError, RecursionError) as err:  # e.g. a number the parser cannot hold
+        raise BadRequest(f"malformed JSON body: {type(err).__name__}", status=400) from None
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
     try:
@@ -129,6 +187,8 @@ def validate(
     given_times = req.histories_timestamps if batch else ([req.timestamps] if req.timestamps is not None else None)
     if (req.timestamps if batch else req.histories_timestamps) is not None:
         raise BadRequest('"timestamps" goes with "history", "histories_timestamps" with "histories"')
+    if given_times is not None and not needs_timestamps:
+        raise BadRequest("this model has no time features: leave out \"timestamps\" / \"histories_timestamps\"")
     if needs_timestamps and given_times is None:
         raise BadRequest(f'this model uses time features: give "{"histories_timestamps" if batch else "timestamps"}" '
                          "(seconds, one per history item)")
