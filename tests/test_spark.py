@@ -1,6 +1,5 @@
 """The Spark preparation job gives the folder the polars path gives, on small generated raw dumps."""
 
-import gzip
 import json
 import os
 import random
@@ -14,6 +13,8 @@ from hf_genrec.data import load_genrec_dataset  # noqa: E402
 from hf_genrec.data.errors import InteractionFormatError  # noqa: E402
 from hf_genrec.data.spark import cli, prepare_with_spark  # noqa: E402
 from hf_genrec.utils.item_map import ItemIdMap  # noqa: E402
+
+from .test_raw import write as write_lines  # noqa: E402
 
 COUNTS = ("read", "below_rating", "repeated_pairs", "k_core_passes", "users", "items", "interactions", "dropped_short_users")
 
@@ -53,16 +54,6 @@ def events(seed: int, users: int = 45, items: int = 30, n: int = 520) -> list[tu
     for u, i, t, r in rng.sample(rows, 40):  # repeats, earlier, later or at the same time
         rows.insert(rng.randrange(len(rows)), (u, i, t + rng.choice([-2, 0, 3]), r))
     return rows
-
-
-def write_lines(path, lines, gz=False) -> str:
-    text = "\n".join(lines) + "\n"
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def movielens_csv(tmp_path, seed):

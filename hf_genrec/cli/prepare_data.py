@@ -21,7 +21,7 @@ import os
 import tempfile
 
 from ..data import dataset_file_in, load_interactions
-from ..data.columnar import summarise
+from ..data.columnar import describe_summary, summarise
 from ..data.item_text import ITEM_TEXT_FILE, write_item_text
 from ..data.raw import RAW_FORMATS, detect_raw_format, load_raw
 from ..data.splits import MIN_LENGTH, check_replaceable, write_prepared
@@ -82,17 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     s = prepare(a.input, a.output_dir, a.format, a.meta, a.min_user_interactions, a.min_item_interactions,
                 a.min_rating, a.on_short)
-    q = s["sequence_length"]
-    if "read" in s:
-        print(
-            f"raw {s['format']}: {s['read']} interactions read, {s['below_rating']} below the rating threshold, "
-            f"{s['repeated_pairs']} repeated pairs; {s['k_core_passes']} k-core passes"
-        )
-    print(
-        f"{s['users']} users, {s['items']} items, {s['interactions']} interactions (density {s['density']:.5f}); "
-        f"sequence length median {q['median']:.0f} (p95 {q['p95']:.0f}, max {q['max']:.0f}); "
-        f"dropped users: {s['dropped_short_users']}; saved to {a.output_dir}"
-    )
+    print(describe_summary(s, a.output_dir))
     return s
 
 

@@ -193,3 +193,20 @@ def summarise(lengths: np.ndarray, num_items: int) -> dict:
             for q, p in (("min", 0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95), ("max", 1))
         },
     }
+
+
+def describe_summary(summary: dict, output_dir: str) -> str:
+    """The lines a preparation prints: what the filters dropped (raw dumps) and what is left."""
+    q = summary["sequence_length"]
+    lines = []
+    if "read" in summary:
+        lines.append(
+            f"raw {summary['format']}: {summary['read']} interactions read, {summary['below_rating']} below the rating "
+            f"threshold, {summary['repeated_pairs']} repeated pairs; {summary['k_core_passes']} k-core passes"
+        )
+    lines.append(
+        f"{summary['users']} users, {summary['items']} items, {summary['interactions']} interactions (density "
+        f"{summary['density']:.5f}); sequence length median {q['median']:.0f} (p95 {q['p95']:.0f}, max {q['max']:.0f}); "
+        f"dropped users: {summary.get('dropped_short_users', 0)}; saved to {output_dir}"
+    )
+    return "\n".join(lines)

@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import tempfile
 
 import numpy as np
 
+from hf_genrec.data.columnar import describe_summary, summarise
 from hf_genrec.data.errors import InteractionFormatError
 from hf_genrec.data.splits import MIN_LENGTH, check_replaceable, replace_folder
 from hf_genrec.data.table import SEQUENCES_FILE, write_dataset_info
@@ -427,7 +427,7 @@ def _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item
             lengths = np.array(
                 [r[0] for r in spark.read.parquet("file://" + target).select(F.size("items")).collect()], dtype=np.int64
             )
-            summary = _summary(lengths, item_map.num_items)
+            summary = summarise(lengths, item_map.num_items)
             summary.update(read=read, below_rating=below, repeated_pairs=repeated, k_core_passes=passes,
                            format=fmt, source=input_path, meta=None, dropped_short_users=dropped)
             item_map.save(tmp)
@@ -461,22 +461,6 @@ def _check_user_order(path: str) -> None:
         raise RuntimeError(f"{path}: the part files do not read back in sorted user order")
 
 
-def _summary(lengths: np.ndarray, num_items: int) -> dict:
-    """:func:`hf_genrec.data.columnar.summarise` from the per-user lengths."""
-    n = int(lengths.sum())
-    users = len(lengths)
-    return {
-        "users": users,
-        "items": num_items,
-        "interactions": n,
-        "density": n / max(1, users * num_items),
-        "sequence_length": {
-            q: float(np.quantile(lengths, p)) if users else math.nan
-            for q, p in (("min", 0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95), ("max", 1))
-        },
-    }
-
-
 # ------------------------------------------------------------------------------ command line
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -504,16 +488,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         if existing is None:  # a session of the caller's (a notebook, a test) stays up
             spark.stop()
-    q = s["sequence_length"]
-    print(
-        f"raw {s['format']}: {s['read']} interactions read, {s['below_rating']} below the rating threshold, "
-        f"{s['repeated_pairs']} repeated pairs; {s['k_core_passes']} k-core passes"
-    )
-    print(
-        f"{s['users']} users, {s['items']} items, {s['interactions']} interactions (density {s['density']:.5f}); "
-        f"sequence length median {q['median']:.0f} (p95 {q['p95']:.0f}, max {q['max']:.0f}); "
-        f"dropped users: {s['dropped_short_users']}; saved to {a.output_dir}"
-    )
+    print(describe_summary(s, a.output_dir))
     return s
 
 
