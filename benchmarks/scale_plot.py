@@ -1,6 +1,8 @@
 """Log-log plot of cost against size from ``benchmarks/scale.py``'s results.
 
-python benchmarks/scale_plot.py --results benchmarks/results/scale-cpu.json --out docs/figures/scale.png
+python benchmarks/scale_plot.py --results benchmarks/results/scale-cpu.json --out docs/figures/scale.png [--markdown]
+
+Needs matplotlib (``pip install matplotlib``; not a dependency of the library).
 """
 
 from __future__ import annotations

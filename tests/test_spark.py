@@ -3,10 +3,13 @@
 import json
 import os
 import random
+import shutil
 
 import pytest
 
 pytest.importorskip("pyspark")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("Spark needs a Java runtime (none on PATH or in JAVA_HOME)", allow_module_level=True)
 
 from hf_genrec.cli.prepare_data import prepare  # noqa: E402
 from hf_genrec.data import load_genrec_dataset  # noqa: E402
