@@ -324,6 +324,15 @@ class RecommenderMixin:
             _raise_exceptions_for_missing_entries=False,
             **hub_kwargs,
         )
-        if path is not None and os.path.exists(path):
-            model.set_item_map(ItemIdMap.load(path))
+        if path is None or not os.path.exists(path):
+            # Every save writes it: a folder without it is incomplete (an interrupted save) or not
+            # ours, and the identity map would present dense ids as the user's own.
+            raise FileNotFoundError(
+                f"{pretrained_model_name_or_path} has no {ITEM_MAP_FILE}: the checkpoint is incomplete (was its save "
+                "interrupted?) or was not written by hf_genrec's save_pretrained"
+            )
+        item_map = ItemIdMap.load(path)
+        if item_map.num_items != model.config.num_items:
+            raise ValueError(f"{path} maps {item_map.num_items} items but the config says num_items={model.config.num_items}")
+        model.set_item_map(item_map)
         return model

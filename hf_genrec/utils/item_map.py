@@ -127,8 +127,23 @@ class ItemIdMap:
         if os.path.isdir(path):
             path = os.path.join(path, ITEM_MAP_FILE)
         with open(path, encoding="utf-8") as f:
+            try:
+                saved = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(saved, dict) or not isinstance(saved.get("original_ids"), list):
+            raise ValueError(f'{path}: expected an object {{"original_ids": [item ids in dense order]}}')
+        ids = saved["original_ids"]
+        for position, item in enumerate(ids):
+            # bool is an int subclass; JSON true is never an item id, nor is 1.0 or an object.
+            if isinstance(item, bool) or not isinstance(item, int | str):
+                raise ValueError(f"{path}: original_ids[{position}] is {item!r} ({type(item).__name__}); item ids are "
+                                 "integers or strings")
+        try:
             # The saved order is the dense order (sorted, then any items added after training).
-            return cls.from_ordered(json.load(f)["original_ids"])
+            return cls.from_ordered(ids)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def __contains__(self, item) -> bool:
         return item in self._to_dense

@@ -1,0 +1,46 @@
+"""A checkpoint loads whole or not at all: a missing or crafted item map is refused, naming the file."""
+
+import json
+
+import pytest
+
+from hf_genrec import ItemIdMap, LlamaRecForCodeGeneration
+
+from .conftest import tiny_recommender
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = tiny_recommender(num_items=30, use_lora=False)
+    model.set_item_map(ItemIdMap([f"sku-{i}" for i in range(30)]))
+    model.save_pretrained(tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def test_a_folder_without_its_item_map_is_refused(saved):
+    assert LlamaRecForCodeGeneration.from_pretrained(saved).item_map.to_original(1) == "sku-0"
+    (saved / "item_map.json").unlink()  # as a save killed after the weights would leave it
+    with pytest.raises(FileNotFoundError, match="has no item_map.json: the checkpoint is incomplete"):
+        LlamaRecForCodeGeneration.from_pretrained(saved)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"ids": ["a"]}, r'expected an object \{"original_ids"'),
+        ({"original_ids": {"a": 1}}, r'expected an object \{"original_ids"'),
+        ({"original_ids": [1.0] * 30}, r"original_ids\[0\] is 1.0 \(float\)"),
+        ({"original_ids": [True] * 30}, r"original_ids\[0\] is True \(bool\)"),
+        ({"original_ids": [1, "2"] + list(range(3, 31))}, "item ids mix types"),
+        ({"original_ids": ["a"] * 30}, "appears twice"),
+        ({"original_ids": [f"sku-{i}" for i in range(29)]}, "maps 29 items but the config says num_items=30"),
+    ],
+)
+def test_a_crafted_item_map_gets_one_clear_error(saved, content, message):
+    (saved / "item_map.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message) as caught:
+        LlamaRecForCodeGeneration.from_pretrained(saved)
+    assert "item_map.json" in str(caught.value)
+    (saved / "item_map.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        LlamaRecForCodeGeneration.from_pretrained(saved)
