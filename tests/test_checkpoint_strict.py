@@ -44,3 +44,16 @@ def test_a_crafted_item_map_gets_one_clear_error(saved, content, message):
     (saved / "item_map.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         LlamaRecForCodeGeneration.from_pretrained(saved)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("generation_chunk_size", 0), ("default_num_beams", -1), ("codebook_size", 0), ("num_levels", 2.5),
+     ("semantic_dim", True), ("num_items", -3)],
+)
+def test_a_crafted_config_is_refused_when_read(saved, field, value):
+    config = json.loads((saved / "config.json").read_text())
+    config[field] = value
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"{field} must be a (positive|non-negative) integer"):
+        LlamaRecForCodeGeneration.from_pretrained(saved)

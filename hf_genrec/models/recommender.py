@@ -32,6 +32,14 @@ from .model_card import write_model_card
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
 
 
+def require_positive(config_name: str, **sizes) -> None:
+    """Refuse a size or count below 1 (or not an integer) when a config is built or read, so a crafted
+    ``config.json`` fails at load, naming the field, rather than deep in inference."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{config_name}: {name} must be a positive integer, got {value!r}")
+
+
 def set_inference_settings(config, max_history: int, exclude_history: bool) -> None:
     """The inference settings every family's config carries (see :class:`RecommenderMixin`)."""
     if max_history < 1:
