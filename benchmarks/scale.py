@@ -117,6 +117,15 @@ def _train_steps(trainer, steps: int, warmup: int) -> float:
     return (marks[warmup + steps] - marks[warmup]) / steps
 
 
+def _sample_evaluation(trainer, dsd, users: int) -> dict:
+    """Evaluate ``users`` random test users and scale the time to every test user."""
+    sample = dsd["test"].shuffle(seed=0).select(range(min(users, len(dsd["test"]))))
+    start = time.perf_counter()
+    trainer.evaluate(sample)
+    per_user = (time.perf_counter() - start) / len(sample)
+    return {"eval_users_timed": len(sample), "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
+
+
 def _args(a, cls, **kw):
     return cls(
         output_dir=os.path.join(a.prepared + "-runs", a.name), max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
@@ -192,15 +201,12 @@ def job_etegrec(a) -> dict:
         trainer = ETEGRecTrainer(model=model, item_tokenizer=tok, item_embeddings=emb, args=args, train_dataset=dsd["train"])
         per_step[phase] = _train_steps(trainer, a.steps, a.warmup)
     steps = -(-len(dsd["train"]) // a.batch)
-    sample = dsd["test"].shuffle(seed=0).select(range(min(a.eval_users, len(dsd["test"]))))
-    start = time.perf_counter()
-    trainer.evaluate(sample)
-    per_user = (time.perf_counter() - start) / len(sample)
+    timed_eval = _sample_evaluation(trainer, dsd, a.eval_users)
     return {"rows": len(dsd["train"]), "rqvae_epochs": a.rqvae_epochs, "rqvae_minutes": rqvae_minutes,
             "seconds_per_step": per_step["recommender"], "tokenizer_seconds_per_step": per_step["tokenizer"],
             "steps_per_epoch": steps, "epoch_minutes": steps * per_step["recommender"] / 60,
             "tokenizer_epoch_minutes": steps * per_step["tokenizer"] / 60,
-            "eval_users_timed": len(sample), "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
+            **timed_eval}
 
 
 def job_hllm(a) -> dict:
@@ -220,12 +226,9 @@ def job_hllm(a) -> dict:
                                  train_dataset=rows)
     per_step = _train_steps(trainer, a.steps, a.warmup)
     steps = -(-len(rows) // a.batch)
-    sample = dsd["test"].shuffle(seed=0).select(range(min(a.eval_users, len(dsd["test"]))))
-    start = time.perf_counter()
-    trainer.evaluate(sample)
-    per_user = (time.perf_counter() - start) / len(sample)
+    timed_eval = _sample_evaluation(trainer, dsd, a.eval_users)
     return {"rows": len(rows), "seconds_per_step": per_step, "steps_per_epoch": steps, "epoch_minutes": steps * per_step / 60,
-            "eval_users_timed": len(sample), "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
+            **timed_eval}
 
 
 def job_itemid(a) -> dict:
@@ -252,13 +255,9 @@ def job_itemid(a) -> dict:
                                  train_dataset=dsd["train"])
     per_step = _train_steps(trainer, a.steps, a.warmup)
     steps = -(-len(dsd["train"]) // a.batch)
-    sample = dsd["test"].shuffle(seed=0).select(range(min(a.eval_users, len(dsd["test"]))))
-    start = time.perf_counter()
-    trainer.evaluate(sample)
-    per_user = (time.perf_counter() - start) / len(sample)
+    timed_eval = _sample_evaluation(trainer, dsd, a.eval_users)
     return {"rows": len(dsd["train"]), "recluster_minutes": recluster_minutes, "seconds_per_step": per_step,
-            "steps_per_epoch": steps, "epoch_minutes": steps * per_step / 60, "eval_users_timed": len(sample),
-            "eval_minutes_all_users": per_user * len(dsd["test"]) / 60}
+            "steps_per_epoch": steps, "epoch_minutes": steps * per_step / 60, **timed_eval}
 
 
 JOBS = {

@@ -52,13 +52,14 @@ def prepare(
     table, item_map, dropped = data.to_table(MIN_LENGTH, on_short)
     summary.update(summarise(table.lengths, item_map.num_items))
     summary["dropped_short_users"] = dropped
-    data._frame = None  # the table is what is written; free the frame of original ids
+    item_text = data.item_text
+    del data  # the table is what is written: free the per-user frame of original ids first
     with tempfile.TemporaryDirectory() as scratch:
         extra = {"summary.json": os.path.join(scratch, "summary.json")}
         with open(extra["summary.json"], "w") as f:
             json.dump(summary, f, indent=2)
-        if data.item_text:
-            extra[ITEM_TEXT_FILE] = write_item_text(scratch, data.item_text, item_map)
+        if item_text:
+            extra[ITEM_TEXT_FILE] = write_item_text(scratch, item_text, item_map)
         write_prepared(output_dir, table, item_map, summary, dropped, extra_files=extra)
     return summary
 

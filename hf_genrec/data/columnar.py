@@ -165,8 +165,7 @@ def prepare_events(
         )
     # Dense item ids 1..N: the rank of the remaining codes, which keeps the sorted order of the ids.
     # `coded` is sorted by (user code, time, order): each user's rows are contiguous and in time order.
-    kept_codes = coded["i"].unique().sort()
-    dense = coded["i"].replace_strict(kept_codes, pl.int_range(1, len(kept_codes) + 1, eager=True, dtype=pl.Int32))
+    dense, kept_codes = dense_codes(coded["i"])
     kept_items = item_ids.gather(kept_codes.cast(pl.Int64) - 1)
     runs = coded["u"].rle()  # user codes in order, with their row counts
     lengths = runs.struct.field("len").to_numpy().astype(np.int64)

@@ -10,6 +10,7 @@ remaps them. The files are read by polars (no Python object per interaction), ex
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -22,6 +23,8 @@ from .errors import InteractionFormatError
 from .item_text import find_item_text_file, read_item_texts, read_movielens_movies
 from .sources import raw_lines, read_delimited, require_file, text_lines
 from .table import SequenceTable
+
+logger = logging.getLogger(__name__)
 
 ItemId = int | str
 
@@ -133,8 +136,6 @@ class SequenceData:
     def to_table(self, min_length: int = 3, on_short: str = "error") -> tuple[SequenceTable, ItemIdMap, int]:
         """The dense table of the users with at least ``min_length`` items, their item map (dense ids
         in the sorted order of the original ids) and the number of users dropped as too short."""
-        import logging
-
         if self._dense is not None and (self._dense[0].lengths >= min_length).all():
             return (*self._dense, 0)
         lengths = self.frame["items"].list.len()
@@ -149,7 +150,7 @@ class SequenceData:
                 f"{lengths[row]}); pass on_short='drop' to drop them"
             )
         if n_short:
-            logging.getLogger(__name__).warning(
+            logger.warning(
                 "leave_one_out: dropped %d user(s) with fewer than %d interactions", n_short, min_length
             )
         kept = self.frame.filter(~short)
@@ -158,16 +159,19 @@ class SequenceData:
         flat = kept["items"].explode()
         if flat.null_count():
             raise InteractionFormatError("a sequence holds a null item id")
-        if self.has_timestamps and not (kept["timestamps"].list.len() == kept["items"].list.len()).all():
-            row = int((kept["timestamps"].list.len() != kept["items"].list.len()).arg_max())
-            raise ValueError(f"user {kept['user'][row]!r}: {kept['items'].list.len()[row]} items but "
-                             f"{kept['timestamps'].list.len()[row]} timestamps")
+        kept_lengths = kept["items"].list.len()
+        if self.has_timestamps:
+            mismatch = kept["timestamps"].list.len() != kept_lengths
+            if mismatch.any():
+                row = int(mismatch.arg_max())
+                raise ValueError(f"user {kept['user'][row]!r}: {kept_lengths[row]} items but "
+                                 f"{kept['timestamps'].list.len()[row]} timestamps")
         # Dense ids 1..N follow the sorted order of the original ids (polars orders strings by their
         # UTF-8 bytes, which is Python's code point order).
         codes, ids = dense_codes(flat)
         dense = codes.to_numpy().astype(np.int32)
         item_map = ItemIdMap.from_ordered(ids.to_list())
-        offsets = np.concatenate([[0], np.cumsum(kept["items"].list.len().to_numpy())]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(kept_lengths.to_numpy())]).astype(np.int64)
         times = kept["timestamps"].explode().to_numpy().astype(np.float64) if self.has_timestamps else None
         table = SequenceTable(kept["user"].cast(pl.String).to_arrow(), dense, offsets, times)
         return table, item_map, n_short

@@ -164,29 +164,21 @@ def _first_line(path: str) -> str:
     return ""
 
 
-def _finite_float(path: str, number: int):
-    def parse(text: str) -> float:
-        value = float(text)
-        if math.isinf(value):
-            raise InteractionFormatError(f"{path}:{number}: the number {text} is out of range")
-        return value
-
-    return parse
-
-
 def read_ndjson(path: str, fields: list[str]) -> pl.DataFrame:
-    """The ``fields`` of a JSON-lines file, as strings (missing fields are null). Adds ``order``
-    (0-based record index) and ``line``. A line that is not a JSON object raises naming it."""
-
-    def refuse(constant: str):
-        raise InteractionFormatError(f"{path}:{number_of[0]}: {constant} is not a JSON number")
-
-    number_of = [0]
+    """The ``fields`` of a JSON-lines file, as strings (missing fields are null), plus ``order``
+    (0-based record index). A line that is not a JSON object raises naming it."""
 
     def check(number: int, line: str) -> None:
-        number_of[0] = number
+        def refuse(constant: str):
+            raise InteractionFormatError(f"{path}:{number}: {constant} is not a JSON number")
+
+        def finite(text: str) -> float:
+            if math.isinf(float(text)):
+                raise InteractionFormatError(f"{path}:{number}: the number {text} is out of range")
+            return float(text)
+
         try:
-            value = json.loads(line, parse_constant=refuse, parse_float=_finite_float(path, number))
+            value = json.loads(line, parse_constant=refuse, parse_float=finite)
         except json.JSONDecodeError as e:
             raise InteractionFormatError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(value, dict):

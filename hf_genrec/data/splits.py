@@ -97,35 +97,38 @@ class LeaveOneOutRows(torch.utils.data.Dataset):
             index = self._rows[index]
         return index
 
+    def _positions(self, users: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        """Target positions in each user's sequence ``[R]`` of the ``rank``-th row of ``users`` ``[R]``."""
+        n = self.table.lengths[users]
+        if self.kind == "validation":
+            return n - 2
+        if self.kind == "test":
+            return n - 1
+        if self.kind == "train":
+            return rank + 1
+        return n - 3 - rank * self.window  # windows end W items apart, the last at n - 3
+
     def _locate(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Users ``[R]`` and target positions within each user's sequence ``[R]`` of base rows ``[R]``."""
-        n = self.table.lengths
-        if self.kind in ("validation", "test"):
-            users = base
-            return users, n[users] - (2 if self.kind == "validation" else 1)
         users = np.searchsorted(self._row_offsets, base, side="right") - 1
-        rank = base - self._row_offsets[users]
-        if self.kind == "train":
-            return users, rank + 1
-        return users, n[users] - 3 - rank * self.window
+        return users, self._positions(users, base - self._row_offsets[users])
+
+    def _locate_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_locate` of every row of the view; for the unselected view from the per-user counts
+        alone (O(rows), no search)."""
+        if self._rows is not None:
+            return self._locate(self._rows)
+        users = np.repeat(np.arange(self.table.num_users), self._counts)
+        return users, self._positions(users, _segment_ranks(self._counts))
 
     def _history_start(self, positions: np.ndarray) -> np.ndarray:
         span = self.window if self.kind == "windows" else self.max_history
-        return positions * 0 if span is None else np.maximum(positions - span, 0)
+        return np.zeros_like(positions) if span is None else np.maximum(positions - span, 0)
 
     @property
     def lengths(self) -> np.ndarray:
         """``int64 [len(self)]``: each row's history length, from the per-user lengths (for group-by-length sampling)."""
-        if self._rows is not None:
-            users, pos = self._locate(self._rows)
-            return pos - self._history_start(pos)
-        n = self.table.lengths
-        if self.kind in ("validation", "test"):
-            pos = n - (2 if self.kind == "validation" else 1)
-        elif self.kind == "train":
-            pos = _segment_ranks(self._counts) + 1
-        else:
-            pos = np.repeat(n - 3, self._counts) - _segment_ranks(self._counts) * self.window
+        _, pos = self._locate_all()
         return pos - self._history_start(pos)
 
     # ------------------------------------------------------------------ rows
@@ -178,14 +181,9 @@ class LeaveOneOutRows(torch.utils.data.Dataset):
         if name == "length":
             return self.lengths.tolist()
         if name == "target":
-            users, pos = self._locate(self._base_rows(np.arange(len(self))))
+            users, pos = self._locate_all()
             return self.table.items[self.table.offsets[users] + pos].astype(np.int64).tolist()
         return [r[name] for r in self]
-
-    @property
-    def users(self) -> np.ndarray:
-        """``int64 [len(self)]``: the table row (user index) of each row."""
-        return self._locate(self._base_rows(np.arange(len(self))))[0]
 
     # ------------------------------------------------------------------ datasets-like
     def select(self, indices) -> LeaveOneOutRows:
