@@ -122,10 +122,14 @@ def test_sampler_draws_transformers_length_grouped_order():
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     lengths = np.random.default_rng(0).integers(1, 50, size=5000)
-    torch.manual_seed(7)
-    theirs = get_length_grouped_indices(lengths.tolist(), 32)
-    torch.manual_seed(7)
-    assert length_grouped_indices(lengths, 32).tolist() == list(theirs)
+    # One row far longer than the rest, so the rule that moves the longest row to the first batch acts.
+    lengths[4321] = 1000
+    for seed in (7, 8):
+        torch.manual_seed(seed)
+        theirs = get_length_grouped_indices(lengths.tolist(), 32)
+        torch.manual_seed(seed)
+        ours = length_grouped_indices(lengths, 32)
+        assert ours.tolist() == list(theirs) and ours[0] == 4321
 
 
 def test_trainer_groups_view_rows_by_length():
