@@ -17,6 +17,12 @@ send half a body and pause a second): the figures are the valid requests', every
 counted, and a 5xx anywhere fails the rate.
 
     python benchmarks/serve_bench.py --spawn outputs/etegrec-default/final --qps 100 --duration 20 --hostile_share 0.3
+
+``--slow_clients 500`` keeps that many connections dripping one header line every ``--slow_every_s``
+seconds through each rate (reconnecting when dropped, so the pressure lasts): the figures say how
+long the server let each one hold its socket, beside the valid requests' latency.
+
+    python benchmarks/serve_bench.py --spawn outputs/etegrec-default/final --qps 100 --duration 30 --slow_clients 500
 """
 
 from __future__ import annotations
@@ -96,10 +102,57 @@ async def slow_post(url: str, body: dict, pause: float) -> int:
     return status
 
 
+async def drip_headers(url: str, every_s: float, stop: asyncio.Event, held: list[float], refused: Counter) -> None:
+    """One slow client: connect, send a header line every ``every_s`` seconds, reconnect when dropped.
+
+    Appends to ``held`` how long the server kept each connection open; counts in ``refused`` the
+    status lines of what it answered before closing (``"none"``: closed silently).
+    """
+    parsed = urlparse(url)
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        try:
+            reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+        except OSError as err:
+            refused[type(err).__name__] += 1
+            await asyncio.sleep(every_s)
+            continue
+        writer.write(f"POST /v1/recommend HTTP/1.1\r\nHost: {parsed.hostname}\r\n".encode())
+        line = 0
+        while not stop.is_set():
+            try:
+                answer = await asyncio.wait_for(reader.read(65536), every_s)
+            except asyncio.TimeoutError:
+                line += 1
+                writer.write(f"X-Drip-{line}: slow\r\n".encode())
+                continue
+            except OSError:
+                answer = b""
+            held.append(time.perf_counter() - t0)
+            refused[answer.split(b"\r\n", 1)[0].decode(errors="replace")[9:12] or "none"] += 1
+            break
+        writer.close()
+
+
 async def run_rate(
-    url: str, items: list, qps: float, duration: float, timeout: float, max_history: int, seed: int, hostile: float = 0.0
+    url: str,
+    items: list,
+    qps: float,
+    duration: float,
+    timeout: float,
+    max_history: int,
+    seed: int,
+    hostile: float = 0.0,
+    slow_clients: int = 0,
+    slow_every_s: float = 3.0,
 ) -> dict:
     rng = random.Random(seed)
+    stop_dripping, held, refused = asyncio.Event(), [], Counter()
+    drippers = [
+        asyncio.create_task(drip_headers(url, slow_every_s, stop_dripping, held, refused)) for _ in range(slow_clients)
+    ]
+    if slow_clients:
+        await asyncio.sleep(slow_every_s)  # they are all connected and dripping before the first request
     total = int(qps * duration)
     plan = []
     for _ in range(total):
@@ -143,6 +196,9 @@ async def run_rate(
         sent = time.perf_counter() - start
         await asyncio.wait(tasks, timeout=timeout + 1)
         elapsed = time.perf_counter() - start
+    stop_dripping.set()
+    if drippers:
+        await asyncio.wait(drippers, timeout=slow_every_s + 5)
     ok = codes.get(200, 0)
     server_errors = sum(n for c in by_kind.values() for k, n in c.items() if isinstance(k, int) and k >= 500)
     return {
@@ -158,18 +214,37 @@ async def run_rate(
         "errors": {str(k): v for k, v in codes.items() if k != 200},
         "answers_by_kind": {kind: {str(k): v for k, v in c.items()} for kind, c in by_kind.items()},
         "server_errors_5xx": server_errors,
+        **(
+            {
+                "slow_clients": {
+                    "clients": slow_clients,
+                    "every_s": slow_every_s,
+                    "connections_dropped": len(held),
+                    "held_s_p50": round(percentile(held, 50), 2),
+                    "held_s_max": round(max(held, default=float("nan")), 2),
+                    "answers_before_close": dict(refused),
+                }
+            }
+            if slow_clients
+            else {}
+        ),
     }
 
 
 def sweep(url: str, items: list, a) -> list[dict]:
     rows = []
     for qps in a.qps:
-        row = asyncio.run(run_rate(url, items, qps, a.duration, a.timeout, a.max_history, a.seed, a.hostile_share))
+        row = asyncio.run(
+            run_rate(
+                url, items, qps, a.duration, a.timeout, a.max_history, a.seed, a.hostile_share, a.slow_clients, a.slow_every_s
+            )
+        )
         rows.append(row)
         print(
             f"  {row['target_qps']:>6.0f} QPS -> achieved {row['achieved_qps']:>7.1f}, p50 {row['p50_ms']:>7.1f} ms, "
             f"p95 {row['p95_ms']:>7.1f} ms, p99 {row['p99_ms']:>7.1f} ms, errors {row['errors'] or 'none'}"
-            + (f", 5xx {row['server_errors_5xx']}, hostile answers {row['answers_by_kind']}" if a.hostile_share else ""),
+            + (f", 5xx {row['server_errors_5xx']}, hostile answers {row['answers_by_kind']}" if a.hostile_share else "")
+            + (f", slow clients {row['slow_clients']}" if a.slow_clients else ""),
             flush=True,
         )
         if row["errors"] and a.stop_on_failure:
@@ -228,6 +303,8 @@ def main(argv=None) -> dict:
         help="share of arrivals that are hostile (oversized, malformed, unknown ids, slow clients); the latency "
         "figures and the SLO are those of the valid ones, and no request may get a 5xx",
     )
+    p.add_argument("--slow_clients", type=int, default=0, help="connections dripping headers through each rate")
+    p.add_argument("--slow_every_s", type=float, default=3.0, help="seconds between a slow client's header lines")
     p.add_argument("--json", default=None, help="write the results here")
     a = p.parse_args(argv)
     a.qps = [float(x) for x in a.qps.split(",")]

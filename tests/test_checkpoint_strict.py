@@ -20,7 +20,7 @@ def saved(tmp_path):
 def test_a_folder_without_its_item_map_is_refused(saved):
     assert LlamaRecForCodeGeneration.from_pretrained(saved).item_map.to_original(1) == "sku-0"
     (saved / "item_map.json").unlink()  # as a save killed after the weights would leave it
-    with pytest.raises(FileNotFoundError, match="has no item_map.json: the checkpoint is incomplete"):
+    with pytest.raises(FileNotFoundError, match="has no item_map.json, which its config says the checkpoint holds"):
         LlamaRecForCodeGeneration.from_pretrained(saved)
 
 

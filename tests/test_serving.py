@@ -16,7 +16,7 @@ import torch
 import uvicorn
 
 from hf_genrec import ItemIdMap
-from hf_genrec.serving import ServingConfig, create_app
+from hf_genrec.serving import ConnectionLimits, ServingConfig, create_app, uvicorn_config
 
 from .conftest import tiny_recommender
 
@@ -30,13 +30,14 @@ def free_port() -> int:
 
 
 class Server:
-    """``create_app(model, config)`` served by uvicorn in a thread (``should_exit`` is what SIGTERM sets)."""
+    """``create_app(model, config)`` served as ``hf-genrec-serve`` does, in a thread (``should_exit``: what SIGTERM sets)."""
 
-    def __init__(self, model, **config):
+    def __init__(self, model, limits: ConnectionLimits | None = None, **config):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(model, ServingConfig(**config))
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        config = uvicorn_config(self.app, limits or ConnectionLimits(), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):

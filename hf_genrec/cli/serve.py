@@ -1,11 +1,14 @@
 """Serve a saved recommender over HTTP.
 
 hf-genrec-serve --model outputs/etegrec-default/final [--host 127.0.0.1] [--port 8000] \\
-    [--max_batch_size 64] [--max_wait_ms 5] [--max_queue 1024] [--timeout_ms 2000]
+    [--max_batch_size 64] [--max_wait_ms 5] [--max_queue 1024] [--timeout_ms 2000] \\
+    [--header_timeout_s 10] [--body_timeout_s 30] [--keep_alive_timeout_s 5] [--max_connections 512]
 
 Any family that ``AutoModel.from_pretrained`` loads after ``import hf_genrec`` works. The process
 is stateless: run one per core group or machine and put any HTTP load balancer in front. On
-SIGTERM it stops accepting, answers what is queued, then exits.
+SIGTERM it stops accepting, answers what is queued, then exits. A client that does not send its
+request head or body in time gets 408 / is disconnected; beyond --max_connections open
+connections a new one gets 503 and is closed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from .errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        import uvicorn
+
+        from ..serving import ConnectionLimits, ServingConfig, create_app, uvicorn_config
+        from ..serving.server import check_file_descriptors
+    except ImportError as err:
+        raise ValueError(f'serving needs the "serve" extra: pip install "hf_genrec[serve]" ({err})') from None
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint folder (or Hub id) of any hf_genrec model family")
     p.add_argument("--host", default="127.0.0.1")
@@ -27,6 +37,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max_queue", type=int, default=1024, help="histories allowed to wait; beyond, 503 + Retry-After")
     p.add_argument("--timeout_ms", type=float, default=2000.0, help="a request unanswered this long gets 504")
     p.add_argument("--max_k", type=int, default=100, help="largest k a request may ask for")
+    defaults = ConnectionLimits()
+    p.add_argument(
+        "--header_timeout_s",
+        type=float,
+        default=defaults.header_timeout_s,
+        help="seconds a client has, from connecting or from its first byte after a keep-alive pause, to send "
+        "the whole request head; then 408 and the connection closes",
+    )
+    p.add_argument(
+        "--body_timeout_s", type=float, default=defaults.body_timeout_s, help="seconds from the head to the whole body"
+    )
+    p.add_argument(
+        "--keep_alive_timeout_s",
+        type=int,
+        default=defaults.keep_alive_timeout_s,
+        help="seconds an idle connection stays open between requests",
+    )
+    p.add_argument(
+        "--max_connections",
+        type=int,
+        default=defaults.max_connections,
+        help="open connections at most; one more gets 503 and is closed (must fit under ulimit -n)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument(
         "--threads",
@@ -42,12 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         "local folders and the Hub cache are read, whatever the checkpoint's backbone_name_or_path names",
     )
     a = p.parse_args(argv)
-    try:
-        import uvicorn
-
-        from ..serving import ServingConfig, create_app
-    except ImportError as err:
-        raise ValueError(f'serving needs the "serve" extra: pip install "hf_genrec[serve]" ({err})') from None
+    limits = ConnectionLimits(
+        header_timeout_s=a.header_timeout_s,
+        body_timeout_s=a.body_timeout_s,
+        keep_alive_timeout_s=a.keep_alive_timeout_s,
+        max_connections=a.max_connections,
+    )
+    check_file_descriptors(limits)  # before the model loads: a wrong flag fails in a second, not a minute
     import torch
     from transformers import AutoModel
 
@@ -65,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         timeout_ms=a.timeout_ms,
         max_k=a.max_k,
     )
-    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level=a.log_level, timeout_graceful_shutdown=30)
+    config = uvicorn_config(
+        create_app(model, cfg), limits, host=a.host, port=a.port, log_level=a.log_level, timeout_graceful_shutdown=30
+    )
+    uvicorn.Server(config).run()
 
 
 def cli(argv: list[str] | None = None) -> None:

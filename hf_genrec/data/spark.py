@@ -46,15 +46,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from hf_genrec.data.columnar import describe_summary, summarise
 from hf_genrec.data.errors import InteractionFormatError
-from hf_genrec.data.splits import MIN_LENGTH, check_replaceable, replace_folder
+from hf_genrec.data.splits import MIN_LENGTH, check_replaceable
 from hf_genrec.data.table import SEQUENCES_FILE, write_dataset_info
+from hf_genrec.utils.atomic import staged_folder
 from hf_genrec.utils.item_map import ItemIdMap
 
 RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023", "movielens")
@@ -417,10 +416,7 @@ def _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item
             .orderBy("user")  # range-partitioned: part-00000 holds the first users, and pyarrow reads parts by name
         )
 
-        parent = os.path.dirname(os.path.abspath(output_dir)) or "."
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(output_dir))}.tmp-", dir=parent)
-        try:
+        with staged_folder(output_dir, keep_other_files=False) as tmp:
             target = os.path.join(tmp, SEQUENCES_FILE)
             sequences.write.option("compression", "zstd").parquet("file://" + target)
             _check_user_order(target)
@@ -441,10 +437,6 @@ def _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item
                 "dropped_users": dropped,
                 "summary": summary,
             })
-            replace_folder(tmp, output_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return summary
     finally:
         for frame in persisted:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from ..utils.atomic import staged_folder
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
 from .table import DATASET_INFO_FILE, SEQUENCES_FILE, SequenceTable, read_dataset_info, write_dataset_info
@@ -265,10 +265,7 @@ def write_prepared(path: str, table: SequenceTable, item_map: ItemIdMap, summary
     kill leaves the previous ``path`` (or none), never a partial one. ``extra_files`` maps file names
     to paths of files to move in beside the table (item text, interactions)."""
     check_replaceable(path)
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.tmp-", dir=parent)
-    try:
+    with staged_folder(path, keep_other_files=False) as tmp:
         table.write_parquet(os.path.join(tmp, SEQUENCES_FILE))
         item_map.save(tmp)
         for name, src in (extra_files or {}).items():
@@ -281,10 +278,6 @@ def write_prepared(path: str, table: SequenceTable, item_map: ItemIdMap, summary
             "dropped_users": num_dropped_users,
             "summary": summary or {},
         })
-        replace_folder(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def check_replaceable(path: str, inputs: tuple[str, ...] = ()) -> None:
@@ -304,18 +297,6 @@ def check_replaceable(path: str, inputs: tuple[str, ...] = ()) -> None:
             f"{path} is not empty and not a prepared dataset folder; it would be replaced whole, so choose a new or "
             "empty folder"
         )
-
-
-def replace_folder(src: str, dst: str) -> None:
-    """Move the complete folder ``src`` to ``dst``, replacing what was there (the old one is removed
-    only after the new one is in place)."""
-    if os.path.exists(dst):
-        old = f"{dst}.old-{os.getpid()}"
-        os.rename(dst, old)
-        os.rename(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(src, dst)
 
 
 def load_genrec_dataset(path: str, max_history: int | None = 50, eval_max_history: int | None = None) -> GenRecDatasetDict:

@@ -357,6 +357,10 @@ class BackboneHolderMixin:
         """Backbones saved without their base weights (``save_base_weights=False``)."""
         return [s for s in self.backbone_slots if not self.backbone_settings(s).save_base_weights]
 
+    def adapter_files(self) -> list[str]:
+        """The files each adapter-only backbone's adapter is saved in (``<slot>/``, peft's format)."""
+        return [f"{slot}/{name}" for slot in self.adapter_only_slots() for name in (ADAPTER_WEIGHTS_NAME, "adapter_config.json")]
+
     def base_weight_names(self) -> list[str]:
         """State-dict keys of the frozen base weights of every LoRA backbone."""
         return [

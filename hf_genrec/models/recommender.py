@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput, cached_file
 
 from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, UnknownItemError, left_pad
 from .model_card import write_model_card
+from .saving import StagedSaveMixin, check_checkpoint_files
 
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
 
@@ -125,7 +126,7 @@ def top_k_from_scores(scores: torch.Tensor, k: int, exclude_items: torch.Tensor 
     return RecommendationOutput(item_ids=ids, scores=values)
 
 
-class RecommenderMixin:
+class RecommenderMixin(StagedSaveMixin):
     """Mix into a family's ``PreTrainedModel`` (before it in the bases). The config needs
     ``num_items``; the family implements :meth:`Recommender.top_k_items`."""
 
@@ -284,12 +285,14 @@ class RecommenderMixin:
         }
 
     # ------------------------------------------------------------------------ save / load
-    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
-        out = super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
-        if is_main_process:
-            self.item_map.save(save_directory)
-            write_model_card(self, save_directory)
-        return out
+    def checkpoint_extra_files(self) -> list[str]:
+        """The item map, and each adapter-only backbone's adapter (see :class:`.saving.StagedSaveMixin`)."""
+        adapters = getattr(self, "adapter_files", None)
+        return [ITEM_MAP_FILE, *(adapters() if adapters is not None else [])]
+
+    def write_beside_weights(self, folder: str) -> None:
+        self.item_map.save(folder)
+        write_model_card(self, folder)
 
     def push_to_hub(
         self,
@@ -326,6 +329,7 @@ class RecommenderMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        check_checkpoint_files(model, pretrained_model_name_or_path, **hub_kwargs)
         path = cached_file(
             str(pretrained_model_name_or_path),
             ITEM_MAP_FILE,

@@ -18,11 +18,12 @@ from transformers.trainer_pt_utils import get_parameter_names
 from ..distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, launched_with, load_full_state_dict
 from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
+from ..utils.checkpoints import require_complete_checkpoint
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
 from .checkpoint import check_keys, read_weights
 from .joint import ETEGRecJointModel
-from .recommender_trainer import RecommenderTrainer, replace_pickled_training_args
+from .recommender_trainer import RecommenderTrainer, replace_pickled_training_args, staged_save_folder
 from .schedules import PhaseLRScheduler
 
 logger = logging.getLogger(__name__)
@@ -298,12 +299,13 @@ class ETEGRecTrainer(RecommenderTrainer):
             tok_state = {k.removeprefix("item_tokenizer."): v for k, v in state_dict.items() if k.startswith("item_tokenizer.")}
         elif is_fsdp2(self.model):
             raise RuntimeError("under FSDP the weights are sharded: save with trainer.save_model(), which gathers them")
-        os.makedirs(output_dir, exist_ok=True)
-        self.recommender.save_pretrained(output_dir, state_dict=rec_state)
-        self.item_tokenizer.save_pretrained(os.path.join(output_dir, TOKENIZER_SUBDIR), state_dict=tok_state)
-        replace_pickled_training_args(self.args, output_dir)
+        with staged_save_folder(output_dir) as stage:  # the pair appears whole or not at all
+            self.recommender.save_pretrained(stage, state_dict=rec_state)
+            self.item_tokenizer.save_pretrained(os.path.join(stage, TOKENIZER_SUBDIR), state_dict=tok_state)
+            replace_pickled_training_args(self.args, stage)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        require_complete_checkpoint(resume_from_checkpoint)
         self._load_joint(resume_from_checkpoint)
 
     def _load_best_model(self):

@@ -20,6 +20,8 @@ from transformers import Trainer, TrainingArguments
 from ..data import DataCollatorForRecommendation
 from ..data.sampling import LengthGroupedRowSampler
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
+from ..utils.atomic import staged_folder
+from ..utils.checkpoints import is_trainer_checkpoint, require_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,13 @@ class RecommenderTrainingArguments(TrainingArguments):
 
 
 TRAINING_ARGS_JSON = "training_args.json"
+
+
+def staged_save_folder(output_dir: str):
+    """Stage a Trainer save (:func:`hf_genrec.utils.atomic.staged_folder`). A ``checkpoint-N`` is the
+    Trainer's alone and is staged fresh, so a half-written one left by a killed run is dropped;
+    any other folder (the run's ``output_dir``, a ``final/``) keeps what else it holds."""
+    return staged_folder(output_dir, keep_other_files=not is_trainer_checkpoint(output_dir))
 
 
 def replace_pickled_training_args(args: TrainingArguments, output_dir: str) -> None:
@@ -124,6 +133,7 @@ class RecommenderTrainer(Trainer):
             load(checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        require_complete_checkpoint(resume_from_checkpoint)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         self._load_adapters(resume_from_checkpoint)
 
@@ -133,9 +143,14 @@ class RecommenderTrainer(Trainer):
             self._load_adapters(self.state.best_model_checkpoint)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        super()._save(output_dir, state_dict)
-        if self.args.should_save:
-            replace_pickled_training_args(self.args, output_dir or self.args.output_dir)
+        # Trainer._save writes the model, then training_args.bin beside it: staged, the folder
+        # appears whole or not at all (the model's own staging writes into this stage).
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return super()._save(output_dir, state_dict)
+        with staged_save_folder(output_dir) as stage:
+            super()._save(stage, state_dict)
+            replace_pickled_training_args(self.args, stage)
 
     def _get_train_sampler(self, train_dataset=None):
         # Trainer reads group-by-length lengths only from a `datasets.Dataset` column, and would

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils.kmeans import kmeans
+from ..saving import StagedSaveMixin
 from .collisions import assign_suffix, collision_rate
 from .configuration_rqvae import RQVAEConfig
 
@@ -140,7 +141,7 @@ class RQVAEPreTrainedModel(PreTrainedModel):
             nn.init.uniform_(module.weight, -1.0 / module.num_embeddings, 1.0 / module.num_embeddings)
 
 
-class RQVAEModel(RQVAEPreTrainedModel):
+class RQVAEModel(StagedSaveMixin, RQVAEPreTrainedModel):
     """Residual-quantised VAE that tokenizes item embeddings into semantic ids.
 
     Example::

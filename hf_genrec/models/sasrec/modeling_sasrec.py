@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils.linear_cross_entropy import linear_cross_entropy
+from ..saving import StagedSaveMixin
 from .configuration_sasrec import SASRecConfig
 
 
@@ -22,7 +23,7 @@ class SASRecOutput(ModelOutput):
     logits: torch.Tensor | None = None
 
 
-class SASRecModel(PreTrainedModel):
+class SASRecModel(StagedSaveMixin, PreTrainedModel):
     """SASRec with a tied output layer (scores = hidden · item embedding).
 
     ``input_ids`` ``[B, L]`` are dense item ids, left padded with 0. ``labels``:

@@ -1,0 +1,129 @@
+"""The one place that reaches past a dependency's public API, with the reason and the versions checked.
+
+Everything else in the package uses public interfaces only. Each hook here is covered by a test
+that fails if a new release changes what it relies on.
+
+- :func:`bounded_h11_protocol` (uvicorn, checked on 0.55.0 with h11 0.16.0): uvicorn has a keep-alive
+  timeout and a concurrency limit, but no deadline for reading a request. A client that opens a
+  connection and sends nothing, or drips one header line every few seconds, holds its socket (and a
+  file descriptor) for ever. uvicorn accepts any ``asyncio.Protocol`` class as ``Config(http=...)``
+  (public); the subclass below adds the deadlines on uvicorn's h11 protocol, reading the parser's
+  state through h11's public API (``their_state``, ``trailing_data``). It relies on uvicorn's
+  ``H11Protocol`` attributes ``conn``, ``transport``, ``loop``, ``connections`` and on its methods
+  ``connection_made`` / ``data_received`` / ``connection_lost`` / ``on_response_complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: seconds between two log lines about refused connections (a flood must not flood the log too)
+_REFUSAL_LOG_EVERY_S = 10.0
+
+
+def _plain_response(status: bytes, text: bytes, *extra_headers: bytes) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection, for a client the parser never handed on."""
+    head = [b"HTTP/1.1 " + status, b"content-type: text/plain", b"connection: close", *extra_headers]
+    return b"\r\n".join([*head, b"content-length: %d" % len(text), b"", text])
+
+
+#: written to a client whose request head did not arrive in time (then the connection closes)
+_REQUEST_TIMEOUT_RESPONSE = _plain_response(b"408 Request Timeout", b"request head not read in time\n")
+#: written to a connection accepted beyond the connection cap
+_OVER_CAPACITY_RESPONSE = _plain_response(b"503 Service Unavailable", b"too many open connections\n", b"retry-after: 1")
+
+
+def bounded_h11_protocol(
+    header_timeout_s: float, body_timeout_s: float, max_connections: int
+) -> type[asyncio.Protocol]:
+    """A uvicorn HTTP/1.1 protocol class that drops slow clients and caps open connections.
+
+    - ``header_timeout_s``: a request head (request line and headers) must arrive whole within this
+      many seconds of the connection opening, or of its first byte after a keep-alive pause; else
+      the client gets 408 and the connection closes. Idle keep-alive connections are closed by
+      uvicorn's own ``timeout_keep_alive``.
+    - ``body_timeout_s``: once the head is read, the body must arrive whole within this many seconds;
+      else the connection closes (the handler sees a disconnect).
+    - ``max_connections``: a connection accepted while this many are open gets 503 and is closed at
+      once, so slow or idle clients cannot use up the process's file descriptors.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    refusals = {"count": 0, "logged_at": float("-inf")}
+
+    def count_refusal() -> None:
+        refusals["count"] += 1
+        now = time.monotonic()
+        if now - refusals["logged_at"] >= _REFUSAL_LOG_EVERY_S:
+            logger.warning(
+                "refused %d connection(s) since the last report: %d open connections is the cap",
+                refusals["count"],
+                max_connections,
+            )
+            refusals.update(count=0, logged_at=now)
+
+    class BoundedH11Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _phase: str | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                count_refusal()
+                transport.write(_OVER_CAPACITY_RESPONSE)
+                transport.close()
+                return
+            self._enter("head", header_timeout_s)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._follow_parser()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # uvicorn has armed its keep-alive timer; a pipelined request already buffered is
+            # in progress again and gets a fresh deadline.
+            self._follow_parser()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._enter(None, 0.0)
+            super().connection_lost(exc)
+
+        def _follow_parser(self) -> None:
+            state = self.conn.their_state
+            if state is h11.IDLE:
+                # waiting for a head: timed only once its first bytes are here (before that the
+                # connection is idle, which the keep-alive timer bounds) or on a fresh connection
+                started = bool(self.conn.trailing_data[0]) or self._phase == "head"
+                self._enter("head" if started else None, header_timeout_s)
+            elif state is h11.SEND_BODY:
+                self._enter("body", body_timeout_s)
+            else:  # the request is read (or the connection is done): the handler has it
+                self._enter(None, 0.0)
+
+        def _enter(self, phase: str | None, timeout_s: float) -> None:
+            if phase == self._phase:
+                return  # the same phase keeps its deadline: a drip of bytes does not extend it
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._phase = phase
+            if phase is not None:
+                self._deadline = self.loop.call_later(timeout_s, self._expire, phase)
+
+        def _expire(self, phase: str) -> None:
+            self._deadline = None
+            if self.transport.is_closing():
+                return
+            logger.debug("closing a connection whose request %s was not read in time", phase)
+            if phase == "head":
+                self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
+            self.transport.close()
+
+    return BoundedH11Protocol

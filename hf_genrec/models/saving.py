@@ -1,0 +1,62 @@
+"""``save_pretrained`` that writes a checkpoint whole or not at all, and records what it must hold.
+
+Every hf_genrec model saves through :class:`StagedSaveMixin`: the folder is written into a
+temporary sibling and renamed into place (:func:`hf_genrec.utils.atomic.staged_folder`), so a kill
+leaves the previous checkpoint or none, never weights without their item map. The config records
+the files beyond the weights that the folder must hold (``checkpoint_files``: the item map, each
+adapter-only backbone's adapter), and :func:`check_checkpoint_files` refuses, at load, a folder
+lacking any of them, naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from transformers.utils import cached_file
+
+from ..utils.atomic import staged_folder
+
+#: what ``save_pretrained(push_to_hub=True, ...)`` takes for the upload; passed on to ``push_to_hub``
+_PUSH_ARGUMENTS = ("repo_id", "commit_message", "private", "token", "revision", "create_pr", "commit_description")
+
+
+class StagedSaveMixin:
+    """Put before the ``PreTrainedModel`` base. Subclasses list extra files in
+    :meth:`checkpoint_extra_files` and write them in :meth:`write_beside_weights`."""
+
+    def checkpoint_extra_files(self) -> list[str]:
+        """Files (relative paths) besides ``config.json`` and the weights a loadable folder holds."""
+        return []
+
+    def write_beside_weights(self, folder: str) -> None:
+        """Write the files of :meth:`checkpoint_extra_files` that ``PreTrainedModel`` does not."""
+
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+        if not is_main_process:  # the main process writes the folder; others take part in any gather
+            return super().save_pretrained(save_directory, *args, is_main_process=False, **kwargs)
+        push = {k: kwargs.pop(k) for k in _PUSH_ARGUMENTS if k in kwargs}
+        self.config.checkpoint_files = sorted(self.checkpoint_extra_files())
+        with staged_folder(save_directory) as stage:
+            out = super().save_pretrained(stage, *args, **kwargs)
+            self.write_beside_weights(stage)
+            missing = [f for f in self.config.checkpoint_files if not os.path.exists(os.path.join(stage, f))]
+            if missing:  # a bug in a family's save, caught before it replaces a good checkpoint
+                raise RuntimeError(f"save_pretrained did not write {missing} into {save_directory}")
+        if push_to_hub:
+            repo_id = push.pop("repo_id", os.path.basename(os.path.abspath(os.fspath(save_directory))))
+            self.push_to_hub(repo_id, max_shard_size=kwargs.get("max_shard_size", "50GB"), **push)
+        return out
+
+
+def check_checkpoint_files(model: Any, checkpoint: str, **hub_kwargs) -> None:
+    """Refuse a checkpoint lacking a file its config says it holds (an interrupted copy, a hand edit)."""
+    for name in getattr(model.config, "checkpoint_files", None) or []:
+        if not isinstance(name, str) or os.path.isabs(name) or ".." in name.split("/"):
+            raise ValueError(f"{checkpoint}/config.json: checkpoint_files holds {name!r}, not a path inside the folder")
+        found = cached_file(str(checkpoint), name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if found is None or not os.path.exists(found):
+            raise FileNotFoundError(
+                f"{checkpoint} has no {name}, which its config says the checkpoint holds: the folder is incomplete "
+                "(an interrupted copy?) or was edited"
+            )

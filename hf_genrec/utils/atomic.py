@@ -1,0 +1,146 @@
+"""Folders written whole or not at all: stage in a temporary sibling, then rename into place.
+
+A save killed half-way (out of memory, a pre-empted job, Ctrl-C) must not leave a folder that
+loads as if it were complete. :func:`staged_folder` writes into ``.<name>.tmp-*`` beside the
+target, flushes every file to disk, and renames the finished folder over the target; a kill
+leaves the previous folder (or, in the instant between the two renames of a replacement, none),
+never a mixture. Saves nested inside a staged folder (a model's ``save_pretrained`` called by a
+trainer that stages the whole checkpoint) write straight into the outer stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+
+#: weight files a new save replaces as a whole (``model.safetensors``, its shards and index, and
+#: peft's ``adapter_model.*``): never carried over from the folder being replaced, where they
+#: would mix two saves' weights
+_WEIGHT_FILE = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
+
+_active = threading.local()
+
+
+def _active_stages() -> list[str]:
+    if not hasattr(_active, "stages"):
+        _active.stages = []
+    return _active.stages
+
+
+def _inside_a_stage(path: str) -> bool:
+    real = os.path.realpath(path)
+    return any(real == s or real.startswith(s + os.sep) for s in _active_stages())
+
+
+def _siblings(target: str, kind: str) -> list[str]:
+    parent, name = os.path.split(target)
+    return sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.{kind}-*")))
+
+
+def replace_folder(src: str, dst: str) -> None:
+    """Move the complete folder ``src`` to ``dst``, replacing what was there (the old one is removed
+    only after the new one is in place; until then it is ``.<name>.old-<pid>`` beside it)."""
+    dst = os.path.abspath(dst)
+    if os.path.exists(dst):
+        parent, name = os.path.split(dst)
+        old = os.path.join(parent, f".{name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(dst, old)
+        os.rename(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+
+
+def recover_interrupted_replacement(path: str) -> None:
+    """Tidy what a save killed mid-way left beside ``path``: its stages are removed; and if it was
+    killed between the two renames of a replacement (``path`` gone, the previous folder set aside
+    as ``.<name>.old-*``), the previous folder is put back."""
+    target = os.path.abspath(path)
+    for stale in _siblings(target, "tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    olds = _siblings(target, "old")
+    if olds and not os.path.exists(target):
+        os.rename(olds.pop(), target)
+    for stale in olds:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _flush_to_disk(folder: str) -> None:
+    """fsync every file and folder under ``folder``, so the rename publishes data, not empty files
+    (after a power cut, a renamed folder whose files were still in the page cache reads as zeros)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _carry_over(old: str, stage: str) -> None:
+    """Link into ``stage`` what ``old`` holds that the new save did not write (files a caller adds
+    beside a checkpoint: a text tokenizer, notes), except stale weight files."""
+    for name in os.listdir(old):
+        src, dst = os.path.join(old, name), os.path.join(stage, name)
+        if os.path.lexists(dst) or _WEIGHT_FILE.match(name) or name.startswith("."):
+            continue
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(src, dst)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike, keep_other_files: bool = True) -> Iterator[str]:
+    """Yield a temporary folder to write ``path``'s new content into; on success it replaces ``path``.
+
+    ``keep_other_files``: files and folders already in ``path`` that the new content does not
+    contain are kept (as ``save_pretrained`` keeps what it does not write), except stale weight
+    files; with False the folder is replaced as it was staged. On an exception the stage is removed
+    and ``path`` is untouched. What an earlier killed save of ``path`` left is tidied first
+    (:func:`recover_interrupted_replacement`). Inside another stage (a nested save), this writes to
+    ``path`` directly.
+    """
+    path = os.fspath(path)
+    if _inside_a_stage(path):
+        os.makedirs(path, exist_ok=True)
+        yield path
+        return
+    target = os.path.abspath(path)
+    parent, name = os.path.split(target)
+    os.makedirs(parent, exist_ok=True)
+    recover_interrupted_replacement(target)
+    stage = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    os.chmod(stage, 0o755)  # mkdtemp makes it private to its owner; a saved folder is an ordinary one
+    stages, real_stage = _active_stages(), os.path.realpath(stage)
+    stages.append(real_stage)
+    try:
+        yield stage
+        if keep_other_files and os.path.isdir(target):
+            _carry_over(target, stage)
+        _flush_to_disk(stage)
+        replace_folder(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        stages.remove(real_stage)
