@@ -151,7 +151,8 @@ def test_resuming_from_a_checkpoint_the_trainer_did_not_finish_is_refused(tmp_pa
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     require_complete_checkpoint(str(tmp_path / "checkpoint-10"))
-    with pytest.raises(ValueError, match=r"checkpoint-20 is incomplete: it has no trainer_state.json.*resume from .*checkpoint-10"):
+    incomplete = r"checkpoint-20 is incomplete: it has no trainer_state.json.*resume from .*checkpoint-10"
+    with pytest.raises(ValueError, match=incomplete):
         require_complete_checkpoint(str(tmp_path / "checkpoint-20"))
     os.remove(tmp_path / "checkpoint-10" / "trainer_state.json")
     with pytest.raises(ValueError, match="there is no complete one beside it"):

@@ -57,3 +57,38 @@ def test_a_crafted_config_is_refused_when_read(saved, field, value):
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=f"{field} must be a (positive|non-negative) integer"):
         LlamaRecForCodeGeneration.from_pretrained(saved)
+
+
+@pytest.mark.parametrize(
+    "config_class, field, value, message",
+    [
+        ("HLLMConfig", "num_negatives", 0, "positive"),
+        ("HLLMConfig", "num_items", -1, "non-negative"),
+        ("HLLMConfig", "item_embedding_dim", 0, "positive"),
+        ("ItemIDLlamaConfig", "num_clusters", 0, "positive"),
+        ("ItemIDLlamaConfig", "cluster_capacity", -2, "positive"),
+        ("ItemIDLlamaConfig", "num_items", 1.5, "non-negative"),
+        ("RQVAEConfig", "codebook_size", 0, "positive"),
+        ("RQVAEConfig", "hidden_dims", [64, 0], "positive"),
+        ("SASRecConfig", "num_heads", 0, "positive"),
+        ("SASRecConfig", "hidden_size", "64", "positive"),
+    ],
+)
+def test_every_family_config_refuses_crafted_sizes_when_read(tmp_path, config_class, field, value, message):
+    import hf_genrec
+
+    cls = getattr(hf_genrec, config_class)
+    kwargs = {"item_embedding_dim": 8} if config_class == "HLLMConfig" else {}
+    cls(**kwargs).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config[field] = value
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"{config_class}: {field}(\[1\])? must be a {message}"):
+        cls.from_pretrained(tmp_path)
+
+
+def test_sasrec_hidden_size_must_split_over_heads():
+    from hf_genrec import SASRecConfig
+
+    with pytest.raises(ValueError, match="hidden_size 10 is not a multiple of num_heads 3"):
+        SASRecConfig(hidden_size=10, num_heads=3)

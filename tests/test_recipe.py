@@ -118,29 +118,37 @@ def test_example_estimates_memory_without_training(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-# Runs the recipe and SIGKILLs itself right after the first checkpoint a stage writes into $KILL_IN:
-# a kill at a known point however fast the stage runs (polling from outside raced with tiny stages).
+# Runs the recipe and SIGKILLs itself in the stage whose output folder is $KILL_IN: right after its
+# first checkpoint ($KILL_AT=checkpoint), or as it starts training, before any (start): a kill at a
+# known point however fast the stage runs (polling from outside raced with tiny stages).
 KILL_DRIVER = """
 import os, signal, sys
 import transformers
-save = transformers.Trainer._save_checkpoint
+def in_the_stage(trainer):
+    return os.path.abspath(trainer.args.output_dir) == os.path.abspath(os.environ["KILL_IN"])
+save, train = transformers.Trainer._save_checkpoint, transformers.Trainer.train
 def save_then_die(self, *args, **kwargs):
     save(self, *args, **kwargs)
-    if os.path.abspath(self.args.output_dir) == os.path.abspath(os.environ["KILL_IN"]):
+    if in_the_stage(self) and os.environ["KILL_AT"] == "checkpoint":
         os.kill(os.getpid(), signal.SIGKILL)
+def die_at_start(self, *args, **kwargs):
+    if in_the_stage(self) and os.environ["KILL_AT"] == "start":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train(self, *args, **kwargs)
 transformers.Trainer._save_checkpoint = save_then_die
+transformers.Trainer.train = die_at_start
 from hf_genrec.recipes.etegrec import main
 main(sys.argv[1:])
 """
 
 
-def _run_recipe(args, out, kill_in=None) -> str:
+def _run_recipe(args, out, kill_in=None, kill_at="checkpoint") -> str:
     """Run the recipe with ``args`` and return its log; with ``kill_in`` (a stage's output folder) the
-    run is SIGKILLed just after that stage's first checkpoint."""
+    run is SIGKILLed in that stage, at ``kill_at`` (see ``KILL_DRIVER``)."""
     env = dict(os.environ, OMP_NUM_THREADS="2")
     cmd = ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), *args]
     if kill_in is not None:
-        env["KILL_IN"] = str(kill_in)
+        env.update(KILL_IN=str(kill_in), KILL_AT=kill_at)
         cmd = ["python", "-c", KILL_DRIVER, *args]
     out.mkdir(parents=True, exist_ok=True)
     log_path = out.parent / f"{out.name}-{len(list(out.parent.glob(out.name + '-*.log')))}.log"
@@ -150,16 +158,18 @@ def _run_recipe(args, out, kill_in=None) -> str:
     if kill_in is None:
         assert code == 0, text[-3000:]
     else:
-        assert code == -signal.SIGKILL, f"the run was not killed in {kill_in}:\n{text[-3000:]}"
+        assert code == -signal.SIGKILL, f"the run was not killed in {kill_in} at {kill_at}:\n{text[-3000:]}"
     return text
 
 
 def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_path):
-    """--full_determinism: one run killed (SIGKILL) in SASRec, its rerun killed in RQ-VAE
-    pre-training, the next in the alternating stage, the next in fine-tuning, then a last rerun of
-    the same command, ends with the same weights and metrics as an uninterrupted run. Each rerun
-    resumes the stage killed before from its last checkpoint, reuses the finished ones and loads a
-    finished stage instead of training it again."""
+    """--full_determinism: one run killed (SIGKILL) in SASRec after its first checkpoint, its rerun
+    likewise in RQ-VAE pre-training, the next as the alternating stage starts (before any checkpoint
+    of it: the recommender is built again after the finished stages were skipped), the next after
+    that stage's first checkpoint, the next
+    in fine-tuning, then a last rerun of the same command, ends with the same weights and metrics as
+    an uninterrupted run. Each rerun resumes the stage killed before from its last checkpoint (or
+    starts it again), reuses the finished ones and loads a finished stage instead of training it."""
     data = tmp_path / "toy.inter.json"
     data.write_text(json.dumps(make_synthetic_sequences(num_users=120, num_items=40, seed=7)))
     small = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--sasrec_hidden_size", "16"]
@@ -173,17 +183,18 @@ def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_
 
     whole, chain = tmp_path / "whole", tmp_path / "chain"
     _run_recipe(args(whole), whole)
-    stages = [chain / "sasrec", chain / "rqvae" / "trainer", chain, chain / "finetune"]
-    logs = [_run_recipe(args(chain), chain, kill_in) for kill_in in stages]
+    kills = [(chain / "sasrec", "checkpoint"), (chain / "rqvae" / "trainer", "checkpoint"), (chain, "start"),
+             (chain, "checkpoint"), (chain / "finetune", "checkpoint")]
+    logs = [_run_recipe(args(chain), chain, kill_in, kill_at) for kill_in, kill_at in kills]
     assert not (chain / "final").exists()
     logs.append(_run_recipe(args(chain), chain))
     # What each rerun did with the stage the run before it was killed in.
     assert "SASRec: resuming from" in logs[1] and "SASRec stage already finished" in logs[2]
-    assert "RQ-VAE pre-training: resuming from" in logs[2]
-    assert "RQ-VAE pre-training already finished" in logs[3]
-    assert f"resuming the stage in {chain} from" in logs[3]
-    assert f"stage in {chain} already finished: loading" in logs[4]
-    assert f"resuming the stage in {chain / 'finetune'} from" in logs[4]
+    assert "RQ-VAE pre-training: resuming from" in logs[2] and "RQ-VAE pre-training already finished" in logs[3]
+    assert f"resuming the stage in {chain} from" not in logs[3]  # killed before its first checkpoint: started again
+    assert f"resuming the stage in {chain} from" in logs[4]
+    assert f"stage in {chain} already finished: loading" in logs[5]
+    assert f"resuming the stage in {chain / 'finetune'} from" in logs[5]
     assert json.loads((chain / "test_metrics.json").read_text()) == json.loads((whole / "test_metrics.json").read_text())
     for weights in ("final/model.safetensors", "final/item_tokenizer/model.safetensors"):
         assert (chain / weights).read_bytes() == (whole / weights).read_bytes(), weights

@@ -41,6 +41,18 @@ def require_positive(config_name: str, **sizes) -> None:
             raise ValueError(f"{config_name}: {name} must be a positive integer, got {value!r}")
 
 
+def require_count(config_name: str, **counts) -> None:
+    """Refuse a count below 0 (or not an integer), e.g. ``num_items`` of a config built before its data."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{config_name}: {name} must be a non-negative integer, got {value!r}")
+
+
+def require_optional_positive(config_name: str, **sizes) -> None:
+    """:func:`require_positive` for sizes that may be ``None`` (meaning "the default")."""
+    require_positive(config_name, **{k: v for k, v in sizes.items() if v is not None})
+
+
 def set_inference_settings(config, max_history: int, exclude_history: bool) -> None:
     """The inference settings every family's config carries (see :class:`RecommenderMixin`)."""
     if max_history < 1:

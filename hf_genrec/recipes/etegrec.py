@@ -32,6 +32,7 @@ from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..models.rqvae import RQVAEConfig
 from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback
+from ..utils.atomic import write_json
 from ..utils.checkpoints import last_complete_checkpoint
 from .stages import (
     DropoutArguments,
@@ -40,6 +41,7 @@ from .stages import (
     get_item_embeddings,
     get_item_tokenizer,
     load_dataset,
+    seed_stage,
     small_backbone,
     test_and_save,
     with_length_grouping,
@@ -256,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
         full_determinism=targs.full_determinism,
     )
 
+    seed_stage(targs.seed, "recommender", targs.full_determinism)
     model = build_recommender(
         tokenizer,
         emb,
@@ -316,6 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
             output_dir=os.path.join(work, "finetune"),
             resume_from_checkpoint=None,
         )
+        seed_stage(targs.seed, "finetune", targs.full_determinism)
         trainer = make_trainer(ft_args, dargs.finetune_max_minutes)
         run_stage(trainer, None)
         if dargs.finetune_keep_better:
@@ -351,16 +355,14 @@ def run_stage(trainer: ETEGRecTrainer, resume_from_checkpoint: str | None) -> Tr
     trainer.save_model(final)  # what the stage ends with (its best checkpoint, when it loads that at the end)
     if trainer.is_world_process_zero():
         state = trainer.state
-        with open(done, "w") as f:
-            json.dump(
-                {
-                    "best_metric": state.best_metric,
-                    "best_model_checkpoint": state.best_model_checkpoint,
-                    "global_step": state.global_step,
-                },
-                f,
-                indent=2,
-            )
+        write_json(
+            done,
+            {
+                "best_metric": state.best_metric,
+                "best_model_checkpoint": state.best_model_checkpoint,
+                "global_step": state.global_step,
+            },
+        )
     trainer.accelerator.wait_for_everyone()
     return trainer.state
 

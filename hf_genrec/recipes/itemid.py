@@ -32,6 +32,7 @@ from .stages import (
     get_item_embeddings,
     load_dataset,
     parse_recipe_args,
+    seed_stage,
     small_backbone,
     test_and_save,
 )
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     shape = dict(num_items=dsd.num_items, item_embedding_dim=dim, num_clusters=num_clusters, head=margs.head)
     lora = dict(use_lora=margs.use_lora, lora_r=margs.lora_r, lora_alpha=margs.lora_alpha, **margs.dropout_config())
     lora.update(train_on_all_positions=margs.train_on_all_positions, max_history=targs.max_history)
+    seed_stage(targs.seed, "recommender", targs.full_determinism)
     if margs.model_name_or_path:
         model = ItemIDLlamaForRecommendation.from_backbone(margs.model_name_or_path, **shape, **lora)
     else:

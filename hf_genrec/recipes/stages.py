@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import logging
 import os
 import sys
@@ -26,6 +26,7 @@ from ..embeddings import SASREC_RECIPES, collaborative_item_embeddings, load_ite
 from ..models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 from ..training.rqvae_pretraining import pretrain_rqvae
+from ..utils.atomic import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,23 @@ RUN_DEFAULTS = {
     "--logging_steps": "50",
     "--report_to": "none",
 }
+
+
+def stage_seed(run_seed: int, stage: str) -> int:
+    """The seed of one stage of a run: a hash of the run's seed and the stage's name (32 bits)."""
+    return int.from_bytes(hashlib.sha256(f"{run_seed}/{stage}".encode()).digest()[:4], "little")
+
+
+def seed_stage(run_seed: int, stage: str, deterministic: bool = False) -> int:
+    """Seed Python, numpy and torch for ``stage`` (:func:`stage_seed`) and return the seed.
+
+    Called where a stage starts building random state (a model's initial weights), so what it
+    builds does not depend on which stages ran before it in this process: a rerun after a kill
+    skips the finished stages, and must still build exactly what the uninterrupted run built.
+    """
+    seed = stage_seed(run_seed, stage)
+    set_seed(seed, deterministic=deterministic)
+    return seed
 
 
 def parse_recipe_args(dataclass_types: tuple, argv: list[str] | None, defaults: dict[str, str]) -> tuple:
@@ -99,8 +117,7 @@ def get_item_embeddings(
     emb = collaborative_item_embeddings(model)
     if PartialState().is_main_process:  # every rank holds the same table; one writes it
         np.save(saved, emb)
-        with open(report, "w") as f:
-            json.dump(metrics, f, indent=2)
+        write_json(report, metrics)  # last: it marks the stage finished
     PartialState().wait_for_everyone()
     logger.info("SASRec baseline: %s", metrics)
     return torch.from_numpy(emb)
@@ -219,8 +236,7 @@ def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | Non
     final_dir = os.path.join(work_dir, "final")
     trainer.save_model(final_dir)  # weights, item_map.json, the model card (ETEGRec: item_tokenizer/ too)
     if trainer.is_world_process_zero():
-        with open(os.path.join(work_dir, "test_metrics.json"), "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(os.path.join(work_dir, "test_metrics.json"), report)
         seen = "seen items excluded" if chosen else "all items ranked"
         print(f"\nTest metrics (leave-one-out, full ranking, {seen}{metric_note}; the other protocol under its prefix):")
         for name, value in report.items():

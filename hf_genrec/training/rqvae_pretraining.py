@@ -16,6 +16,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..distributed import without_model_sharding
 from ..models.rqvae import RQVAEConfig, RQVAEModel
+from ..utils.atomic import staged_folder, write_json
 from ..utils.checkpoints import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,9 @@ class KeepLowestCollisionCallback(TrainerCallback):
         if self.best is None or stats["collision_rate"] <= self.best["collision_rate"]:
             self.best = stats
             if state.is_world_process_zero:
-                model.save_pretrained(self.save_dir)
-                with open(os.path.join(self.save_dir, "code_stats.json"), "w") as f:
-                    json.dump(stats, f, indent=2)
+                with staged_folder(self.save_dir) as stage:  # the weights and their statistics, together
+                    model.save_pretrained(stage)
+                    write_json(os.path.join(stage, "code_stats.json"), stats)
         logger.info(
             "RQ-VAE epoch %d: collision rate %.4f (best %.4f)", epoch, stats["collision_rate"], self.best["collision_rate"]
         )
@@ -135,8 +136,7 @@ def pretrain_rqvae(
         # Only the main process writes the best checkpoint; no rank may read it before that is done.
         trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        with open(done, "w") as f:
-            json.dump(keep.best, f, indent=2)
+        write_json(done, keep.best)
     trainer.accelerator.wait_for_everyone()
     best = RQVAEModel.from_pretrained(output_dir)
     return best, keep.best

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -144,3 +145,21 @@ def staged_folder(path: str | os.PathLike, keep_other_files: bool = True) -> Ite
         raise
     finally:
         stages.remove(real_stage)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename: a kill leaves the
+    previous file or the new one, never a truncated one (these files mark finished stages)."""
+    path = os.fspath(path)
+    parent, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise

@@ -7,7 +7,7 @@ import math
 from transformers import AutoConfig, PretrainedConfig
 
 from ..backbone import set_dropout_fields
-from ..recommender import set_inference_settings
+from ..recommender import require_count, require_optional_positive, require_positive, set_inference_settings
 
 #: the item LLM's instruction, as in the official code (``item_prompt``)
 DEFAULT_ITEM_PROMPT = "Compress the following sentence into embedding: "
@@ -139,6 +139,12 @@ class HLLMConfig(PretrainedConfig):
         evaluation_results: dict | None = None,
         **kwargs,
     ):
+        require_count("HLLMConfig", num_items=num_items, num_time_buckets=num_time_buckets)
+        require_positive(
+            "HLLMConfig", num_negatives=num_negatives, item_encode_batch_size=item_encode_batch_size,
+            item_lora_r=item_lora_r, user_lora_r=user_lora_r,
+        )
+        require_optional_positive("HLLMConfig", item_embedding_dim=item_embedding_dim)
         self.item_backbone_config = _as_config(item_backbone_config)
         self.user_backbone_config = _as_config(user_backbone_config if user_backbone_config is not None else DEFAULT_BACKBONE)
         if mode not in MODES:

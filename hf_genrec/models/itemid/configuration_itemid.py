@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PretrainedConfig
 
 from ..backbone import set_dropout_fields
-from ..recommender import set_inference_settings
+from ..recommender import require_count, require_optional_positive, require_positive, set_inference_settings
 
 DEFAULT_BACKBONE = {
     "model_type": "llama",
@@ -83,6 +83,11 @@ class ItemIDLlamaConfig(PretrainedConfig):
         evaluation_results: dict | None = None,
         **kwargs,
     ):
+        require_count("ItemIDLlamaConfig", num_items=num_items)
+        require_positive("ItemIDLlamaConfig", item_embedding_dim=item_embedding_dim, num_clusters=num_clusters, lora_r=lora_r)
+        require_optional_positive(
+            "ItemIDLlamaConfig", cluster_capacity=cluster_capacity, fast_top_k_clusters=fast_top_k_clusters
+        )
         if backbone_config is None:
             backbone_config = dict(DEFAULT_BACKBONE)
         if isinstance(backbone_config, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PretrainedConfig
 
 from ..backbone import set_dropout_fields
-from ..recommender import require_positive, set_inference_settings
+from ..recommender import require_count, require_positive, set_inference_settings
 
 DEFAULT_BACKBONE = {
     # A small LLaMA for the embedded default and tests; code-only inputs never use its vocabulary.
@@ -109,10 +109,9 @@ class LlamaRecConfig(PretrainedConfig):
             "LlamaRecConfig", num_levels=num_levels, codebook_size=kwargs.get("code_num", codebook_size),
             suffix_size=suffix_size, codebook_dim=codebook_dim, semantic_dim=semantic_dim,
             default_num_beams=default_num_beams, default_num_return_sequences=default_num_return_sequences,
-            generation_chunk_size=generation_chunk_size,
+            generation_chunk_size=generation_chunk_size, lora_r=lora_r,
         )
-        if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 0:
-            raise ValueError(f"LlamaRecConfig: num_items must be a non-negative integer, got {num_items!r}")
+        require_count("LlamaRecConfig", num_items=num_items)
         if backbone_config is None:
             backbone_config = dict(DEFAULT_BACKBONE)
         if isinstance(backbone_config, dict):

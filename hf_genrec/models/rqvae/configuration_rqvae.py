@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ..recommender import require_count, require_positive
+
 
 class RQVAEConfig(PretrainedConfig):
     """Configuration of :class:`RQVAEModel`, the residual-quantised VAE that turns an item's
@@ -41,6 +43,12 @@ class RQVAEConfig(PretrainedConfig):
     ):
         self.semantic_dim = kwargs.pop("in_dim", semantic_dim)
         self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [512, 256]
+        require_positive(
+            "RQVAEConfig", semantic_dim=self.semantic_dim, codebook_dim=codebook_dim, num_levels=num_levels,
+            codebook_size=codebook_size, suffix_size=suffix_size,
+            **{f"hidden_dims[{i}]": d for i, d in enumerate(self.hidden_dims)},
+        )
+        require_count("RQVAEConfig", kmeans_iters=kmeans_iters)
         self.codebook_dim = codebook_dim
         self.num_levels = num_levels
         self.codebook_size = codebook_size

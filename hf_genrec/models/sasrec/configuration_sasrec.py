@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ..recommender import require_count, require_positive
+
 
 class SASRecConfig(PretrainedConfig):
     """SASRec (Kang & McAuley, 2018) trained with full-softmax cross-entropy.
@@ -47,6 +49,12 @@ class SASRecConfig(PretrainedConfig):
         initialization: str = "normal",
         **kwargs,
     ):
+        require_count("SASRecConfig", num_items=num_items)
+        require_positive(
+            "SASRecConfig", hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, max_history=max_history
+        )
+        if hidden_size % num_heads:
+            raise ValueError(f"SASRecConfig: hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
         if block not in ("pre_norm", "query_norm"):
             raise ValueError(f"block must be 'pre_norm' or 'query_norm', got {block!r}")
         if initialization not in ("normal", "xavier"):
