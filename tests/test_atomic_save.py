@@ -62,12 +62,14 @@ def test_a_nested_save_writes_into_the_outer_stage(tmp_path):
     assert listing(tmp_path / "ckpt") == {"item_tokenizer/model.safetensors": b"w"}
 
 
-def test_a_save_killed_between_the_two_renames_is_recovered_by_the_next(tmp_path):
+def test_a_save_killed_between_the_two_renames_is_named_at_load_and_recovered_by_the_next(tmp_path):
     target = tmp_path / "ckpt"
     old = tmp_path / ".ckpt.old-12345"  # the previous folder, set aside just before the kill
     old.mkdir()
     (old / "config.json").write_text("previous")
     (tmp_path / ".ckpt.tmp-abc").mkdir()  # the new one, never renamed
+    with pytest.raises(FileNotFoundError, match=r"ckpt does not exist but .*\.ckpt\.old-12345 does: a save was killed"):
+        LlamaRecForCodeGeneration.from_pretrained(target)
     with staged_folder(target) as stage:
         (Path(stage) / "model.safetensors").write_text("new")
     assert listing(target) == {"config.json": b"previous", "model.safetensors": b"new"}

@@ -338,14 +338,17 @@ def test_adapter_only_checkpoint_of_a_pretrained_backbone(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "ckpt" / "backbone")
+    import json
+
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    del config["checkpoint_files"]  # which configs of that time did not list
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
     assert_same_model(model, LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt"))
     # ... and one with the adapters in neither place is refused, not silently run without them.
     save_file({k: v.contiguous() for k, v in saved.items()}, weights_file, metadata={"format": "pt"})
     with pytest.raises(ValueError, match="has no adapter for backbone"):
         LlamaRecForCodeGeneration.from_pretrained(tmp_path / "ckpt")
     # The base is resolved under the caller's rule: local_files_only reaches it (the server's default).
-    import json
-
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     config["backbone_name_or_path"] = "someone/remote-base"
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))

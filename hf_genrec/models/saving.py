@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers.utils import cached_file
 
-from ..utils.atomic import staged_folder
+from ..utils.atomic import interrupted_replacements, staged_folder
 
 #: what ``save_pretrained(push_to_hub=True, ...)`` takes for the upload; passed on to ``push_to_hub``
 _PUSH_ARGUMENTS = ("repo_id", "commit_message", "private", "token", "revision", "create_pr", "commit_description")
@@ -47,6 +47,20 @@ class StagedSaveMixin:
             repo_id = push.pop("repo_id", os.path.basename(os.path.abspath(os.fspath(save_directory))))
             self.push_to_hub(repo_id, max_shard_size=kwargs.get("max_shard_size", "50GB"), **push)
         return out
+
+
+def check_not_mid_replacement(checkpoint) -> None:
+    """Name the previous checkpoint when a save was killed between the two renames that replace a
+    folder (``checkpoint`` is gone, the old one is ``.<name>.old-<pid>`` beside it)."""
+    path = os.fspath(checkpoint)
+    if os.path.exists(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)) or "."):
+        return
+    set_aside = interrupted_replacements(path)
+    if set_aside:
+        raise FileNotFoundError(
+            f"{path} does not exist but {set_aside[-1]} does: a save was killed while replacing it, and that folder is "
+            f"the previous checkpoint (the next save_pretrained to {path} puts it back first; or rename it)"
+        )
 
 
 def check_checkpoint_files(model: Any, checkpoint: str, **hub_kwargs) -> None:

@@ -44,6 +44,11 @@ def _siblings(target: str, kind: str) -> list[str]:
     return sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.{kind}-*")))
 
 
+def interrupted_replacements(path: str) -> list[str]:
+    """Previous versions of ``path`` that a replacement set aside and was killed before removing."""
+    return _siblings(os.path.abspath(path), "old")
+
+
 def replace_folder(src: str, dst: str) -> None:
     """Move the complete folder ``src`` to ``dst``, replacing what was there (the old one is removed
     only after the new one is in place; until then it is ``.<name>.old-<pid>`` beside it)."""
