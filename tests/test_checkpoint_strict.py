@@ -62,7 +62,8 @@ def test_a_crafted_config_is_refused_when_read(saved, field, value):
 @pytest.mark.parametrize(
     "config_class, field, value, message",
     [
-        ("HLLMConfig", "num_negatives", 0, "positive"),
+        ("HLLMConfig", "num_negatives", -1, "non-negative"),
+        ("HLLMConfig", "item_encode_batch_size", 0, "positive"),
         ("HLLMConfig", "num_items", -1, "non-negative"),
         ("HLLMConfig", "item_embedding_dim", 0, "positive"),
         ("ItemIDLlamaConfig", "num_clusters", 0, "positive"),

@@ -139,11 +139,12 @@ class HLLMConfig(PretrainedConfig):
         evaluation_results: dict | None = None,
         **kwargs,
     ):
-        require_count("HLLMConfig", num_items=num_items, num_time_buckets=num_time_buckets)
+        require_count("HLLMConfig", num_items=num_items, num_time_buckets=num_time_buckets, num_negatives=num_negatives)
         require_positive(
-            "HLLMConfig", num_negatives=num_negatives, item_encode_batch_size=item_encode_batch_size,
-            item_lora_r=item_lora_r, user_lora_r=user_lora_r,
+            "HLLMConfig", item_encode_batch_size=item_encode_batch_size, item_lora_r=item_lora_r, user_lora_r=user_lora_r
         )
+        if loss == "nce" and not num_negatives and not in_batch_negatives:
+            raise ValueError("HLLMConfig: NCE needs negatives: set num_negatives > 0 or in_batch_negatives=True")
         require_optional_positive("HLLMConfig", item_embedding_dim=item_embedding_dim)
         self.item_backbone_config = _as_config(item_backbone_config)
         self.user_backbone_config = _as_config(user_backbone_config if user_backbone_config is not None else DEFAULT_BACKBONE)
