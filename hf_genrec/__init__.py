@@ -28,8 +28,6 @@ from .training import (
     AlternatingTrainingCallback,
     ETEGRecTrainer,
     ETEGRecTrainingArguments,
-    GenRecTrainer,
-    GenRecTrainingArguments,
     RecommenderTrainer,
     RecommenderTrainingArguments,
 )
@@ -56,8 +54,6 @@ __all__ = [
     "ETEGRecTrainer",
     "ETEGRecTrainingArguments",
     "EmptyHistoryError",
-    "GenRecTrainer",
-    "GenRecTrainingArguments",
     "HLLMConfig",
     "HLLMForRecommendation",
     "HierarchicalSoftmax",

@@ -48,7 +48,7 @@ def tiny_config(
     """A LlamaRecConfig on TINY_LLAMA (or ``backbone``) with 4-code vocabularies and 8-d codebooks."""
     from hf_genrec import LlamaRecConfig
 
-    base = dict(code_num=4, suffix_size=4, codebook_dim=8, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    base = dict(codebook_size=4, suffix_size=4, codebook_dim=8, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     return LlamaRecConfig(
         backbone_config=dict(backbone or TINY_LLAMA, num_hidden_layers=layers),
         num_items=num_items,

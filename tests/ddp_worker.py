@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from hf_genrec import DataCollatorForRecommendation, GenRecTrainer, LlamaRecForCodeGeneration
+from hf_genrec import DataCollatorForRecommendation, ETEGRecTrainer, LlamaRecForCodeGeneration
 from hf_genrec.distributed import gathered_root_parameters
 from hf_genrec.metrics import ranking_metrics
 from tests.test_trainer import args as trainer_test_args
@@ -70,7 +70,7 @@ def main(out_dir: str, mode: str) -> None:
     rec.save_pretrained = lambda *a, **kw: writes.append(a[0]) or save_pretrained(*a, **kw)
     # 47 users: the distributed sampler pads to 48, so a duplicate would show in the metrics.
     validation = dsd["validation"].select(range(47))
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec, item_tokenizer=tok, item_embeddings=emb, args=args, train_dataset=dsd["train"], eval_dataset=validation
     )
     trainer.train()

@@ -128,7 +128,8 @@ def test_the_config_lists_what_the_folder_must_hold_and_a_missing_file_is_named(
 
     LlamaModel(LlamaConfig(**{k: v for k, v in TINY_LLAMA.items() if k != "model_type"})).save_pretrained(tmp_path / "llama")
     model = LlamaRecForCodeGeneration.from_backbone(
-        str(tmp_path / "llama"), num_items=30, code_num=4, suffix_size=4, codebook_dim=8, semantic_dim=16, lora_r=4, lora_alpha=8
+        str(tmp_path / "llama"), num_items=30, codebook_size=4, suffix_size=4, codebook_dim=8, semantic_dim=16,
+        lora_r=4, lora_alpha=8,
     )
     model.set_item_codes(unique_codes(30))
     model.save_pretrained(tmp_path / "ckpt")  # adapter-only: the base is reloaded from tmp_path / "llama"

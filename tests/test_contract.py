@@ -90,7 +90,7 @@ def test_a_model_without_a_map_uses_dense_ids(tmp_path):
         model.recommend([[31]])
 
 
-def test_push_to_hub_uploads_weights_item_map_and_our_card(named_recommender, monkeypatch):
+def test_push_to_hub_uploads_weights_item_map_and_our_card(named_recommender, monkeypatch, tmp_path):
     from huggingface_hub import HfApi
 
     uploaded = {}
@@ -107,10 +107,17 @@ def test_push_to_hub_uploads_weights_item_map_and_our_card(named_recommender, mo
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     named_recommender.record_evaluation({"ndcg@10": 0.3}, dataset="toy-data")
-    named_recommender.push_to_hub("user/tiny-etegrec")
+    named_recommender.push_to_hub("user/tiny-etegrec", tags=["beauty", "recommendation"])
     assert uploaded["repo"] == "user/tiny-etegrec"
     assert {"config.json", "model.safetensors", "item_map.json", "README.md"} <= set(uploaded["files"])
     assert "model-index" in uploaded["card"] and "ndcg@10" in uploaded["card"]
+    assert "- beauty" in uploaded["card"] and uploaded["card"].count("- recommendation\n") == 1
+    with pytest.raises(TypeError, match="unexpected keyword argument 'privat'"):  # a typo is not dropped
+        named_recommender.push_to_hub("user/tiny-etegrec", privat=True)
+    # save_pretrained(push_to_hub=True) uploads the whole saved folder, under the folder's name
+    uploaded.clear()
+    named_recommender.save_pretrained(tmp_path / "tiny-etegrec", push_to_hub=True)
+    assert uploaded["repo"] == "user/tiny-etegrec" and "item_map.json" in uploaded["files"]
 
 
 class FixedScoreConfig(PretrainedConfig):
@@ -159,12 +166,15 @@ def test_the_generic_trainer_evaluates_any_family_against_hand_computed_metrics(
         RecommenderTrainer(model=nn.Linear(2, 2), args=args)
 
 
-def test_old_names_still_work():
-    from hf_genrec import GenRecTrainer, GenRecTrainingArguments, LlamaRecConfig, RQVAEConfig
-    from hf_genrec.training import ETEGRecTrainer, ETEGRecTrainingArguments
+def test_names_from_before_0_2_are_gone_and_an_old_config_field_is_refused_not_ignored():
+    import hf_genrec
+    from hf_genrec import LlamaRecConfig, RQVAEConfig
 
-    assert GenRecTrainer is ETEGRecTrainer and GenRecTrainingArguments is ETEGRecTrainingArguments
-    assert LlamaRecConfig(code_num=7).codebook_size == 7 and RQVAEConfig(in_dim=12).semantic_dim == 12
+    assert not hasattr(hf_genrec, "GenRecTrainer") and not hasattr(hf_genrec, "GenRecTrainingArguments")
+    with pytest.raises(ValueError, match="LlamaRecConfig: 'code_num' is now called 'codebook_size'"):
+        LlamaRecConfig(code_num=7)
+    with pytest.raises(ValueError, match="RQVAEConfig: 'in_dim' is now called 'semantic_dim'"):
+        RQVAEConfig(in_dim=12)
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -240,3 +250,16 @@ def test_package_exports_match():
     public = {n for n in dir(hf_genrec) if not n.startswith("_") and not isinstance(getattr(hf_genrec, n), types.ModuleType)}
     public -= {"AutoConfig", "AutoModel"}  # imported to register the families, not ours to export
     assert set(hf_genrec.__all__) == public
+
+
+@pytest.mark.parametrize(
+    "model_class", ["LlamaRecForCodeGeneration", "HLLMForRecommendation", "ItemIDLlamaForRecommendation", "RQVAEModel",
+                    "SASRecModel"]
+)
+def test_main_input_name_is_what_forward_takes(model_class):
+    import inspect
+
+    import hf_genrec
+
+    cls = getattr(hf_genrec, model_class)
+    assert cls.main_input_name in inspect.signature(cls.forward).parameters

@@ -179,7 +179,7 @@ def test_item_code_table_validation():
 
 def test_codebook_copies_both_ways():
     model = tiny_recommender()
-    tok = RQVAEModel(RQVAEConfig(in_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4))
+    tok = RQVAEModel(RQVAEConfig(semantic_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4))
     model.copy_codebooks_from(tok)
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(model.codebooks, tok.codebooks))
     with torch.no_grad():
@@ -188,7 +188,7 @@ def test_codebook_copies_both_ways():
     assert torch.equal(model.codebooks[0].weight, tok.codebooks[0].weight)
     assert model.codebooks[0].weight.data_ptr() != tok.codebooks[0].weight.data_ptr()
     with pytest.raises(ValueError, match="do not match"):
-        model.copy_codebooks_from(RQVAEModel(RQVAEConfig(in_dim=16, codebook_dim=8, codebook_size=5)))
+        model.copy_codebooks_from(RQVAEModel(RQVAEConfig(semantic_dim=16, codebook_dim=8, codebook_size=5)))
 
 
 def assert_same_model(a, b, rows=ROWS):
@@ -281,7 +281,8 @@ def test_from_backbone_wraps_a_local_checkpoint(tmp_path):
     cfg = {k: v for k, v in TINY_LLAMA.items() if k != "model_type"}
     LlamaModel(LlamaConfig(**cfg)).to(torch.bfloat16).save_pretrained(tmp_path / "llama")
     model = LlamaRecForCodeGeneration.from_backbone(
-        str(tmp_path / "llama"), num_items=5, code_num=4, suffix_size=4, codebook_dim=8, semantic_dim=16, lora_r=4, lora_alpha=8
+        str(tmp_path / "llama"), num_items=5, codebook_size=4, suffix_size=4, codebook_dim=8, semantic_dim=16,
+        lora_r=4, lora_alpha=8,
     )
     assert model.backbone_dtype == torch.bfloat16 and model.scid_projector.weight.dtype == torch.float32
     assert model.config.backbone_name_or_path == str(tmp_path / "llama")
@@ -301,7 +302,8 @@ def test_adapter_only_checkpoint_of_a_pretrained_backbone(tmp_path):
     cfg = {k: v for k, v in TINY_LLAMA.items() if k != "model_type"}
     LlamaModel(LlamaConfig(**cfg)).to(torch.bfloat16).save_pretrained(tmp_path / "llama")
     model = LlamaRecForCodeGeneration.from_backbone(
-        str(tmp_path / "llama"), num_items=30, code_num=4, suffix_size=4, codebook_dim=8, semantic_dim=16, lora_r=4, lora_alpha=8
+        str(tmp_path / "llama"), num_items=30, codebook_size=4, suffix_size=4, codebook_dim=8, semantic_dim=16,
+        lora_r=4, lora_alpha=8,
     )
     assert model.config.save_base_weights is False
     from .conftest import unique_codes
@@ -385,7 +387,7 @@ def test_other_decoder_only_backbones(tmp_path, model_type):
 
     model.save_pretrained(tmp_path)
     assert_same_model(model, LlamaRecForCodeGeneration.from_pretrained(tmp_path))
-    tok = RQVAEModel(RQVAEConfig(in_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4, suffix_size=4))
+    tok = RQVAEModel(RQVAEConfig(semantic_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4, suffix_size=4))
     joint = ETEGRecJointModel(model, tok, torch.randn(30, 16))
     block = {"qwen2": "Qwen2DecoderLayer", "mistral": "MistralDecoderLayer"}[model_type]
     assert joint._no_split_modules == [block]

@@ -34,7 +34,7 @@ def test_8bit_states_are_smaller_and_checkpointing_lowers_total():
     cfg = LlamaRecConfig(
         backbone_config=dict(TINY_LLAMA, hidden_size=128, intermediate_size=256),
         num_items=50,
-        code_num=4,
+        codebook_size=4,
         suffix_size=4,
         codebook_dim=8,
         semantic_dim=16,

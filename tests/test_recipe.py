@@ -137,8 +137,8 @@ def die_at_start(self, *args, **kwargs):
     return train(self, *args, **kwargs)
 transformers.Trainer._save_checkpoint = save_then_die
 transformers.Trainer.train = die_at_start
-from hf_genrec.recipes.etegrec import main
-main(sys.argv[1:])
+from hf_genrec.recipes.etegrec import cli
+cli(sys.argv[1:])
 """
 
 
@@ -204,13 +204,13 @@ def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_
 def test_fine_tuning_that_never_beats_the_alternating_stage_is_discarded(tmp_path):
     from transformers import TrainerState
 
-    from hf_genrec import GenRecTrainer
+    from hf_genrec import ETEGRecTrainer
     from hf_genrec.recipes.etegrec import keep_better_stage
 
     from .test_trainer import args, setup
 
     dsd, emb, tok, rec = setup(use_lora=False)
-    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no"),
+    trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no"),
                             train_dataset=dsd["train"])
     trainer.save_model(str(tmp_path / "alternating-best"))  # the alternating stage's best checkpoint
     best = rec.scid_projector.weight.detach().clone()

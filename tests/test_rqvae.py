@@ -7,7 +7,7 @@ from hf_genrec.training.rqvae_pretraining import pretrain_rqvae
 
 
 def small_config(**kw):
-    base = dict(in_dim=16, hidden_dims=[32], codebook_dim=8, num_levels=3, codebook_size=8, suffix_size=32)
+    base = dict(semantic_dim=16, hidden_dims=[32], codebook_dim=8, num_levels=3, codebook_size=8, suffix_size=32)
     base.update(kw)
     return RQVAEConfig(**base)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from hf_genrec import CodeTrie, GenRecTrainer, GenRecTrainingArguments, RQVAEConfig, RQVAEModel
+from hf_genrec import CodeTrie, ETEGRecTrainer, ETEGRecTrainingArguments, RQVAEConfig, RQVAEModel
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.recipes.stages import build_recommender
 from hf_genrec.training import TimeBudgetCallback, first_occurrence, psa_loss, sia_loss
@@ -19,7 +19,7 @@ def setup(num_items=20, seed=0, use_lora=True):
     torch.manual_seed(seed)
     dsd = leave_one_out(make_synthetic_sequences(num_users=48, num_items=num_items, min_length=4, max_length=7, seed=seed))
     emb = torch.randn(dsd.num_items, 16)
-    tok = RQVAEModel(RQVAEConfig(in_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4, suffix_size=16))
+    tok = RQVAEModel(RQVAEConfig(semantic_dim=16, hidden_dims=[16], codebook_dim=8, codebook_size=4, suffix_size=16))
     tok.kmeans_init(emb)
     rec = build_recommender(tok, emb, backbone_config=TINY_LLAMA, use_lora=use_lora, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     return dsd, emb, tok, rec
@@ -45,7 +45,7 @@ def args(tmp_path, **kw):
         logging_steps=2,
     )
     base.update(kw)
-    return GenRecTrainingArguments(**base)
+    return ETEGRecTrainingArguments(**base)
 
 
 class Recorder(TrainerCallback):
@@ -103,7 +103,7 @@ def test_two_cycles_of_alternating_training(tmp_path, sync):
     dsd, emb, tok, rec = setup()
     ref = []
     rec_cb = Recorder(ref)
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec,
         item_tokenizer=tok,
         item_embeddings=emb,
@@ -130,7 +130,7 @@ def test_two_cycles_of_alternating_training(tmp_path, sync):
 def test_eval_after_tokenizer_epochs_when_asked(tmp_path):
     dsd, emb, tok, rec = setup()
     a = args(tmp_path, num_train_epochs=2, eval_after_tokenizer_epochs=True)
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"], eval_dataset=dsd["validation"]
     )
     trainer.train()
@@ -140,7 +140,7 @@ def test_eval_after_tokenizer_epochs_when_asked(tmp_path):
 def test_optimizer_has_every_parameter_and_a_tokenizer_group(tmp_path):
     dsd, emb, tok, rec = setup()
     a = args(tmp_path, eval_strategy="no")
-    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+    trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
     # Before train() both sides are trainable (DDP hooks only parameters that require grad when it wraps).
     assert all(p.requires_grad for p in tok.parameters()) and all(p.requires_grad for p in trainer._rec_trainable())
     opt = trainer.create_optimizer()
@@ -155,7 +155,7 @@ def test_optimizer_has_every_parameter_and_a_tokenizer_group(tmp_path):
 def test_bnb_8bit_optimizer_keeps_tokenizer_in_32_bit(tmp_path):
     pytest.importorskip("bitsandbytes")
     dsd, emb, tok, rec = setup(use_lora=False)
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec,
         item_tokenizer=tok,
         item_embeddings=emb,
@@ -191,7 +191,7 @@ def test_gradient_accumulation_matches_a_full_batch(tmp_path):
             warm_epoch=100,
             lr_scheduler_type="constant",
         )
-        GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"]).train()
+        ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"]).train()
         deltas.append(rec.scid_projector.weight.detach() - before)
     assert deltas[0].abs().max() > 1e-4
     assert torch.allclose(deltas[0], deltas[1], rtol=1e-3, atol=1e-6)
@@ -201,7 +201,7 @@ def test_resume_mid_phase_continues_in_the_right_phase(tmp_path):
     dsd, emb, tok, rec = setup()
     steps_per_epoch = math.ceil(len(dsd["train"]) / 32)
     a = args(tmp_path / "run", save_strategy="steps", save_steps=steps_per_epoch + 1, eval_strategy="no")
-    full = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+    full = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
     full.train()
     ckpt = tmp_path / "run" / f"checkpoint-{steps_per_epoch + 1}"  # inside epoch 1: a recommender epoch
     assert (ckpt / "item_tokenizer" / "config.json").exists()
@@ -209,7 +209,7 @@ def test_resume_mid_phase_continues_in_the_right_phase(tmp_path):
     dsd2, emb2, tok2, rec2 = setup(seed=1)  # different random init: everything must come from the checkpoint
     ref = []
     seen = Recorder(ref)
-    resumed = GenRecTrainer(
+    resumed = ETEGRecTrainer(
         model=rec2, item_tokenizer=tok2, item_embeddings=emb, args=a, train_dataset=dsd["train"], callbacks=[seen]
     )
     ref.append(resumed)
@@ -223,7 +223,7 @@ def test_resume_mid_phase_continues_in_the_right_phase(tmp_path):
 def test_gradient_checkpointing_through_training_arguments(tmp_path):
     dsd, emb, tok, rec = setup()
     a = args(tmp_path, num_train_epochs=2, eval_strategy="no", gradient_checkpointing=True)
-    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+    trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
     before = rec.scid_projector.weight.detach().clone()
     trainer.train()
     assert rec.backbone.gradient_checkpointing
@@ -250,9 +250,9 @@ def test_bad_inputs_are_rejected(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch --use_deepspeed` sets
         with pytest.raises(ValueError, match="does not support DeepSpeed.*FSDP2"):
-            GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=plain, train_dataset=dsd["train"])
+            ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=plain, train_dataset=dsd["train"])
     with pytest.raises(ValueError, match=r"item_embeddings must be \[20, 16\]"):
-        GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb[:5], args=args(tmp_path), train_dataset=dsd["train"])
+        ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb[:5], args=args(tmp_path), train_dataset=dsd["train"])
     with pytest.raises(ValueError, match="cycle must be >= 2"):
         args(tmp_path, cycle=1)
 
@@ -264,7 +264,7 @@ def test_group_by_length_batches_cut_padding(tmp_path):
 
     def padding_share(**kw):
         a = args(tmp_path, eval_strategy="no", per_device_train_batch_size=16, **kw)
-        trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
+        trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"])
         real = total = 0
         for b in trainer.get_train_dataloader():
             real += int((b["history"] > 0).sum())
@@ -294,7 +294,7 @@ def test_adapter_only_checkpoints_resume_and_reload_best(tmp_path):
     rec = build_recommender(tok, emb, str(backbone_dir), use_lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     assert not rec.config.save_base_weights
     a = args(tmp_path / "run", save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="ndcg@10")
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec, item_tokenizer=tok, item_embeddings=emb, args=a, train_dataset=dsd["train"], eval_dataset=dsd["validation"]
     )
     trainer.train()  # ends by loading the best (adapter-only) checkpoint
@@ -318,7 +318,7 @@ def test_a_later_stage_trains_after_a_run_that_ended_in_a_tokenizer_epoch(tmp_pa
     """An odd epoch count ends alternating training in a tokenizer epoch (recommender frozen); the
     fine-tuning stage's trainer must still train the recommender, not silently nothing."""
     dsd, emb, tok, rec = setup()
-    GenRecTrainer(
+    ETEGRecTrainer(
         model=rec,
         item_tokenizer=tok,
         item_embeddings=emb,
@@ -326,7 +326,7 @@ def test_a_later_stage_trains_after_a_run_that_ended_in_a_tokenizer_epoch(tmp_pa
         train_dataset=dsd["train"],
     ).train()
     before = {n: p.detach().clone() for n, p in rec.named_parameters()}
-    ft = GenRecTrainer(
+    ft = ETEGRecTrainer(
         model=rec,
         item_tokenizer=tok,
         item_embeddings=emb,
@@ -368,7 +368,7 @@ def test_phase_scheduler_advances_each_side_only_in_its_phase():
 
 def test_trainer_schedules_each_side_over_its_own_steps_and_resets_overwritten_codebooks(tmp_path):
     dsd, emb, tok, rec = setup()
-    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no",
+    trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no",
                             warmup_steps=0.5), train_dataset=dsd["train"])
     trainer.train()
     steps_per_epoch = trainer.state.max_steps // 4
@@ -386,11 +386,11 @@ def test_trainer_schedules_each_side_over_its_own_steps_and_resets_overwritten_c
 
 def test_per_side_schedules_honour_max_steps(tmp_path):
     dsd, emb, tok, rec = setup()
-    full = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no"),
+    full = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, eval_strategy="no"),
                          train_dataset=dsd["train"])
     per_epoch = len(full.get_train_dataloader())
     steps = per_epoch + per_epoch // 2 + 1  # a tokenizer epoch, then part of a recommender epoch (4 epochs asked)
-    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb,
+    trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb,
                             args=args(tmp_path, eval_strategy="no", max_steps=steps, lr_scheduler_type="linear"),
                             train_dataset=dsd["train"])
     trainer.train()
@@ -407,7 +407,7 @@ def test_losses_weighted_zero_are_not_computed(tmp_path):
     calls = {"rec": 0, "tok": 0}
     rec.register_forward_hook(lambda *a: calls.__setitem__("rec", calls["rec"] + 1))
     tok.register_forward_hook(lambda *a: calls.__setitem__("tok", calls["tok"] + 1))
-    trainer = GenRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, train_dataset=dsd["train"],
+    trainer = ETEGRecTrainer(model=rec, item_tokenizer=tok, item_embeddings=emb, train_dataset=dsd["train"],
                             args=args(tmp_path, num_train_epochs=2, warm_epoch=100, eval_strategy="no"))
     steps_per_epoch = math.ceil(len(dsd["train"]) / 32)
     trainer.train()
@@ -423,7 +423,7 @@ def test_time_budget_stops_at_a_step_end_then_evaluates(tmp_path):
     minutes = iter(range(1000))
     budget = TimeBudgetCallback(2.5, clock=lambda: 60.0 * next(minutes))
     dsd, emb, tok, rec = setup()
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec,
         item_tokenizer=tok,
         item_embeddings=emb,
@@ -448,7 +448,7 @@ def test_recode_margin_keeps_codes_within_the_margin(tmp_path):
     for margin in (0.0, 1e9):
         dsd, emb, tok, rec = setup()
         before = rec.item_codes.clone()
-        trainer = GenRecTrainer(
+        trainer = ETEGRecTrainer(
             model=rec,
             item_tokenizer=tok,
             item_embeddings=emb,

@@ -5,7 +5,7 @@ alignment losses see every predicted item."""
 import pytest
 import torch
 
-from hf_genrec import GenRecTrainer
+from hf_genrec import ETEGRecTrainer
 from hf_genrec.data import leave_one_out, whole_sequence_rows
 from hf_genrec.training.joint import ETEGRecJointModel
 
@@ -78,7 +78,7 @@ def test_joint_model_aligns_every_predicted_item_and_trains(tmp_path):
     grads = torch.autograd.grad(out.sia_loss + out.psa_loss, [rec.enc_adapter.weight, rec.dec_adapter.weight])
     assert all(g.abs().sum() > 0 for g in grads)
     rows = whole_sequence_rows(dsd, max_history=50)
-    trainer = GenRecTrainer(
+    trainer = ETEGRecTrainer(
         model=rec, item_tokenizer=tok, item_embeddings=emb, args=args(tmp_path, num_train_epochs=2),
         train_dataset=rows, eval_dataset=dsd["validation"],
     )

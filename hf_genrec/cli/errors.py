@@ -7,6 +7,7 @@ print what is wrong in one line and exit with status 2 instead of a Python trace
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -23,8 +24,22 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str | int | None = None) -> None:
+    """Logging of a console run: INFO on the main process, WARNING on the other ranks of a launch
+    (``RANK`` set by ``accelerate launch`` / ``torchrun``), unless ``level`` is given. Library
+    functions never configure logging; the commands do, here."""
+    if level is None:
+        level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level.upper() if isinstance(level, str) else level, format=LOG_FORMAT, force=True)
+
+
 def run_cli(main: Callable[[list[str] | None], object], prog: str, argv: list[str] | None = None) -> None:
-    """Run ``main(argv)``; a :data:`USER_ERRORS` exception becomes ``prog: error: ...`` and exit status 2."""
+    """Run ``main(argv)`` with :func:`configure_logging`; a :data:`USER_ERRORS` exception becomes
+    ``prog: error: ...`` and exit status 2."""
+    configure_logging()
     try:
         main(argv)
     except USER_ERRORS as err:

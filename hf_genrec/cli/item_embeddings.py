@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 
 import numpy as np
@@ -39,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sasrec_patience", type=int, default=None, help="default: the recipe's (reference: none)")
     p.add_argument("--seed", type=int, default=42)
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dsd = load_genrec_dataset(a.data_dir)
     text_path = os.path.join(a.data_dir, ITEM_TEXT_FILE)
     item_text = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 import numpy as np
 import torch
@@ -33,7 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--use_cpu", action="store_true")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     emb = torch.from_numpy(np.load(a.embeddings)).float()
     config = RQVAEConfig(
         semantic_dim=emb.shape[1],

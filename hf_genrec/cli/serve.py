@@ -14,10 +14,9 @@ connections a new one gets 503 and is closed.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
-from .errors import run_cli
+from .errors import configure_logging, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import hf_genrec  # noqa: F401  (registers every family with AutoModel)
 
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
     model = AutoModel.from_pretrained(a.model, local_files_only=not a.allow_downloads).to(a.device).eval()
     if not callable(getattr(model, "recommend_dense", None)):

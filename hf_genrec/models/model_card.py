@@ -104,3 +104,11 @@ def write_model_card(model, save_directory: str) -> str:
     path = os.path.join(save_directory, "README.md")
     card.save(path)
     return path
+
+
+def add_card_tags(save_directory: str, tags: list[str]) -> None:
+    """Add ``tags`` to the card's metadata in ``save_directory`` (kept once each, in order)."""
+    path = os.path.join(save_directory, "README.md")
+    card = ModelCard.load(path)
+    card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
+    card.save(path)

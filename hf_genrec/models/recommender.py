@@ -27,7 +27,7 @@ from huggingface_hub import HfApi
 from transformers.utils import ModelOutput, cached_file
 
 from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, UnknownItemError, left_pad
-from .model_card import write_model_card
+from .model_card import add_card_tags, write_model_card
 from .saving import StagedSaveMixin, check_checkpoint_files, check_not_mid_replacement
 
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
@@ -39,6 +39,14 @@ def require_positive(config_name: str, **sizes) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{config_name}: {name} must be a positive integer, got {value!r}")
+
+
+def refuse_renamed_fields(config_name: str, given: dict, **renamed: str) -> None:
+    """Refuse a field under its name from before a rename (``old=new``): left in ``**kwargs`` it would be
+    kept as an unused attribute while the new field silently took its default."""
+    for old, new in renamed.items():
+        if old in given:
+            raise ValueError(f"{config_name}: {old!r} is now called {new!r}; rename it in config.json")
 
 
 def require_count(config_name: str, **counts) -> None:
@@ -317,17 +325,20 @@ class RecommenderMixin(StagedSaveMixin):
         create_pr: bool = False,
         max_shard_size: int | str = "50GB",
         commit_description: str | None = None,
-        **_,
+        tags: list[str] | None = None,
     ):
         """Upload what :meth:`save_pretrained` writes (weights, config, item map, model card).
 
         ``PreTrainedModel.push_to_hub`` would replace the saved card with a generic one fetched
         from the Hub, losing the family, backbone and ``model-index`` metrics; this uploads ours.
+        The arguments are ``PreTrainedModel.push_to_hub``'s (``tags`` join the card's own tags).
         """
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, max_shard_size=max_shard_size)
+            if tags:
+                add_card_tags(tmp, tags)
             return api.upload_folder(
                 repo_id=repo_id,
                 folder_path=tmp,

@@ -206,10 +206,6 @@ def main(argv: list[str] | None = None) -> dict:
     margs, dargs, targs = parser.parse_args_into_dataclasses(args=with_defaults(sys.argv[1:] if argv is None else argv))
     if not torch.cuda.is_available():
         targs = dataclasses.replace(targs, use_cpu=True)
-    logging.basicConfig(
-        level=logging.INFO if targs.process_index == 0 else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     use_lora = margs.use_lora if margs.use_lora is not None else margs.model_name_or_path is not None
     backbone = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
     if dargs.estimate_memory:

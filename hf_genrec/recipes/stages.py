@@ -65,14 +65,14 @@ def seed_stage(run_seed: int, stage: str, deterministic: bool = False) -> int:
 def parse_recipe_args(dataclass_types: tuple, argv: list[str] | None, defaults: dict[str, str]) -> tuple:
     """Parse ``argv`` (default ``sys.argv[1:]``) into ``dataclass_types`` (the last one a
     ``TrainingArguments``), filling every flag not given from ``defaults``; then the set-up every
-    recipe does: CPU when there is no GPU, INFO logging, the seed, the output dir."""
+    recipe does: CPU when there is no GPU, the seed, the output dir (logging is the caller's: the
+    console entry points configure it, see :func:`hf_genrec.cli.errors.run_cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
     argv += [x for k, v in defaults.items() if k not in given for x in (k, v)]
     *recipe_args, targs = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv)
     if not torch.cuda.is_available():
         targs = dataclasses.replace(targs, use_cpu=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(targs.seed)
     os.makedirs(targs.output_dir, exist_ok=True)
     return (*recipe_args, targs)

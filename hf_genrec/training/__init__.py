@@ -1,8 +1,8 @@
 """Training: the generic recommender Trainer, ETEGRec's alternating training on it, RQ-VAE pre-training."""
 
-from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments, GenRecTrainingArguments
+from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback, TimeBudgetCallback
-from .etegrec_trainer import ETEGRecTrainer, GenRecTrainer
+from .etegrec_trainer import ETEGRecTrainer
 from .joint import ETEGRecJointModel, JointOutput
 from .losses import first_occurrence, psa_loss, sia_loss
 from .recommender_trainer import RecommenderTrainer, RecommenderTrainingArguments
@@ -15,8 +15,6 @@ __all__ = [
     "ETEGRecJointModel",
     "ETEGRecTrainer",
     "ETEGRecTrainingArguments",
-    "GenRecTrainer",
-    "GenRecTrainingArguments",
     "JointOutput",
     "RecommenderTrainer",
     "RecommenderTrainingArguments",

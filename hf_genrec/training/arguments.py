@@ -126,6 +126,3 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
             "psa_loss": self.rec_psa_weight * warm,
         }
 
-
-# The name before other families existed; kept for existing code.
-GenRecTrainingArguments = ETEGRecTrainingArguments

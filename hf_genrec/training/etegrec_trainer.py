@@ -328,6 +328,3 @@ class ETEGRecTrainer(RecommenderTrainer):
         # A checkpoint must have brought the adapters (in peft's format or, older, in the main weights).
         self.recommender.load_adapters_from(folder, {k.removeprefix("recommender.") for k in state}, check_only=True)
 
-
-# The name before other families existed; kept for existing code.
-GenRecTrainer = ETEGRecTrainer

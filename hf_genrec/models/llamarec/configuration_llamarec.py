@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PretrainedConfig
 
 from ..backbone import set_dropout_fields
-from ..recommender import require_count, require_positive, set_inference_settings
+from ..recommender import refuse_renamed_fields, require_count, require_positive, set_inference_settings
 
 DEFAULT_BACKBONE = {
     # A small LLaMA for the embedded default and tests; code-only inputs never use its vocabulary.
@@ -34,7 +34,7 @@ class LlamaRecConfig(PretrainedConfig):
             are saved in this model's own checkpoint).
         num_items: catalogue size N; the item code table holds N + 1 rows (row 0 = padding).
         num_levels: RQ-VAE levels (codebooks); the item id has ``num_levels + 1`` codes with the suffix.
-        codebook_size: codes per codebook (``code_num`` in checkpoints before 0.2, still accepted).
+        codebook_size: codes per codebook.
         suffix_size: range of the collision suffix.
         codebook_dim: code vector size (the RQ-VAE latent). semantic_dim: size of the item
             semantic embedding (the PSA target).
@@ -71,7 +71,6 @@ class LlamaRecConfig(PretrainedConfig):
     model_type = "genrec_llamarec"
     sub_configs = {"backbone_config": AutoConfig}
     # One name per quantity across the package; configs saved before the rename still load.
-    attribute_map = {"code_num": "codebook_size"}
 
     def __init__(
         self,
@@ -105,8 +104,9 @@ class LlamaRecConfig(PretrainedConfig):
         evaluation_results: dict | None = None,
         **kwargs,
     ):
+        refuse_renamed_fields("LlamaRecConfig", kwargs, code_num="codebook_size")
         require_positive(
-            "LlamaRecConfig", num_levels=num_levels, codebook_size=kwargs.get("code_num", codebook_size),
+            "LlamaRecConfig", num_levels=num_levels, codebook_size=codebook_size,
             suffix_size=suffix_size, codebook_dim=codebook_dim, semantic_dim=semantic_dim,
             default_num_beams=default_num_beams, default_num_return_sequences=default_num_return_sequences,
             generation_chunk_size=generation_chunk_size, lora_r=lora_r,
@@ -122,7 +122,7 @@ class LlamaRecConfig(PretrainedConfig):
         self.backbone_name_or_path = backbone_name_or_path
         self.num_items = num_items
         self.num_levels = num_levels
-        self.codebook_size = kwargs.pop("code_num", codebook_size)
+        self.codebook_size = codebook_size
         self.suffix_size = suffix_size
         self.codebook_dim = codebook_dim
         self.semantic_dim = semantic_dim

@@ -73,7 +73,6 @@ class LlamaRecOutput(ModelOutput):
 class LlamaRecPreTrainedModel(BackboneFamilyPreTrainedModel):
     config_class = LlamaRecConfig
     base_model_prefix = "llamarec"
-    main_input_name = "input_ids"
 
 
 class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamSearchMixin, LlamaRecPreTrainedModel):

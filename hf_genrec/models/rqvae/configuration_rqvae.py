@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from ..recommender import require_count, require_positive
+from ..recommender import refuse_renamed_fields, require_count, require_positive
 
 
 class RQVAEConfig(PretrainedConfig):
@@ -13,7 +13,7 @@ class RQVAEConfig(PretrainedConfig):
 
     Args:
         semantic_dim: dimension of the input item (semantic) embedding (256 collaborative, 768 text,
-            1024 both); ``in_dim`` in checkpoints before 0.2, still accepted.
+            1024 both).
         hidden_dims: encoder MLP widths between ``semantic_dim`` and ``codebook_dim``; the decoder mirrors them.
         codebook_dim: dimension of the latent and of every code vector.
         num_levels: number of residual codebooks.
@@ -25,8 +25,6 @@ class RQVAEConfig(PretrainedConfig):
     """
 
     model_type = "genrec_rqvae"
-    # One name per quantity across the package; configs saved before the rename still load.
-    attribute_map = {"in_dim": "semantic_dim"}
 
     def __init__(
         self,
@@ -41,7 +39,8 @@ class RQVAEConfig(PretrainedConfig):
         kmeans_iters: int = 50,
         **kwargs,
     ):
-        self.semantic_dim = kwargs.pop("in_dim", semantic_dim)
+        refuse_renamed_fields("RQVAEConfig", kwargs, in_dim="semantic_dim")
+        self.semantic_dim = semantic_dim
         self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [512, 256]
         require_positive(
             "RQVAEConfig", semantic_dim=self.semantic_dim, codebook_dim=codebook_dim, num_levels=num_levels,
