@@ -88,8 +88,7 @@ class DataArguments(SASRecStageArguments):
         default=False,
         metadata={
             "help": "keep the alternating stage's best checkpoint when fine-tuning never beats it on validation. Off "
-            "by default, as the official code (fine-tuning's best regardless): on Beauty (4,000 validation users) "
-            "fine-tuning peaked at N@10 .0499 against .0501 before it, yet tested .0374 against .0366"
+            "by default, as the official code (fine-tuning's best regardless; docs/ETEGREC.md has the measurement)"
         },
     )
     finetune_learning_rate: float = field(
@@ -111,8 +110,8 @@ class DataArguments(SASRecStageArguments):
     group_by_length: bool = field(
         default=False,
         metadata={
-            "help": "batch rows of similar history length: much less padding (Beauty random batches are ~18%% real "
-            "tokens), but on the embedded default it cost ~0.02 validation NDCG@10 in one run, so it is opt-in"
+            "help": "batch rows of similar history length: much less padding, but it changes the batches' mix, so "
+            "it is opt-in (the README's training section has the measured effect)"
         },
     )
 
