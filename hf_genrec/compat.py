@@ -9,8 +9,10 @@ that fails if a new release changes what it relies on.
   file descriptor) for ever. uvicorn accepts any ``asyncio.Protocol`` class as ``Config(http=...)``
   (public); the subclass below adds the deadlines on uvicorn's h11 protocol, reading the parser's
   state through h11's public API (``their_state``, ``trailing_data``). It relies on uvicorn's
-  ``H11Protocol`` attributes ``conn``, ``transport``, ``loop``, ``connections`` and on its methods
-  ``connection_made`` / ``data_received`` / ``connection_lost`` / ``on_response_complete``.
+  ``H11Protocol`` attributes ``conn``, ``transport``, ``loop``, ``connections``,
+  ``timeout_keep_alive(_task)`` and on its methods ``connection_made`` / ``data_received`` /
+  ``connection_lost`` / ``on_response_complete`` / ``pause_writing`` / ``resume_writing`` /
+  ``_unset_keepalive_if_required``.
 """
 
 from __future__ import annotations
@@ -39,16 +41,19 @@ _OVER_CAPACITY_RESPONSE = _plain_response(b"503 Service Unavailable", b"too many
 
 
 def bounded_h11_protocol(
-    header_timeout_s: float, body_timeout_s: float, max_connections: int
+    header_timeout_s: float, body_timeout_s: float, send_timeout_s: float, max_connections: int
 ) -> type[asyncio.Protocol]:
     """A uvicorn HTTP/1.1 protocol class that drops slow clients and caps open connections.
 
     - ``header_timeout_s``: a request head (request line and headers) must arrive whole within this
       many seconds of the connection opening, or of its first byte after a keep-alive pause; else
-      the client gets 408 and the connection closes. Idle keep-alive connections are closed by
-      uvicorn's own ``timeout_keep_alive``.
+      the client gets 408 and the connection closes.
     - ``body_timeout_s``: once the head is read, the body must arrive whole within this many seconds;
       else the connection closes (the handler sees a disconnect).
+    - Between requests a connection is idle for at most uvicorn's ``timeout_keep_alive``, also after
+      an answer sent before the body was read (a 413), where uvicorn itself would wait for ever.
+    - ``send_timeout_s``: a client that stops reading (its answers fill the socket buffer) must
+      resume within this many seconds; else the connection is aborted.
     - ``max_connections``: a connection accepted while this many are open gets 503 and is closed at
       once, so slow or idle clients cannot use up the process's file descriptors.
     """
@@ -71,11 +76,13 @@ def bounded_h11_protocol(
     class BoundedH11Protocol(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None
         _phase: str | None = None
+        _send_deadline: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > max_connections:
                 count_refusal()
+                self.connections.discard(self)  # not counted while it closes
                 transport.write(_OVER_CAPACITY_RESPONSE)
                 transport.close()
                 return
@@ -91,17 +98,38 @@ def bounded_h11_protocol(
             # in progress again and gets a fresh deadline.
             self._follow_parser()
 
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._send_deadline is None:
+                self._send_deadline = self.loop.call_later(send_timeout_s, self._abort_stalled_reader)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._send_deadline is not None:
+                self._send_deadline.cancel()
+                self._send_deadline = None
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._enter(None, 0.0)
+            if self._send_deadline is not None:
+                self._send_deadline.cancel()
+                self._send_deadline = None
             super().connection_lost(exc)
 
         def _follow_parser(self) -> None:
             state = self.conn.their_state
             if state is h11.IDLE:
-                # waiting for a head: timed only once its first bytes are here (before that the
-                # connection is idle, which the keep-alive timer bounds) or on a fresh connection
-                started = bool(self.conn.trailing_data[0]) or self._phase == "head"
-                self._enter("head" if started else None, header_timeout_s)
+                if self.conn.trailing_data[0] or self._phase == "head":
+                    # a head has begun (or the connection is fresh): the header deadline, not the
+                    # keep-alive timer, bounds it, so a slow head gets its 408
+                    self._unset_keepalive_if_required()
+                    self._enter("head", header_timeout_s)
+                elif self.timeout_keep_alive_task is None:
+                    # idle with no keep-alive timer: after an answer sent before the body was
+                    # read, uvicorn cancels its timer on the body's bytes and never re-arms it
+                    self._enter("idle", float(self.timeout_keep_alive))
+                else:
+                    self._enter(None, 0.0)
             elif state is h11.SEND_BODY:
                 self._enter("body", body_timeout_s)
             else:  # the request is read (or the connection is done): the handler has it
@@ -122,8 +150,17 @@ def bounded_h11_protocol(
             if self.transport.is_closing():
                 return
             logger.debug("closing a connection whose request %s was not read in time", phase)
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # the client is not reading either: do not wait to flush
+                return
             if phase == "head":
                 self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
             self.transport.close()
+
+        def _abort_stalled_reader(self) -> None:
+            self._send_deadline = None
+            if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+                logger.debug("aborting a connection whose client stopped reading its answers")
+                self.transport.abort()
 
     return BoundedH11Protocol

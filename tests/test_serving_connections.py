@@ -150,3 +150,79 @@ def test_a_connection_cap_the_open_file_limit_cannot_hold_is_refused(monkeypatch
     for bad in ({"header_timeout_s": 0}, {"max_connections": -1}, {"body_timeout_s": float("nan")}):
         with pytest.raises(ValueError, match=f"{next(iter(bad))} must be positive"):
             ConnectionLimits(**bad)
+
+
+def test_after_an_answer_sent_before_the_body_the_connection_does_not_idle_for_ever(model):
+    """A POST to an unknown route is answered (404) before its body is read; the body's bytes then
+    cancel uvicorn's keep-alive timer. The connection must still close within the keep-alive timeout."""
+    with Server(model, LIMITS) as srv:
+        s = connect(srv)
+        s.sendall(b"POST /no/such/route HTTP/1.1\r\nhost: x\r\ncontent-length: 20\r\n\r\n")
+        first = s.recv(65536)
+        s.sendall(b"x" * 20)  # the body, after the answer
+        sent = time.monotonic()
+        rest, closed_at = read_until_closed(s)
+    assert (first + rest).startswith(b"HTTP/1.1 404 ")
+    assert closed_at - sent <= KEEP_ALIVE_S + SLACK_S
+
+
+def test_an_oversized_body_is_answered_413_and_the_connection_closed(model):
+    with Server(model, LIMITS, max_body_bytes=100) as srv:
+        s = connect(srv)
+        s.sendall(REQUEST_HEAD + b"content-length: 5000\r\n\r\n" + b"x" * 200)
+        got, _ = read_until_closed(s)  # closed by the server, not left waiting for the other 4,800 bytes
+    assert got.startswith(b"HTTP/1.1 413 ") and b"connection: close" in got.lower()
+
+
+def test_a_pipelined_partial_head_gets_the_header_deadline_and_its_408(model):
+    # the keep-alive timeout is the shorter: it must not cut a head that has begun (without a 408)
+    limits = ConnectionLimits(header_timeout_s=2.0, body_timeout_s=1.0, keep_alive_timeout_s=1)
+    with Server(model, limits) as srv:
+        s = connect(srv)
+        payload = body([101])
+        # a whole request and the first line of a second one, which never completes
+        s.sendall(REQUEST_HEAD + b"content-length: %d\r\n\r\n" % len(payload) + payload + b"POST /v1/recommend HTTP/1.1\r\n")
+        sent = time.monotonic()
+        got, closed_at = read_until_closed(s)
+    assert got.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in got
+    assert 2.0 - 0.1 <= closed_at - sent <= 2.0 + SLACK_S
+
+
+def test_a_client_that_stops_reading_its_answers_is_cut_off(model):
+    limits = ConnectionLimits(header_timeout_s=30.0, body_timeout_s=30.0, keep_alive_timeout_s=30, send_timeout_s=1.0)
+    with Server(model, limits, max_histories_per_request=256) as srv:
+        s = connect(srv)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        payload = b'{"histories": [' + b", ".join([b"[101, 102]"] * 256) + b'], "k": 30}'
+        request = REQUEST_HEAD + b"content-length: %d\r\n\r\n" % len(payload) + payload
+        started = time.monotonic()
+        try:  # pipeline answers far larger than the socket buffers, and read none of them
+            for _ in range(200):
+                s.sendall(request)
+        except OSError:  # reset by the server: what the test waits for
+            pass
+        closed = False
+        while time.monotonic() - started < 60 and not closed:
+            time.sleep(0.5)
+            try:
+                s.sendall(request)
+            except OSError:
+                closed = True
+        # the server is still serving others
+        assert httpx.post(srv.url + "/v1/recommend", content=body([101]), timeout=30).status_code == 200
+    assert closed and time.monotonic() - started < 60
+
+
+def test_refused_connections_do_not_count_against_the_cap(model):
+    limits = ConnectionLimits(header_timeout_s=30.0, body_timeout_s=30.0, keep_alive_timeout_s=30, max_connections=2)
+    with Server(model, limits) as srv:
+        held = [connect(srv) for _ in range(2)]  # the cap is reached
+        time.sleep(0.2)
+        for _ in range(20):  # a burst beyond the cap, all refused
+            got, _ = read_until_closed(connect(srv))
+            assert got.startswith(b"HTTP/1.1 503 ")
+        held.pop().close()
+        time.sleep(0.2)
+        # the place freed is free: the refused ones left no trace in the count
+        assert httpx.post(srv.url + "/v1/recommend", content=body([101]), timeout=30).status_code == 200
+        held.pop().close()

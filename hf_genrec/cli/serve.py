@@ -2,7 +2,8 @@
 
 hf-genrec-serve --model outputs/etegrec-default/final [--host 127.0.0.1] [--port 8000] \\
     [--max_batch_size 64] [--max_wait_ms 5] [--max_queue 1024] [--timeout_ms 2000] \\
-    [--header_timeout_s 10] [--body_timeout_s 30] [--keep_alive_timeout_s 5] [--max_connections 512]
+    [--header_timeout_s 10] [--body_timeout_s 30] [--keep_alive_timeout_s 5] [--send_timeout_s 30] \\
+    [--max_connections 512]
 
 Any family that ``AutoModel.from_pretrained`` loads after ``import hf_genrec`` works. The process
 is stateless: run one per core group or machine and put any HTTP load balancer in front. On
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds an idle connection stays open between requests",
     )
     p.add_argument(
+        "--send_timeout_s",
+        type=float,
+        default=defaults.send_timeout_s,
+        help="seconds a client that stopped reading its answers has to resume; then the connection is cut",
+    )
+    p.add_argument(
         "--max_connections",
         type=int,
         default=defaults.max_connections,
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         header_timeout_s=a.header_timeout_s,
         body_timeout_s=a.body_timeout_s,
         keep_alive_timeout_s=a.keep_alive_timeout_s,
+        send_timeout_s=a.send_timeout_s,
         max_connections=a.max_connections,
     )
     check_file_descriptors(limits)  # before the model loads: a wrong flag fails in a second, not a minute

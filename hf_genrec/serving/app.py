@@ -319,7 +319,10 @@ class BodySizeLimit:
 
     async def _reject(self, send):
         body = f'{{"error": "request body larger than {self.max_bytes} bytes"}}'.encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        # The unread rest of the body is still on its way: close the connection after answering
+        # rather than read and discard it.
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

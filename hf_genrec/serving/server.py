@@ -27,13 +27,17 @@ class ConnectionLimits:
     body_timeout_s: float = 30.0
     #: seconds an idle connection is kept open between requests
     keep_alive_timeout_s: int = 5
+    #: seconds a client that stopped reading its answers has to resume before it is cut off
+    send_timeout_s: float = 30.0
     #: open connections at most; one more is answered 503 and closed at once
     max_connections: int = 512
     #: connections the kernel queues before the server accepts them
     backlog: int = 2048
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s", "max_connections", "backlog"):
+        for name in (
+            "header_timeout_s", "body_timeout_s", "keep_alive_timeout_s", "send_timeout_s", "max_connections", "backlog"
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -64,7 +68,9 @@ def uvicorn_config(app: Any, limits: ConnectionLimits = ConnectionLimits(), **kw
     from ..compat import bounded_h11_protocol
 
     check_file_descriptors(limits)
-    protocol = bounded_h11_protocol(limits.header_timeout_s, limits.body_timeout_s, limits.max_connections)
+    protocol = bounded_h11_protocol(
+        limits.header_timeout_s, limits.body_timeout_s, limits.send_timeout_s, limits.max_connections
+    )
     return uvicorn.Config(
         app,
         http=protocol,
