@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from hf_genrec import ItemIdMap, LlamaRecForCodeGeneration
 from hf_genrec.utils.atomic import staged_folder
-from hf_genrec.utils.checkpoints import require_complete_checkpoint
+from hf_genrec.utils.checkpoints import last_complete_checkpoint, require_complete_checkpoint
 
 from .conftest import tiny_recommender
 
@@ -38,8 +39,10 @@ def test_a_failed_stage_leaves_the_folder_as_it_was_and_no_stage_behind(tmp_path
 def test_a_replacement_keeps_other_files_but_never_the_old_weights(tmp_path):
     target = tmp_path / "ckpt"
     (target / "tokenizer").mkdir(parents=True)
+    (target / ".git").mkdir()
     for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
-                 "config.json", "notes.txt", "tokenizer/vocab.txt"):
+                 "model.fp16.safetensors", "config.json", "notes.txt", "tokenizer/vocab.txt", ".gitattributes",
+                 ".git/HEAD"):
         (target / name).write_text("old " + name)
     with staged_folder(target) as stage:
         (Path(stage) / "model.safetensors").write_text("new weights")
@@ -47,10 +50,31 @@ def test_a_replacement_keeps_other_files_but_never_the_old_weights(tmp_path):
     assert listing(target) == {
         "config.json": b"new config", "model.safetensors": b"new weights",
         "notes.txt": b"old notes.txt", "tokenizer/vocab.txt": b"old tokenizer/vocab.txt",
+        ".gitattributes": b"old .gitattributes", ".git/HEAD": b"old .git/HEAD",
     }
     with staged_folder(target, keep_other_files=False) as stage:
         (Path(stage) / "config.json").write_text("alone")
     assert listing(target) == {"config.json": b"alone"}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_symlinked_folder_is_replaced_where_the_link_points_and_the_link_stays(tmp_path):
+    real = tmp_path / "disk" / "final"
+    real.mkdir(parents=True)
+    (real / "config.json").write_text("old")
+    link = tmp_path / "final"
+    link.symlink_to(real)
+    (real / "dangling").symlink_to(tmp_path / "nowhere")  # carried over, never followed
+    with staged_folder(link) as stage:
+        (Path(stage) / "config.json").write_text("new")
+    assert link.is_symlink() and (link / "config.json").read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["final"]
+    assert (real / "dangling").is_symlink()
 
 
 def test_a_nested_save_writes_into_the_outer_stage(tmp_path):
@@ -67,13 +91,16 @@ def test_a_save_killed_between_the_two_renames_is_named_at_load_and_recovered_by
     old = tmp_path / ".ckpt.old-12345"  # the previous folder, set aside just before the kill
     old.mkdir()
     (old / "config.json").write_text("previous")
-    (tmp_path / ".ckpt.tmp-abc").mkdir()  # the new one, never renamed
+    host = socket.gethostname()
+    (tmp_path / f".ckpt.tmp-{host}-{dead_pid()}-abcd1234").mkdir()  # the new one, its writer killed
+    alive = tmp_path / f".ckpt.tmp-{host}-{os.getppid()}-efgh5678"  # another live process's stage
+    alive.mkdir()
     with pytest.raises(FileNotFoundError, match=r"ckpt does not exist but .*\.ckpt\.old-12345 does: a save was killed"):
         LlamaRecForCodeGeneration.from_pretrained(target)
     with staged_folder(target) as stage:
         (Path(stage) / "model.safetensors").write_text("new")
     assert listing(target) == {"config.json": b"previous", "model.safetensors": b"new"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ckpt", alive.name])
 
 
 # Saves a model into argv[1] and SIGKILLs itself at the point argv[2] names: after the weights
@@ -152,11 +179,15 @@ def test_resuming_from_a_checkpoint_the_trainer_did_not_finish_is_refused(tmp_pa
         folder.mkdir()
         (folder / "model.safetensors").write_text("w")
         if complete:
-            (folder / "trainer_state.json").write_text("{}")
+            (folder / "trainer_state.json").write_text('{"global_step": 10}')
     require_complete_checkpoint(str(tmp_path / "checkpoint-10"))
-    incomplete = r"checkpoint-20 is incomplete: it has no trainer_state.json.*resume from .*checkpoint-10"
+    incomplete = r"checkpoint-20 is incomplete: it has no whole trainer_state.json.*resume from .*checkpoint-10"
     with pytest.raises(ValueError, match=incomplete):
         require_complete_checkpoint(str(tmp_path / "checkpoint-20"))
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    (tmp_path / "checkpoint-20" / "trainer_state.json").write_text('{"global_step": 2')  # killed mid-write
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
     os.remove(tmp_path / "checkpoint-10" / "trainer_state.json")
+    assert last_complete_checkpoint(str(tmp_path)) is None
     with pytest.raises(ValueError, match="there is no complete one beside it"):
         require_complete_checkpoint(str(tmp_path / "checkpoint-20"))

@@ -93,3 +93,35 @@ def test_sasrec_hidden_size_must_split_over_heads():
 
     with pytest.raises(ValueError, match="hidden_size 10 is not a multiple of num_heads 3"):
         SASRecConfig(hidden_size=10, num_heads=3)
+
+
+def _edit_weights(folder, edit):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    edit(weights)
+    save_file({k: v.contiguous() for k, v in weights.items()}, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda w: w.pop("scid_projector.weight"), r"missing keys \['scid_projector.weight'\]"),
+        (lambda w: w.update(stray=w["item_codes"].clone()), r"unexpected keys \['stray'\]"),
+        (lambda w: w.update(item_codes=w["item_codes"][:-1].clone()), "other shapes than its config.json describes"),
+    ],
+)
+def test_weights_that_do_not_match_the_config_are_refused_not_reinitialised(saved, edit, message):
+    _edit_weights(saved, edit)
+    with pytest.raises(ValueError, match=message):
+        LlamaRecForCodeGeneration.from_pretrained(saved)
+
+
+def test_the_rqvae_loads_strictly_too(tmp_path):
+    from hf_genrec import RQVAEConfig, RQVAEModel
+
+    RQVAEModel(RQVAEConfig(semantic_dim=8, hidden_dims=[8], codebook_dim=4, codebook_size=4)).save_pretrained(tmp_path)
+    RQVAEModel.from_pretrained(tmp_path)
+    _edit_weights(tmp_path, lambda w: w.pop(sorted(w)[0]))
+    with pytest.raises(ValueError, match="missing keys"):
+        RQVAEModel.from_pretrained(tmp_path)

@@ -12,11 +12,10 @@ import argparse
 import json
 import os
 
-import numpy as np
-
 from ..data import load_genrec_dataset
 from ..data.item_text import ITEM_TEXT_FILE
 from ..embeddings import SASREC_RECIPES, build_item_embeddings, sasrec_recipe
+from ..utils.atomic import save_npy
 from .errors import run_cli
 
 
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=a.seed,
         ),
     )
-    np.save(a.output, emb)
+    save_npy(a.output, emb)
     report["shape"] = list(emb.shape)
     with open(os.path.splitext(a.output)[0] + ".report.json", "w") as f:
         json.dump(report, f, indent=2)

@@ -18,7 +18,7 @@ from ..data.table import SequenceTable
 from ..distributed import without_model_sharding
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, ranks_from_scores
 from ..models.sasrec import SASRecConfig, SASRecModel
-from ..utils.checkpoints import last_complete_checkpoint
+from ..utils.checkpoints import DurableCheckpointCallback, last_complete_checkpoint
 from ..utils.padding import left_pad
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ def train_sasrec(
             # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
             # memory stays O(users) instead of O(users x items).
             preprocess_logits_for_metrics=ranks_from_scores,
-            callbacks=([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
+            callbacks=[DurableCheckpointCallback()]
+            + ([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
             + [EvaluateAtTrainingEnd()]
             + list(callbacks or []),
         )

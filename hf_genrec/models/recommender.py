@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput, cached_file
 
 from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, UnknownItemError, left_pad
 from .model_card import add_card_tags, write_model_card
-from .saving import StagedSaveMixin, check_checkpoint_files, check_not_mid_replacement
+from .saving import StagedSaveMixin
 
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
 
@@ -350,27 +350,9 @@ class RecommenderMixin(StagedSaveMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        check_not_mid_replacement(pretrained_model_name_or_path)
         wants_info = kwargs.pop("output_loading_info", False)
-        try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
-        except RuntimeError as err:
-            if "ignore_mismatched_sizes" not in str(err):
-                raise
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: its weights have other shapes than its config.json describes (see "
-                "the load report above): the config and the weights come from different saves, or were edited"
-            ) from None
-        # transformers fills missing weights with a fresh init and drops unexpected ones, with a
-        # warning: a checkpoint that does not hold exactly this model's weights is refused instead.
-        wrong = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys")}
-        if any(wrong.values()):
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: the weights do not match the model its config.json describes: "
-                + "; ".join(f"{k.replace('_', ' ')} {v[:3]}{'...' if len(v) > 3 else ''}" for k, v in wrong.items() if v)
-            )
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
-        check_checkpoint_files(model, pretrained_model_name_or_path, **hub_kwargs)
         path = cached_file(
             str(pretrained_model_name_or_path),
             ITEM_MAP_FILE,

@@ -10,6 +10,7 @@ lacking any of them, naming the file.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -47,6 +48,46 @@ class StagedSaveMixin:
             repo_id = push.pop("repo_id", os.path.basename(os.path.abspath(os.fspath(save_directory))))
             self.push_to_hub(repo_id, max_shard_size=kwargs.get("max_shard_size", "50GB"), **push)
         return out
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, strict: a folder mid-replacement, weights that do not
+        match the config (missing, unexpected or of other shapes) and a missing file of
+        ``config.checkpoint_files`` are refused, each naming the problem."""
+        check_not_mid_replacement(pretrained_model_name_or_path)
+        wants_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except RuntimeError as err:
+            if "ignore_mismatched_sizes" not in str(err):
+                raise
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: its weights have other shapes than its config.json describes (see "
+                "the load report above): the config and the weights come from different saves, or were edited"
+            ) from None
+        # transformers fills missing weights with a fresh init and drops unexpected ones, with a
+        # warning: a checkpoint that does not hold exactly this model's weights is refused instead.
+        wrong = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys")}
+        if any(wrong.values()):
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the weights do not match the model its config.json describes: "
+                + "; ".join(f"{k.replace('_', ' ')} {v[:3]}{'...' if len(v) > 3 else ''}" for k, v in wrong.items() if v)
+            )
+        hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        check_checkpoint_files(model, pretrained_model_name_or_path, **hub)
+        return (model, info) if wants_info else model
+
+
+def record_checkpoint_files(folder: str, *files: str) -> None:
+    """Add ``files`` to the ``checkpoint_files`` of the config saved in ``folder`` (for what a caller
+    writes beside a model, e.g. a trainer's item tokenizer), so loading checks them too."""
+    path = os.path.join(folder, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["checkpoint_files"] = sorted({*config.get("checkpoint_files", []), *files})
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def check_not_mid_replacement(checkpoint) -> None:

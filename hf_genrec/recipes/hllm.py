@@ -30,6 +30,7 @@ from ..embeddings.text import default_text_model_path
 from ..models.hllm import DEFAULT_ITEM_PROMPT, HLLMForRecommendation, train_word_level_tokenizer
 from ..models.hllm.configuration_hllm import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments
+from ..utils.atomic import save_npy
 from .stages import RUN_DEFAULTS, DropoutArguments, load_dataset, parse_recipe_args, small_backbone, test_and_save
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def fill_item_cache(model: HLLMForRecommendation, item_model: str | None, cache_
         return
     model.refresh_item_cache(progress=True)
     os.makedirs(cache_dir, exist_ok=True)
-    np.save(path, model.item_embedding_cache[1:].cpu().numpy())
+    save_npy(path, model.item_embedding_cache[1:].cpu().numpy())
     logger.info("item embeddings cached to %s", path)
 
 

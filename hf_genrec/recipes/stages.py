@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 
-import numpy as np
 import torch
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
@@ -26,7 +25,7 @@ from ..embeddings import SASREC_RECIPES, collaborative_item_embeddings, load_ite
 from ..models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 from ..training.rqvae_pretraining import pretrain_rqvae
-from ..utils.atomic import write_json
+from ..utils.atomic import save_npy, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def get_item_embeddings(
     model, metrics = train_sasrec(dsd, os.path.join(work_dir, "sasrec"), **(sasrec_kwargs or {}))
     emb = collaborative_item_embeddings(model)
     if PartialState().is_main_process:  # every rank holds the same table; one writes it
-        np.save(saved, emb)
+        save_npy(saved, emb)
         write_json(report, metrics)  # last: it marks the stage finished
     PartialState().wait_for_everyone()
     logger.info("SASRec baseline: %s", metrics)

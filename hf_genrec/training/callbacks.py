@@ -98,3 +98,4 @@ class TimeBudgetCallback(TrainerCallback):
                 logger.info("time budget of %.1f minutes reached at step %d: stopping", self.max_seconds / 60, state.global_step)
                 self.stopped_at_step = state.global_step
             control.should_training_stop = True
+

@@ -35,3 +35,4 @@ def check_keys(folder: str, loaded: set[str], expected: set[str], may_be_missing
             f"checkpoint {folder} does not match the model: missing {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
         )
+

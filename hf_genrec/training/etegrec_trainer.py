@@ -18,6 +18,7 @@ from transformers.trainer_pt_utils import get_parameter_names
 from ..distributed import finish_fsdp_setup, gathered_root_parameters, is_fsdp2, launched_with, load_full_state_dict
 from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
+from ..models.saving import record_checkpoint_files
 from ..utils.checkpoints import require_complete_checkpoint
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
@@ -302,6 +303,8 @@ class ETEGRecTrainer(RecommenderTrainer):
         with staged_save_folder(output_dir) as stage:  # the pair appears whole or not at all
             self.recommender.save_pretrained(stage, state_dict=rec_state)
             self.item_tokenizer.save_pretrained(os.path.join(stage, TOKENIZER_SUBDIR), state_dict=tok_state)
+            # resuming or keeping on training needs it: loading the folder checks it is there
+            record_checkpoint_files(stage, f"{TOKENIZER_SUBDIR}/config.json", f"{TOKENIZER_SUBDIR}/model.safetensors")
             replace_pickled_training_args(self.args, stage)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

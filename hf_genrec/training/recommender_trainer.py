@@ -21,7 +21,7 @@ from ..data import DataCollatorForRecommendation
 from ..data.sampling import LengthGroupedRowSampler
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
 from ..utils.atomic import staged_folder
-from ..utils.checkpoints import is_trainer_checkpoint, require_complete_checkpoint
+from ..utils.checkpoints import DurableCheckpointCallback, is_trainer_checkpoint, require_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class RecommenderTrainer(Trainer):
             compute_metrics=compute_metrics or ranking_metrics_for_trainer(args.metric_ks),
             **kwargs,
         )
+        self.add_callback(DurableCheckpointCallback())
 
     def _load_adapters(self, checkpoint: str) -> None:
         # Adapter-only backbones keep their adapters beside the weights, in peft's format, which
@@ -141,6 +142,12 @@ class RecommenderTrainer(Trainer):
         super()._load_best_model()
         if self.state.best_model_checkpoint:
             self._load_adapters(self.state.best_model_checkpoint)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        # The main process stages the folder and renames it into place; under a launch the other
+        # ranks then write their RNG state into a checkpoint folder, which must be the final one.
+        self.accelerator.wait_for_everyone()
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         # Trainer._save writes the model, then training_args.bin beside it: staged, the folder

@@ -17,7 +17,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from ..distributed import without_model_sharding
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 from ..utils.atomic import staged_folder, write_json
-from ..utils.checkpoints import last_complete_checkpoint
+from ..utils.checkpoints import DurableCheckpointCallback, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ def pretrain_rqvae(
             disable_tqdm=training_kwargs.pop("disable_tqdm", True),
             **training_kwargs,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep])
+        trainer = Trainer(
+            model=model, args=args, train_dataset=EmbeddingRows(embeddings), callbacks=[keep, DurableCheckpointCallback()]
+        )
         last = last_complete_checkpoint(args.output_dir)
         if last:
             logger.info("RQ-VAE pre-training: resuming from %s", last)

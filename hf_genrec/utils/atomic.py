@@ -16,6 +16,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +25,9 @@ from collections.abc import Iterator
 #: weight files a new save replaces as a whole (``model.safetensors``, its shards and index, and
 #: peft's ``adapter_model.*``): never carried over from the folder being replaced, where they
 #: would mix two saves' weights
-_WEIGHT_FILE = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
+_WEIGHT_FILE = re.compile(
+    r"^(model|pytorch_model|adapter_model)(\.[\w-]+)?(-\d+-of-\d+)?\.(safetensors|bin)(\.index(\.[\w-]+)?\.json)?$"
+)
 
 _active = threading.local()
 
@@ -42,6 +46,28 @@ def _inside_a_stage(path: str) -> bool:
 def _siblings(target: str, kind: str) -> list[str]:
     parent, name = os.path.split(target)
     return sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.{kind}-*")))
+
+
+def _owner_tag() -> str:
+    """``<host>-<pid>``: who writes a stage, so a save only tidies stages of dead processes."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _is_abandoned(stage: str) -> bool:
+    """A stage whose writer (named in it, see :func:`_owner_tag`) is a dead process on this host."""
+    match = re.search(r"\.tmp-(.+)-(\d+)-[^-]*$", os.path.basename(stage))
+    if not match or match.group(1) != socket.gethostname():
+        return False  # another host's (on shared storage) or an unknown writer: leave it
+    pid = int(match.group(2))
+    if pid == os.getpid():
+        return stage not in _active_stages()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def interrupted_replacements(path: str) -> list[str]:
@@ -70,7 +96,8 @@ def recover_interrupted_replacement(path: str) -> None:
     as ``.<name>.old-*``), the previous folder is put back."""
     target = os.path.abspath(path)
     for stale in _siblings(target, "tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if _is_abandoned(os.path.realpath(stale)):
+            shutil.rmtree(stale, ignore_errors=True)
     olds = _siblings(target, "old")
     if olds and not os.path.exists(target):
         os.rename(olds.pop(), target)
@@ -78,11 +105,13 @@ def recover_interrupted_replacement(path: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _flush_to_disk(folder: str) -> None:
+def flush_to_disk(folder: str) -> None:
     """fsync every file and folder under ``folder``, so the rename publishes data, not empty files
     (after a power cut, a renamed folder whose files were still in the page cache reads as zeros)."""
     for root, _, files in os.walk(folder):
         for name in files:
+            if not stat.S_ISREG(os.lstat(os.path.join(root, name)).st_mode):
+                continue  # a symbolic link (perhaps dangling), a FIFO: nothing of ours to flush
             fd = os.open(os.path.join(root, name), os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -97,10 +126,10 @@ def _flush_to_disk(folder: str) -> None:
 
 def _carry_over(old: str, stage: str) -> None:
     """Link into ``stage`` what ``old`` holds that the new save did not write (files a caller adds
-    beside a checkpoint: a text tokenizer, notes), except stale weight files."""
+    beside a checkpoint: a text tokenizer, notes, a Hub clone's ``.git``), except stale weight files."""
     for name in os.listdir(old):
         src, dst = os.path.join(old, name), os.path.join(stage, name)
-        if os.path.lexists(dst) or _WEIGHT_FILE.match(name) or name.startswith("."):
+        if os.path.lexists(dst) or _WEIGHT_FILE.match(name):
             continue
         if os.path.isdir(src) and not os.path.islink(src):
             shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
@@ -131,11 +160,16 @@ def staged_folder(path: str | os.PathLike, keep_other_files: bool = True) -> Ite
         os.makedirs(path, exist_ok=True)
         yield path
         return
-    target = os.path.abspath(path)
+    # A symbolic link is followed: the folder it names is replaced, beside itself, and the link stays.
+    target = os.path.realpath(path)
+    if os.path.ismount(target):
+        raise ValueError(
+            f"{path} is a mount point, which cannot be replaced by a rename: save into a folder inside it"
+        )
     parent, name = os.path.split(target)
     os.makedirs(parent, exist_ok=True)
     recover_interrupted_replacement(target)
-    stage = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    stage = tempfile.mkdtemp(prefix=f".{name}.tmp-{_owner_tag()}-", dir=parent)
     os.chmod(stage, 0o755)  # mkdtemp makes it private to its owner; a saved folder is an ordinary one
     stages, real_stage = _active_stages(), os.path.realpath(stage)
     stages.append(real_stage)
@@ -143,7 +177,7 @@ def staged_folder(path: str | os.PathLike, keep_other_files: bool = True) -> Ite
         yield stage
         if keep_other_files and os.path.isdir(target):
             _carry_over(target, stage)
-        _flush_to_disk(stage)
+        flush_to_disk(stage)
         replace_folder(stage, target)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -152,15 +186,15 @@ def staged_folder(path: str | os.PathLike, keep_other_files: bool = True) -> Ite
         stages.remove(real_stage)
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename: a kill leaves the
-    previous file or the new one, never a truncated one (these files mark finished stages)."""
+def _write_file(path: str | os.PathLike, write, binary: bool = False) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk and rename it over
+    ``path``: a kill leaves the previous file or the new one, never a truncated one."""
     path = os.fspath(path)
     parent, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -168,3 +202,15 @@ def write_json(path: str | os.PathLike, obj) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as JSON to ``path``, whole or not at all (these files mark finished stages)."""
+    _write_file(path, lambda f: json.dump(obj, f, indent=2))
+
+
+def save_npy(path: str | os.PathLike, array) -> None:
+    """``numpy.save(path, array)``, whole or not at all (a truncated table would be read back later)."""
+    import numpy as np
+
+    _write_file(path, lambda f: np.save(f, array), binary=True)
