@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
@@ -202,21 +201,6 @@ def load_peft_adapter(backbone: nn.Module, weights_file: str) -> None:
         )
 
 
-def checkpoint_keys(checkpoint: str, **hub_kwargs) -> set[str]:
-    """The tensor names of a checkpoint's main weights (``model.safetensors`` or its shard index),
-    read from the file headers only."""
-    find = lambda name: cached_file(str(checkpoint), name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)  # noqa: E731
-    index = find("model.safetensors.index.json")
-    if index is not None and os.path.exists(index):
-        with open(index) as f:
-            return set(json.load(f)["weight_map"])
-    single = find("model.safetensors")
-    if single is None or not os.path.exists(single):
-        return set()
-    with safe_open(single, framework="pt") as f:
-        return set(f.keys())
-
-
 def reset_lora_init(backbone: nn.Module) -> None:
     """Restore peft's LoRA init (B = 0) after the outer ``post_init`` let the backbone's own
     ``_init_weights`` re-draw the injected layers as N(0, std): a pretrained backbone must start
@@ -387,28 +371,19 @@ class BackboneHolderMixin:
             if k not in base and not any(k.startswith(f"{slot}.") and "lora_" in k for slot in slots)
         }
 
-    def load_adapters_from(
-        self, checkpoint: str, main_keys: set[str] | None = None, check_only: bool = False, **hub_kwargs
-    ) -> None:
+    def load_adapters_from(self, checkpoint: str, check_only: bool = False, **hub_kwargs) -> None:
         """Load every adapter-only backbone's adapter from ``<checkpoint>/<slot>/`` (peft's format).
-        A checkpoint from before that format holds them in its main weights instead (already loaded):
-        ``main_keys``, the keys of those weights (default: read from the checkpoint), must name them.
-        ``check_only``: the adapters were loaded already (with ``main_keys``); only check they exist."""
+        ``check_only``: the adapters were loaded already (e.g. with the rest of a trainer checkpoint);
+        only check the checkpoint holds them. A checkpoint without them is refused: the model would
+        run on the bare base."""
         for slot in self.adapter_only_slots():
             weights = cached_file(
                 str(checkpoint), f"{slot}/{ADAPTER_WEIGHTS_NAME}", _raise_exceptions_for_missing_entries=False, **hub_kwargs
             )
-            if weights is not None and os.path.exists(weights):
-                if not check_only:
-                    load_peft_adapter(getattr(self, slot), weights)
-                continue
-            keys = main_keys if main_keys is not None else checkpoint_keys(checkpoint, **hub_kwargs)
-            wanted = {f"{slot}.{k}" for k in get_peft_model_state_dict(getattr(self, slot))}
-            lost = sorted(k for k in wanted if not any(c.startswith(k.rsplit(".", 1)[0]) for c in keys))
-            if lost:
-                raise ValueError(
-                    f"{checkpoint} has no adapter for {slot}: neither {slot}/{ADAPTER_WEIGHTS_NAME} nor {lost[0]}"
-                )
+            if weights is None or not os.path.exists(weights):
+                raise ValueError(f"{checkpoint} has no adapter for {slot}: {slot}/{ADAPTER_WEIGHTS_NAME} is missing")
+            if not check_only:
+                load_peft_adapter(getattr(self, slot), weights)
 
     def restore_backbones_after_load(self, local_files_only: bool = False) -> None:
         """After ``from_pretrained``: reload adapter-only bases (once, from ``backbone_name_or_path``),

@@ -328,6 +328,6 @@ class ETEGRecTrainer(RecommenderTrainer):
         ]
         check_keys(folder, set(state), set(self.model.state_dict()), may_be_missing)
         load_full_state_dict(self.model, state)
-        # A checkpoint must have brought the adapters (in peft's format or, older, in the main weights).
-        self.recommender.load_adapters_from(folder, {k.removeprefix("recommender.") for k in state}, check_only=True)
+        # A checkpoint must have brought the adapters (in peft's format, loaded with the rest above).
+        self.recommender.load_adapters_from(folder, check_only=True)
 
