@@ -224,3 +224,59 @@ def test_stage_time_budget_stops_stage_two_at_a_step_end_and_still_saves(tmp_pat
     stage1 = json.loads((sorted((out / "stage1").glob("checkpoint-*"))[-1] / "trainer_state.json").read_text())
     assert stage1["global_step"] == stage1["max_steps"]  # no budget on stage 1
     assert (out / "test_metrics.json").exists()
+
+
+# Runs the item-ID recipe and SIGKILLs itself in the stage whose folder is $KILL_IN, after its
+# first checkpoint ($KILL_AT=checkpoint) or as it starts training (start).
+ITEMID_KILL_DRIVER = """
+import os, signal, sys
+import transformers
+here = lambda t: os.path.abspath(t.args.output_dir) == os.path.abspath(os.environ["KILL_IN"])
+save, train = transformers.Trainer._save_checkpoint, transformers.Trainer.train
+def save_then_die(self, *a, **k):
+    save(self, *a, **k)
+    if here(self) and os.environ["KILL_AT"] == "checkpoint":
+        os.kill(os.getpid(), signal.SIGKILL)
+def die_at_start(self, *a, **k):
+    if here(self) and os.environ["KILL_AT"] == "start":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train(self, *a, **k)
+transformers.Trainer._save_checkpoint, transformers.Trainer.train = save_then_die, die_at_start
+from hf_genrec.recipes.itemid import cli
+cli(sys.argv[1:])
+"""
+
+
+def test_the_item_id_recipe_killed_in_each_stage_and_rerun_ends_byte_identical(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from hf_genrec.data import make_synthetic_sequences
+
+    seqs = make_synthetic_sequences(num_users=120, num_items=40, seed=5)
+    data = tmp_path / "toy.inter.json"
+    data.write_text(json.dumps({u: [f"sku{i}" for i in s] for u, s in seqs.items()}))
+
+    def run(out, kill_in=None, kill_at=None):
+        args = ["--dataset_dir", str(data), "--output_dir", str(out), "--hidden_size", "16", "--num_attention_heads", "2",
+                "--stage1_epochs", "2", "--stage2_epochs", "2", "--use_cpu", "true", "--disable_tqdm", "true",
+                "--full_determinism", "true", "--seed", "3"]
+        env = dict(os.environ, OMP_NUM_THREADS="2", KILL_IN=str(kill_in or ""), KILL_AT=kill_at or "")
+        proc = subprocess.run([sys.executable, "-c", ITEMID_KILL_DRIVER, *args], env=env, capture_output=True, text=True,
+                              timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert proc.returncode == (-signal.SIGKILL if kill_in else 0), proc.stderr[-3000:]
+        return proc.stderr
+
+    whole, chain = tmp_path / "whole", tmp_path / "chain"
+    run(whole)
+    logs = [run(chain, chain / "stage1", "checkpoint"), run(chain, chain / "stage2", "start"),
+            run(chain, chain / "stage2", "checkpoint"), run(chain)]
+    assert f"resuming the stage in {chain / 'stage1'} from" in logs[1]
+    assert f"stage in {chain / 'stage1'} already finished: loading" in logs[2]
+    assert f"resuming the stage in {chain / 'stage2'} from" not in logs[2]  # killed before its first checkpoint
+    assert f"resuming the stage in {chain / 'stage2'} from" in logs[3]
+    assert json.loads((chain / "test_metrics.json").read_text()) == json.loads((whole / "test_metrics.json").read_text())
+    assert (chain / "final" / "model.safetensors").read_bytes() == (whole / "final" / "model.safetensors").read_bytes()

@@ -15,14 +15,13 @@ Many GPUs: ``accelerate launch examples/run_etegrec.py ...`` (no code change).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, TrainerState, set_seed
+from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, set_seed
 
 from ..cli.errors import run_cli
 from ..data import whole_sequence_rows
@@ -32,8 +31,6 @@ from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..models.rqvae import RQVAEConfig
 from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback
-from ..utils.atomic import write_json
-from ..utils.checkpoints import last_complete_checkpoint
 from .stages import (
     DropoutArguments,
     SASRecStageArguments,
@@ -41,6 +38,7 @@ from .stages import (
     get_item_embeddings,
     get_item_tokenizer,
     load_dataset,
+    run_stage,
     seed_stage,
     small_backbone,
     test_and_save,
@@ -321,45 +319,6 @@ def main(argv: list[str] | None = None) -> dict:
             keep_better_stage(trainer, before, targs.greater_is_better)
 
     return test_and_save(trainer, model, dsd, dargs.dataset_dir, work, ", exact 4-code match")
-
-
-STAGE_DONE_FILE = "stage_done.json"
-STAGE_FINAL_DIR = "stage_final"
-
-
-def run_stage(trainer: ETEGRecTrainer, resume_from_checkpoint: str | None) -> TrainerState:
-    """Train one stage so that rerunning the same command after a kill loses nothing.
-
-    A finished stage (``<output_dir>/stage_done.json``) is not trained again: the weights it ended
-    with (``<output_dir>/stage_final``) are loaded. An unfinished one resumes from
-    ``resume_from_checkpoint`` or else from the last checkpoint in its ``output_dir`` (the Trainer
-    restores weights, optimizer, schedules, RNG and the data order). Returns the stage's state
-    (best metric and checkpoint, for :func:`keep_better_stage`).
-    """
-    out = trainer.args.output_dir
-    done, final = os.path.join(out, STAGE_DONE_FILE), os.path.join(out, STAGE_FINAL_DIR)
-    if os.path.exists(done):
-        logger.info("stage in %s already finished: loading %s", out, final)
-        trainer._load_joint(final)
-        with open(done) as f:
-            return TrainerState(**json.load(f))
-    last = resume_from_checkpoint or last_complete_checkpoint(out)
-    if last:
-        logger.info("resuming the stage in %s from %s", out, last)
-    trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(final)  # what the stage ends with (its best checkpoint, when it loads that at the end)
-    if trainer.is_world_process_zero():
-        state = trainer.state
-        write_json(
-            done,
-            {
-                "best_metric": state.best_metric,
-                "best_model_checkpoint": state.best_model_checkpoint,
-                "global_step": state.global_step,
-            },
-        )
-    trainer.accelerator.wait_for_everyone()
-    return trainer.state
 
 
 def keep_better_stage(ft_trainer: ETEGRecTrainer, before, greater_is_better: bool | None) -> None:

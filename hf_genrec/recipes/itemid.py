@@ -32,6 +32,7 @@ from .stages import (
     get_item_embeddings,
     load_dataset,
     parse_recipe_args,
+    run_stage,
     seed_stage,
     small_backbone,
     test_and_save,
@@ -121,8 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     def stage(name: str, epochs: float, lr: float, backbone_trains: bool, max_minutes: float | None) -> RecommenderTrainer:
         model.set_backbone_trainable(backbone_trains)
+        # A resumed stage keeps early stopping's patience count (saved with every checkpoint).
         args = dataclasses.replace(
-            targs, num_train_epochs=epochs, learning_rate=lr, output_dir=os.path.join(targs.output_dir, name)
+            targs, num_train_epochs=epochs, learning_rate=lr, output_dir=os.path.join(targs.output_dir, name),
+            restore_callback_states_from_checkpoint=True,
         )
         callbacks: list[TrainerCallback] = [EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)]
         if max_minutes:
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("%s: %.2fM trainable parameters, lr %g, %g epochs", name, trainable / 1e6, lr, epochs)
-        trainer.train()
+        run_stage(trainer)  # a rerun after a kill resumes it, or reuses it when it had finished
         return trainer
 
     trainer = stage(

@@ -311,6 +311,10 @@ class ETEGRecTrainer(RecommenderTrainer):
         require_complete_checkpoint(resume_from_checkpoint)
         self._load_joint(resume_from_checkpoint)
 
+    def load_saved_model(self, folder: str) -> None:
+        """The recommender and its item tokenizer, as :meth:`_save` wrote them."""
+        self._load_joint(folder)
+
     def _load_best_model(self):
         logger.info("loading the best model from %s (%s)", self.state.best_model_checkpoint, self.args.metric_for_best_model)
         self._load_joint(self.state.best_model_checkpoint)

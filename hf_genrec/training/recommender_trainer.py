@@ -22,6 +22,7 @@ from ..data.sampling import LengthGroupedRowSampler
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
 from ..utils.atomic import staged_folder
 from ..utils.checkpoints import DurableCheckpointCallback, is_trainer_checkpoint, require_complete_checkpoint
+from .checkpoint import check_keys, read_weights
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,17 @@ class RecommenderTrainer(Trainer):
         load = getattr(self.recommender, "load_adapters_from", None)
         if load is not None and self.recommender.adapter_only_slots():
             load(checkpoint)
+
+    def load_saved_model(self, folder: str) -> None:
+        """Load into the trained model, strictly, what :meth:`save_model` wrote to ``folder`` (a
+        finished stage's weights, when a rerun skips the stage)."""
+        state = read_weights(folder)
+        adapters = getattr(self.recommender, "adapter_state_from", None)
+        if adapters is not None:
+            state.update(adapters(folder))
+        # An adapter-only checkpoint lacks the frozen base weights by design (they stay as loaded).
+        check_keys(folder, set(state), set(self.recommender.state_dict()), self.recommender._keys_to_ignore_on_load_missing)
+        self.recommender.load_state_dict(state, strict=False)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         require_complete_checkpoint(resume_from_checkpoint)
