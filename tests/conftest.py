@@ -76,3 +76,29 @@ def tiny_recommender(num_items: int = 30, use_lora: bool = True, semantic_dim: i
 @pytest.fixture
 def recommender():
     return tiny_recommender().eval()
+
+
+def kill_driver(recipe: str) -> str:
+    """A ``python -c`` script that runs ``hf_genrec.recipes.<recipe>`` and SIGKILLs itself in the
+    stage whose output folder is ``$KILL_IN``: right after its first checkpoint
+    (``$KILL_AT=checkpoint``) or as it starts training, before any (``start``). A kill at a known
+    point however fast the stage runs (polling from outside raced with tiny stages)."""
+    return f"""
+import os, signal, sys
+import transformers
+def in_the_stage(trainer):
+    return os.path.abspath(trainer.args.output_dir) == os.path.abspath(os.environ["KILL_IN"])
+save, train = transformers.Trainer._save_checkpoint, transformers.Trainer.train
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    if in_the_stage(self) and os.environ["KILL_AT"] == "checkpoint":
+        os.kill(os.getpid(), signal.SIGKILL)
+def die_at_start(self, *args, **kwargs):
+    if in_the_stage(self) and os.environ["KILL_AT"] == "start":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train(self, *args, **kwargs)
+transformers.Trainer._save_checkpoint = save_then_die
+transformers.Trainer.train = die_at_start
+from hf_genrec.recipes.{recipe} import cli
+cli(sys.argv[1:])
+"""

@@ -226,25 +226,6 @@ def test_stage_time_budget_stops_stage_two_at_a_step_end_and_still_saves(tmp_pat
     assert (out / "test_metrics.json").exists()
 
 
-# Runs the item-ID recipe and SIGKILLs itself in the stage whose folder is $KILL_IN, after its
-# first checkpoint ($KILL_AT=checkpoint) or as it starts training (start).
-ITEMID_KILL_DRIVER = """
-import os, signal, sys
-import transformers
-here = lambda t: os.path.abspath(t.args.output_dir) == os.path.abspath(os.environ["KILL_IN"])
-save, train = transformers.Trainer._save_checkpoint, transformers.Trainer.train
-def save_then_die(self, *a, **k):
-    save(self, *a, **k)
-    if here(self) and os.environ["KILL_AT"] == "checkpoint":
-        os.kill(os.getpid(), signal.SIGKILL)
-def die_at_start(self, *a, **k):
-    if here(self) and os.environ["KILL_AT"] == "start":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return train(self, *a, **k)
-transformers.Trainer._save_checkpoint, transformers.Trainer.train = save_then_die, die_at_start
-from hf_genrec.recipes.itemid import cli
-cli(sys.argv[1:])
-"""
 
 
 def test_the_item_id_recipe_killed_in_each_stage_and_rerun_ends_byte_identical(tmp_path):
@@ -256,6 +237,8 @@ def test_the_item_id_recipe_killed_in_each_stage_and_rerun_ends_byte_identical(t
 
     from hf_genrec.data import make_synthetic_sequences
 
+    from .conftest import kill_driver
+
     seqs = make_synthetic_sequences(num_users=120, num_items=40, seed=5)
     data = tmp_path / "toy.inter.json"
     data.write_text(json.dumps({u: [f"sku{i}" for i in s] for u, s in seqs.items()}))
@@ -265,7 +248,7 @@ def test_the_item_id_recipe_killed_in_each_stage_and_rerun_ends_byte_identical(t
                 "--stage1_epochs", "2", "--stage2_epochs", "2", "--use_cpu", "true", "--disable_tqdm", "true",
                 "--full_determinism", "true", "--seed", "3"]
         env = dict(os.environ, OMP_NUM_THREADS="2", KILL_IN=str(kill_in or ""), KILL_AT=kill_at or "")
-        proc = subprocess.run([sys.executable, "-c", ITEMID_KILL_DRIVER, *args], env=env, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", kill_driver("itemid"), *args], env=env, capture_output=True, text=True,
                               timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
         assert proc.returncode == (-signal.SIGKILL if kill_in else 0), proc.stderr[-3000:]
         return proc.stderr

@@ -13,6 +13,8 @@ import torch
 from hf_genrec import LlamaRecForCodeGeneration, RQVAEModel
 from hf_genrec.data import ItemIdMap, make_synthetic_sequences
 
+from .conftest import kill_driver
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -118,28 +120,7 @@ def test_example_estimates_memory_without_training(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-# Runs the recipe and SIGKILLs itself in the stage whose output folder is $KILL_IN: right after its
-# first checkpoint ($KILL_AT=checkpoint), or as it starts training, before any (start): a kill at a
-# known point however fast the stage runs (polling from outside raced with tiny stages).
-KILL_DRIVER = """
-import os, signal, sys
-import transformers
-def in_the_stage(trainer):
-    return os.path.abspath(trainer.args.output_dir) == os.path.abspath(os.environ["KILL_IN"])
-save, train = transformers.Trainer._save_checkpoint, transformers.Trainer.train
-def save_then_die(self, *args, **kwargs):
-    save(self, *args, **kwargs)
-    if in_the_stage(self) and os.environ["KILL_AT"] == "checkpoint":
-        os.kill(os.getpid(), signal.SIGKILL)
-def die_at_start(self, *args, **kwargs):
-    if in_the_stage(self) and os.environ["KILL_AT"] == "start":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return train(self, *args, **kwargs)
-transformers.Trainer._save_checkpoint = save_then_die
-transformers.Trainer.train = die_at_start
-from hf_genrec.recipes.etegrec import cli
-cli(sys.argv[1:])
-"""
+KILL_DRIVER = kill_driver("etegrec")
 
 
 def _run_recipe(args, out, kill_in=None, kill_at="checkpoint") -> str:
