@@ -4,7 +4,7 @@ item text, row i = dense item id i + 1 of the leave-one-out split (384-d, float3
     python benchmarks/beauty_text_embeddings.py --data ../shared/data/amazon-beauty --out outputs/beauty-minilm.npy
 
 The text is what every family finds beside the data (``find_item_text_file``: ``*.titles.tsv``,
-``movies.dat``, the ``item_text.json`` that ``hf-genrec-prepare`` writes, HLLM's csv), in the HLLM
+``movies.dat``, the ``item_text.json`` that ``hf-genrec prepare`` writes, HLLM's csv), in the HLLM
 field layout (``"title: ..."``). Embeddings made before this script read that file encoded Beauty's
 bare titles, so they differ slightly from these.
 """

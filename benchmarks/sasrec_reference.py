@@ -2,6 +2,7 @@
 
     python benchmarks/sasrec_reference.py --data ../shared/data/amazon-beauty --out outputs/sasrec-ref --seed 0
     python benchmarks/sasrec_reference.py --out outputs/sasrec-ref --collect benchmarks/results/sasrec-beauty-cpu.json
+    python benchmarks/sasrec_reference.py --out outputs/sasrec-qnorm --seed 0 --export outputs/beauty-qn
 
 Recipe (a well-regularised SASRec with full-softmax CE): 2 blocks, 64-d, 1 head, dropout 0.6,
 Adam(W) lr 5e-4 with weight decay 1e-8, constant lr, no gradient clipping, batch 512 user
@@ -12,7 +13,10 @@ excluded / all items ranked).
 The split keeps whole histories (max 204 items on Beauty) so that "seen items excluded" removes
 every item the user interacted with, while the model reads the last 50. A call resumes from the
 checkpoints in ``<out>/seed_<s>``; ``--collect`` gathers every finished seed into one JSON with
-per-seed metrics, their mean and std, seconds per epoch, command and machine.
+per-seed metrics, their mean and std, seconds per epoch, command and machine. ``--export DIR`` writes
+a finished seed's item table (``item_emb.npy``), its metrics (``sasrec_metrics.json``) and the split
+(``data/``) into ``DIR``, the layout ``benchmarks/beauty.py --out DIR`` reuses instead of training
+its own SASRec.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
 
+import numpy as np
 import torch
-from transformers import TrainerCallback
+from safetensors.torch import load_file
+from transformers import TrainerCallback, TrainerState
 
 from hf_genrec.data import dataset_file_in, leave_one_out, load_genrec_dataset, load_interactions
-from hf_genrec.embeddings import SASREC_RECIPES, train_sasrec
+from hf_genrec.embeddings import SASREC_RECIPES, collaborative_item_embeddings, train_sasrec
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+from hf_genrec.training import STAGE_FINAL_DIR
+from hf_genrec.utils.checkpoints import last_complete_checkpoint
 
 # The library's "reference" SASRec recipe, split into the training recipe and the block structure.
 STRUCTURE_KEYS = ("block", "attend_padding", "initialization")
@@ -98,6 +108,38 @@ def run_seed(a) -> dict:
     with open(done, "w") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+def best_model_folder(trainer_dir: str) -> str:
+    """The folder of the model a seed's run selected: its finished stage's ``stage_final/``, or (a run
+    from before stages kept one) the best checkpoint its trainer state names."""
+    final = os.path.join(trainer_dir, STAGE_FINAL_DIR)
+    if os.path.isdir(final):
+        return final
+    last = last_complete_checkpoint(trainer_dir)
+    best = TrainerState.load_from_json(os.path.join(last, "trainer_state.json")).best_model_checkpoint if last else None
+    if not best or not os.path.isdir(best):
+        raise SystemExit(f"{trainer_dir}: no finished stage and no best checkpoint to export")
+    return best
+
+
+def export(out: str, seed: int, target: str) -> dict:
+    """Write seed ``seed``'s item table, metrics and split into ``target`` (see the module docstring)."""
+    work = os.path.join(out, f"seed_{seed}")
+    with open(os.path.join(work, "result.json")) as f:
+        result = json.load(f)
+    folder = best_model_folder(os.path.join(work, "trainer"))
+    # Weights and config only: runs from before SASRec carried an item map have none to load.
+    model = SASRecModel(SASRecConfig.from_pretrained(folder))
+    model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+    os.makedirs(target, exist_ok=True)
+    np.save(os.path.join(target, "item_emb.npy"), collaborative_item_embeddings(model))
+    with open(os.path.join(target, "sasrec_metrics.json"), "w") as f:
+        json.dump({**result["metrics"], "exported_from": folder}, f, indent=2)
+    if not os.path.exists(os.path.join(target, "data")):
+        shutil.copytree(os.path.join(out, "data"), os.path.join(target, "data"))
+    print(f"exported {folder} (seed {seed}) to {target}")
+    return result["metrics"]
 
 
 def merge_rows(report: dict, table_path: str) -> None:
@@ -177,7 +219,10 @@ def main(argv=None):
                    help="pre_norm (ours) or query_norm: the CE-SCE-LLMRec SASRec's block, padding attention, Xavier init")
     p.add_argument("--collect", default=None, help="write the finished seeds' summary to this JSON and stop")
     p.add_argument("--merge_into", default=None, help="with --collect: also add the rows to this results table")
+    p.add_argument("--export", default=None, metavar="DIR", help="write --seed's item table, metrics and split to DIR and stop")
     a = p.parse_args(argv)
+    if a.export:
+        return export(a.out, a.seed, a.export)
     if a.collect:
         return collect(a.out, a.collect, a.merge_into)
     return run_seed(a)

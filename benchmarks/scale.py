@@ -87,7 +87,7 @@ def job_prepare(a) -> dict:
 
 
 def job_prepare_old(a) -> dict:
-    # An older checkout's `hf-genrec-prepare` (Python objects, one stored row per prefix).
+    # An older checkout's `hf-genrec prepare` (Python objects, one stored row per prefix).
     sys.path.insert(0, a.old_code)
     from hf_genrec.cli.prepare_data import main  # noqa: F811 (the older package)
 
@@ -152,19 +152,15 @@ def job_sasrec_train(a) -> dict:
 
 
 def job_sasrec_eval(a) -> dict:
-    from transformers import Trainer, TrainingArguments
-
     from hf_genrec.data import load_genrec_dataset
-    from hf_genrec.embeddings.collaborative import SASRecCollator
-    from hf_genrec.metrics import ranking_metrics_for_trainer, ranks_from_scores
     from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+    from hf_genrec.training import RecommenderTrainer, RecommenderTrainingArguments
 
     dsd = load_genrec_dataset(a.prepared)
     model = SASRecModel(SASRecConfig(num_items=dsd.num_items, hidden_size=64, num_layers=2, num_heads=1, max_history=50,
                                      exclude_history=True))
-    trainer = Trainer(model=model, args=_args(a, TrainingArguments, remove_unused_columns=False, label_names=["labels"]),
-                      data_collator=SASRecCollator(), compute_metrics=ranking_metrics_for_trainer(),
-                      preprocess_logits_for_metrics=ranks_from_scores)
+    # The evaluation every family shares (train_sasrec's too): each target's rank from top_k_items.
+    trainer = RecommenderTrainer(model=model, args=_args(a, RecommenderTrainingArguments, exclude_history=True))
     start = time.perf_counter()
     m = trainer.evaluate(dsd["test"])
     return {"users": len(dsd["test"]), "items": dsd.num_items, "eval_minutes": (time.perf_counter() - start) / 60,
@@ -181,9 +177,10 @@ def job_etegrec(a) -> dict:
     """RQ-VAE pre-training (a fixed number of epochs, timed) and ETEGRec's alternating training on
     the prefix rows (64 x 2 LLaMA), then generative evaluation on a user sample."""
     from hf_genrec.data import load_genrec_dataset
+    from hf_genrec.models.backbone import small_llama_config
     from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
     from hf_genrec.models.rqvae import RQVAEConfig
-    from hf_genrec.recipes.stages import build_recommender, get_item_tokenizer, small_backbone
+    from hf_genrec.recipes.stages import build_recommender, get_item_tokenizer
     from hf_genrec.training import ETEGRecTrainer, ETEGRecTrainingArguments
 
     dsd = load_genrec_dataset(a.prepared)
@@ -192,7 +189,8 @@ def job_etegrec(a) -> dict:
     tok = get_item_tokenizer(emb, None, os.path.join(a.prepared + "-runs", a.name), RQVAEConfig(semantic_dim=64),
                              a.rqvae_epochs, use_cpu=True, disable_tqdm=True)
     rqvae_minutes = (time.perf_counter() - start) / 60
-    model = build_recommender(tok, emb, backbone_config=small_backbone(DEFAULT_BACKBONE, 64, 2, 4), max_history=50)
+    backbone = small_llama_config(64, 2, 4, DEFAULT_BACKBONE["vocab_size"])
+    model = build_recommender(tok, emb, backbone_config=backbone, max_history=50)
     # A cycle is one tokenizer epoch (the RQ-VAE trains on the rows' items) and one recommender epoch:
     # each phase is timed on its own (alternating training starts with the tokenizer phase).
     per_step = {}
@@ -237,13 +235,14 @@ def job_itemid(a) -> dict:
     import math
 
     from hf_genrec.data import load_genrec_dataset
+    from hf_genrec.models.backbone import small_llama_config
     from hf_genrec.models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
     from hf_genrec.models.itemid.configuration_itemid import DEFAULT_BACKBONE
-    from hf_genrec.recipes.stages import small_backbone
     from hf_genrec.training import RecommenderTrainer, RecommenderTrainingArguments
 
     dsd = load_genrec_dataset(a.prepared)
-    config = ItemIDLlamaConfig(backbone_config=small_backbone(DEFAULT_BACKBONE, 64, 2, 4), num_items=dsd.num_items,
+    backbone = small_llama_config(64, 2, 4, DEFAULT_BACKBONE["vocab_size"])
+    config = ItemIDLlamaConfig(backbone_config=backbone, num_items=dsd.num_items,
                                item_embedding_dim=64, num_clusters=round(math.sqrt(dsd.num_items)), max_history=50)
     model = ItemIDLlamaForRecommendation(config)
     model.set_item_embeddings(_random_embeddings(dsd.num_items))

@@ -1,4 +1,4 @@
-"""Open-loop load test of ``hf-genrec-serve``: requests arrive at a constant rate whatever the answers do.
+"""Open-loop load test of ``hf-genrec serve``: requests arrive at a constant rate whatever the answers do.
 
     python benchmarks/serve_bench.py --url http://127.0.0.1:8000 --qps 100 --duration 20
     python benchmarks/serve_bench.py --url http://127.0.0.1:8000 --qps 50,100,200,400 --duration 15
@@ -265,7 +265,7 @@ def free_port() -> int:
 
 def spawn(model: str, max_batch_size: int, extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "hf_genrec.cli.serve", "--model", model, "--port", str(port), "--log_level", "warning"]
+    cmd = [sys.executable, "-m", "hf_genrec", "serve", "--model", model, "--port", str(port), "--log_level", "warning"]
     proc = subprocess.Popen([*cmd, "--max_batch_size", str(max_batch_size), *extra])
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
@@ -285,7 +285,7 @@ def spawn(model: str, max_batch_size: int, extra: list[str]) -> tuple[subprocess
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=None, help="a running server (loopback)")
-    p.add_argument("--spawn", default=None, metavar="MODEL", help="start hf-genrec-serve on this checkpoint instead")
+    p.add_argument("--spawn", default=None, metavar="MODEL", help="start hf-genrec serve on this checkpoint instead")
     p.add_argument("--qps", default="100", help="rate(s), comma separated: a sweep")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per rate")
     p.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, seconds")
@@ -294,7 +294,7 @@ def main(argv=None) -> dict:
     p.add_argument("--max_batch_size", type=int, default=64, help="with --spawn")
     p.add_argument("--compare_batch_size_1", action="store_true", help="with --spawn: also sweep --max_batch_size 1")
     p.add_argument("--stop_on_failure", action="store_true", help="stop a sweep at the first rate with errors")
-    p.add_argument("--server_args", default="", help="with --spawn: more hf-genrec-serve flags, space separated")
+    p.add_argument("--server_args", default="", help="with --spawn: more hf-genrec serve flags, space separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--hostile_share",

@@ -25,9 +25,10 @@ from beauty import PRESETS  # the script's folder is on sys.path
 
 from hf_genrec.data import DataCollatorForRecommendation, load_genrec_dataset
 from hf_genrec.embeddings import SASREC_RECIPES
+from hf_genrec.models.backbone import small_llama_config
 from hf_genrec.models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from hf_genrec.models.rqvae import RQVAEConfig, RQVAEModel
-from hf_genrec.recipes.stages import build_recommender, small_backbone
+from hf_genrec.recipes.stages import build_recommender
 from hf_genrec.training import ETEGRecJointModel
 
 
@@ -79,7 +80,7 @@ def main(argv=None) -> dict:
         emb = torch.randn(dsd.num_items, SASREC_RECIPES["reference"]["hidden_size"])
         tok = RQVAEModel(RQVAEConfig(semantic_dim=emb.shape[1]))
         tok.kmeans_init(emb)
-    backbone = small_backbone(DEFAULT_BACKBONE, cfg["hidden"], cfg["layers"], cfg["heads"])
+    backbone = small_llama_config(cfg["hidden"], cfg["layers"], cfg["heads"], DEFAULT_BACKBONE["vocab_size"])
     rec = build_recommender(tok, emb, backbone_config=backbone)
     joint = ETEGRecJointModel(rec, tok, emb).train()
     params = [p for p in joint.parameters() if p.requires_grad]

@@ -9,10 +9,12 @@ Real job (GPU), e.g.:
         --bf16 --optim adamw_bnb_8bit --per_device_train_batch_size 32 --output_dir outputs/beauty-7b
 Many GPUs: ``accelerate launch examples/run_etegrec.py ...`` (no code change).
 ``python examples/run_etegrec.py --help`` lists every flag. The recipe itself is library code:
-:mod:`hf_genrec.recipes.etegrec` (also the ``hf-genrec-etegrec`` command).
+:mod:`hf_genrec.recipes.etegrec`, also run by ``hf-genrec train etegrec``.
 """
 
-from hf_genrec.recipes.etegrec import cli
+import sys
+
+from hf_genrec.cli.main import cli
 
 if __name__ == "__main__":
-    cli()
+    cli(["train", "etegrec", *sys.argv[1:]])

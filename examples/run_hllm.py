@@ -8,7 +8,9 @@ frozen item model: ``--dataset_dir ../shared/data/amazon-beauty --item_model min
 :mod:`hf_genrec.recipes.hllm`.
 """
 
-from hf_genrec.recipes.hllm import cli
+import sys
+
+from hf_genrec.cli.main import cli
 
 if __name__ == "__main__":
-    cli()
+    cli(["train", "hllm", *sys.argv[1:]])

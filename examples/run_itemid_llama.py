@@ -6,7 +6,9 @@ a small random-init LLaMA) and saves a checkpoint that ``AutoModel.from_pretrain
 :mod:`hf_genrec.recipes.itemid`.
 """
 
-from hf_genrec.recipes.itemid import cli
+import sys
+
+from hf_genrec.cli.main import cli
 
 if __name__ == "__main__":
-    cli()
+    cli(["train", "itemid", *sys.argv[1:]])

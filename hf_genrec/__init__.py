@@ -33,7 +33,7 @@ from .training import (
 )
 from .utils import EmptyHistoryError, ItemIdMap, UnknownItemError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 for _config, _model in (
     (RQVAEConfig, RQVAEModel),

@@ -13,11 +13,23 @@ that fails if a new release changes what it relies on.
   ``timeout_keep_alive(_task)`` and on its methods ``connection_made`` / ``data_received`` /
   ``connection_lost`` / ``on_response_complete`` / ``pause_writing`` / ``resume_writing`` /
   ``_unset_keepalive_if_required``.
+- :class:`TrainerHooks` (transformers, checked on 5.24 and 5.25): ``Trainer`` has no public hook for
+  where a model folder is written (``_save``), how a checkpoint or the best model is loaded back
+  (``_load_from_checkpoint``, ``_load_best_model``), or which sampler orders the rows
+  (``_get_train_sampler``, ``_get_eval_sampler``); ``prediction_step`` overrides need
+  ``_prepare_inputs``, and a ``create_scheduler`` override sets ``_created_lr_scheduler``. The mixin
+  routes each to a public-named method that the library's trainers override (staged saves, strict
+  loads, length grouping over leave-one-out views).
+- :func:`fsdp_lazy_init` (torch FSDP2, checked on torch 2.13): FSDP2 fixes each group's gradient-
+  reduction dtypes at its first forward; there is no public way to run that initialisation early.
+- :func:`fresh_accelerator_state` (accelerate, checked on 1.x): accelerate's state is a process-wide
+  singleton with no public reset; the small stage models train as plain DDP inside an FSDP launch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -164,3 +176,89 @@ def bounded_h11_protocol(
                 self.transport.abort()
 
     return BoundedH11Protocol
+
+
+# ------------------------------------------------------------------- transformers.Trainer
+class TrainerHooks:
+    """Mix into a ``transformers.Trainer`` subclass (before ``Trainer`` in the bases). Each private
+    Trainer method the library must change calls a public-named method; the ``trainer_*`` methods
+    run the Trainer's own implementation, so an override can add to it."""
+
+    # Trainer._save(output_dir, state_dict): writes one model folder (save_model, every checkpoint).
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        return self.write_model_folder(output_dir or self.args.output_dir, state_dict)
+
+    def write_model_folder(self, output_dir: str, state_dict=None):
+        return self.trainer_write_model_folder(output_dir, state_dict)
+
+    def trainer_write_model_folder(self, output_dir: str, state_dict=None):
+        return super()._save(output_dir, state_dict)
+
+    # Trainer._load_from_checkpoint(folder, model): the weights of a checkpoint to resume from.
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        return self.load_checkpoint_weights(resume_from_checkpoint, model)
+
+    def load_checkpoint_weights(self, folder: str, model=None):
+        return self.trainer_load_checkpoint_weights(folder, model)
+
+    def trainer_load_checkpoint_weights(self, folder: str, model=None):
+        return super()._load_from_checkpoint(folder, model)
+
+    # Trainer._load_best_model(): load_best_model_at_end, from state.best_model_checkpoint.
+    def _load_best_model(self):
+        return self.load_best_model()
+
+    def load_best_model(self):
+        return self.trainer_load_best_model()
+
+    def trainer_load_best_model(self):
+        return super()._load_best_model()
+
+    # Trainer._get_train_sampler / _get_eval_sampler: the order rows are read in.
+    def _get_train_sampler(self, train_dataset=None):
+        return self.train_sampler(train_dataset)
+
+    def train_sampler(self, train_dataset=None):
+        return self.trainer_train_sampler(train_dataset)
+
+    def trainer_train_sampler(self, train_dataset=None):
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        return self.eval_sampler(eval_dataset)
+
+    def eval_sampler(self, eval_dataset):
+        return self.trainer_eval_sampler(eval_dataset)
+
+    def trainer_eval_sampler(self, eval_dataset):
+        return super()._get_eval_sampler(eval_dataset)
+
+    def mark_scheduler_created(self) -> None:
+        """What ``Trainer.create_scheduler`` records after building ``self.lr_scheduler``, for an
+        override that builds its own (the Trainer then steps it, and does not build another)."""
+        self._created_lr_scheduler = True
+
+    def inputs_on_device(self, inputs: dict) -> dict:
+        """``Trainer._prepare_inputs``: a batch moved to the device (what ``prediction_step`` gets raw)."""
+        return self._prepare_inputs(inputs)
+
+
+# -------------------------------------------------------------------------- torch, accelerate
+def fsdp_lazy_init(module) -> None:
+    """Run FSDP2's lazy initialisation of a ``fully_shard``-ed ``module`` now (see the module docstring)."""
+    module._get_fsdp_state()._lazy_init()
+
+
+@contextlib.contextmanager
+def fresh_accelerator_state():
+    """Reset accelerate's process-wide state on the way in and restore the one found on the way out,
+    so objects built before the block (e.g. the caller's own Trainer) keep working after it."""
+    from accelerate.state import AcceleratorState
+
+    earlier = dict(AcceleratorState._shared_state)
+    AcceleratorState._reset_state()
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state()
+        AcceleratorState._shared_state.update(earlier)

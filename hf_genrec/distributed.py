@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .compat import fresh_accelerator_state, fsdp_lazy_init
+
 try:
     from torch.distributed.fsdp import FSDPModule
 except ImportError:  # a torch build without distributed support
@@ -55,10 +57,10 @@ def finish_fsdp_setup(module: nn.Module) -> None:
     FSDP2 fixes each group's gradient-reduction dtypes from the parameters that require grad at
     its first forward. ETEGRec's first epoch freezes one side before that forward, which would
     leave the other side's groups without reduction dtypes (wrong-dtype gradients under bf16
-    mixed precision when they unfreeze). There is no public hook for this, hence the private call.
+    mixed precision when they unfreeze). There is no public hook for this (:mod:`hf_genrec.compat`).
     """
     if is_fsdp2(module):
-        module._get_fsdp_state()._lazy_init()
+        fsdp_lazy_init(module)
 
 
 def load_full_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
@@ -89,20 +91,15 @@ def without_model_sharding():
         yield
         return
     saved = {f"ACCELERATE_USE_{b}": os.environ.get(f"ACCELERATE_USE_{b}") for b in _SHARDING_BACKENDS}
-    from accelerate.state import AcceleratorState
-
     # An accelerate state built before this block (e.g. by the caller's own Trainer) comes back as it
     # was on the way out, so objects holding it keep working; with none, the next Trainer builds it anew.
-    earlier = dict(AcceleratorState._shared_state)
-    AcceleratorState._reset_state()
-    os.environ.update({k: "false" for k in saved})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        AcceleratorState._reset_state()
-        AcceleratorState._shared_state.update(earlier)
+    with fresh_accelerator_state():
+        os.environ.update({k: "false" for k in saved})
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

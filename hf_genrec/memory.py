@@ -18,6 +18,7 @@ from torch import nn
 
 from .models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from .models.llamarec import LlamaRecConfig, LlamaRecForCodeGeneration
+from .utils.errors import InputError
 
 GB = 2**30
 
@@ -147,7 +148,7 @@ def estimate_training_memory(
             to two decoder layers (the running one and the prefetched one) gathered in ``weight_dtype``.
     """
     if shard_over < 1:
-        raise ValueError(f"shard_over must be >= 1, got {shard_over}")
+        raise InputError(f"shard_over must be >= 1, got {shard_over}")
     with torch.device("meta"):
         model = _family(config)[0](config)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import signal
+import subprocess
+import sys
 from types import ModuleType
 
 import pytest
@@ -99,6 +102,23 @@ def die_at_start(self, *args, **kwargs):
     return train(self, *args, **kwargs)
 transformers.Trainer._save_checkpoint = save_then_die
 transformers.Trainer.train = die_at_start
-from hf_genrec.recipes.{recipe} import cli
-cli(sys.argv[1:])
+from hf_genrec.cli.main import cli
+cli(["train", "{recipe}", *sys.argv[1:]])
 """
+
+
+def run_recipe(recipe: str, args: list[str], log_path, kill_in=None, kill_at: str = "checkpoint") -> str:
+    """Run ``hf-genrec train <recipe> args`` in a subprocess and return its log; with ``kill_in`` (a
+    stage's output folder) the run is SIGKILLed in that stage at ``kill_at`` (:func:`kill_driver`)
+    and must die so. The log goes to ``log_path``, a file: a chatty run never blocks on a pipe."""
+    env = dict(os.environ, OMP_NUM_THREADS="2", KILL_IN=str(kill_in or ""), KILL_AT=kill_at if kill_in else "")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(log_path, "w") as log:
+        code = subprocess.run([sys.executable, "-c", kill_driver(recipe), *args], cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=log, env=env, timeout=600).returncode
+    text = open(log_path).read()
+    if kill_in is None:
+        assert code == 0, text[-3000:]
+    else:
+        assert code == -signal.SIGKILL, f"the run was not killed in {kill_in} at {kill_at}:\n{text[-3000:]}"
+    return text

@@ -130,6 +130,6 @@ def run_example_under_fsdp(example_args: list[str]) -> None:
 if __name__ == "__main__":
     mode = sys.argv[2] if len(sys.argv) > 2 else "ddp"
     if mode == "fsdp-example":
-        run_example_under_fsdp(["--output_dir", sys.argv[1], *sys.argv[3:]])
+        run_example_under_fsdp(["--config", "embedded", "--output_dir", sys.argv[1], *sys.argv[3:]])
     else:
         main(sys.argv[1], mode)

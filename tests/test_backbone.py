@@ -17,6 +17,7 @@ from hf_genrec.models.backbone import (
     freeze_base,
     reset_lora_init,
 )
+from hf_genrec.utils.errors import CheckpointError
 
 from .conftest import TINY_LLAMA
 
@@ -145,7 +146,7 @@ def test_adapter_only_reload_fails_loudly_when_the_base_lacks_weights(tmp_path):
         item_save_base_weights=False,
     )
     TwoTowerModel(config).save_pretrained(tmp_path / "family")
-    with pytest.raises(RuntimeError, match="lacks .* weights this model needs"):
+    with pytest.raises(CheckpointError, match="lacks .* weights this model needs"):
         TwoTowerModel.from_pretrained(tmp_path / "family")
 
 

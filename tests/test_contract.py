@@ -33,9 +33,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = [f"sku-{i:03d}" for i in range(30)]  # the user's own ids: strings, not 1..N
 
 
-@pytest.fixture
-def named_recommender():
-    model = tiny_recommender(num_items=30).eval()
+def tiny_sasrec(num_items: int = 30):
+    torch.manual_seed(0)
+    return hf_genrec.SASRecModel(hf_genrec.SASRecConfig(num_items=num_items, hidden_size=16, num_heads=2, max_history=8))
+
+
+@pytest.fixture(params=["etegrec", "sasrec"])
+def named_recommender(request):
+    model = (tiny_recommender(num_items=30) if request.param == "etegrec" else tiny_sasrec()).eval()
     model.set_item_map(ItemIdMap(NAMES))
     return model
 
@@ -75,9 +80,10 @@ def test_checkpoint_stands_alone_item_map_card_and_auto_class(named_recommender,
     results = front["model-index"][0]["results"]
     assert {(m["type"], m["value"]) for r in results for m in r["metrics"]} == {("recall@10", 0.5), ("ndcg@10", 0.25)}
     assert results[0]["dataset"]["name"] == "toy-data" and results[0]["dataset"]["split"] == "test"
-    assert "LlamaRecForCodeGeneration" in card and "`llama`" in card and "30 items" in card
+    assert type(model).__name__ in card and "30 items" in card
+    assert ("`llama`" if isinstance(model, LlamaRecForCodeGeneration) else "its own transformer (2 layers x 16 wide)") in card
     back = AutoModel.from_pretrained(tmp_path).eval()
-    assert type(back) is LlamaRecForCodeGeneration
+    assert type(back) is type(model)
     assert back.item_map == model.item_map and back.config.evaluation_results["dataset"] == "toy-data"
     history = [["sku-010", "sku-011", "sku-012"]]
     assert back.recommend(history, top_k=5).items == model.recommend(history, top_k=5).items
@@ -211,8 +217,8 @@ def test_importing_the_package_prints_nothing():
 @pytest.mark.parametrize(
     "cmd, message",
     [
-        (["-m", "hf_genrec.cli.prepare_data", "--input", "/no/such/data", "--output_dir", "x"], "/no/such/data"),
-        (["-m", "hf_genrec.cli.pretrain_rqvae", "--embeddings", "/no/such.npy", "--output_dir", "x"], "/no/such.npy"),
+        (["-m", "hf_genrec", "prepare", "--input", "/no/such/data", "--output_dir", "x"], "/no/such/data"),
+        (["-m", "hf_genrec", "pretrain-rqvae", "--embeddings", "/no/such.npy", "--output_dir", "x"], "/no/such.npy"),
         (["examples/run_etegrec.py", "--dataset_dir", "/no/such/dir"], "/no/such/dir"),
     ],
 )
@@ -238,7 +244,7 @@ def test_wrong_embedding_dimension_or_missing_checkpoint_is_one_line(rqvae, tmp_
     proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("run_etegrec: error:") and str(tmp_path / "rq") in last, last
+    assert last.startswith("hf-genrec train etegrec: error:") and str(tmp_path / "rq") in last, last
     if rqvae == "16-d":
         assert "expects 16-d embeddings, got 7-d" in last
 
@@ -263,3 +269,39 @@ def test_main_input_name_is_what_forward_takes(model_class):
 
     cls = getattr(hf_genrec, model_class)
     assert cls.main_input_name in inspect.signature(cls.forward).parameters
+
+
+PRIVATE_HOOKS = ("_raise_exceptions_for", "._shared_state", "._reset_state", "._lazy_init", "._prepare_inputs",
+                 "._created_lr_scheduler", "def _save(", "def _load_from_checkpoint(", "def _load_best_model(",
+                 "def _get_train_sampler(", "def _get_eval_sampler(", "_save_checkpoint")
+
+
+def test_private_internals_of_dependencies_are_used_only_in_the_compat_module():
+    offenders = {
+        (str(path.relative_to(ROOT)), hook)
+        for path in (ROOT / "hf_genrec").rglob("*.py")
+        if path.name != "compat.py"
+        for hook in PRIVATE_HOOKS
+        if hook in path.read_text()
+    }
+    assert not offenders, offenders
+
+
+def test_the_trainer_internals_the_compat_hooks_rely_on_still_exist():
+    import inspect
+
+    from accelerate.state import AcceleratorState
+    from transformers import Trainer
+
+    expected = {
+        "_save": ["self", "output_dir", "state_dict"],
+        "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
+        "_load_best_model": ["self"],
+        "_get_train_sampler": ["self", "train_dataset"],
+        "_get_eval_sampler": ["self", "eval_dataset"],
+        "_prepare_inputs": ["self", "inputs"],
+    }
+    for name, params in expected.items():
+        assert list(inspect.signature(getattr(Trainer, name)).parameters) == params, name
+    assert "_created_lr_scheduler" in inspect.getsource(Trainer.create_scheduler)
+    assert isinstance(AcceleratorState._shared_state, dict) and callable(AcceleratorState._reset_state)

@@ -11,8 +11,8 @@ from hf_genrec.data import (
     load_interactions,
     make_synthetic_sequences,
     read_etegrec_jsonl,
+    read_interactions,
     read_json_sequences,
-    read_movielens,
     read_recbole_inter,
 )
 
@@ -103,9 +103,11 @@ def test_movielens_reader_with_titles(tmp_path):
     d.mkdir()
     (d / "ratings.dat").write_text("1::20::5::300\n1::10::4::100\n1::30::3::200\n", encoding="latin-1")
     (d / "movies.dat").write_text("10::Heat (1995)::Action|Crime\n", encoding="latin-1")
-    data = read_movielens(str(d))
-    assert data.sequences == {"1": [10, 30, 20]}
-    assert data.item_text[10] == "title: Heat (1995)genres: Action, Crime"
+    with pytest.raises(InteractionFormatError, match="5/5-core is empty"):  # a folder with ratings.dat: the raw path
+        load_interactions(str(d))
+    data, summary = read_interactions(str(d), min_user_interactions=1, min_item_interactions=1)
+    assert data.sequences == {"1": ["10", "30", "20"]} and summary["format"] == "movielens"
+    assert data.item_text == {"10": "title: Heat (1995)genres: Action, Crime"}
 
 
 def test_unknown_format(tmp_path):
@@ -141,10 +143,60 @@ def test_prepared_item_text_gives_each_item_its_own_text(tmp_path):
     lines = [f"{u}::{m}::5::{100 * u + j}" for u in range(1, 4) for j, m in enumerate([1, 3, 5, 7])]
     (raw / "ratings.dat").write_text("\n".join(lines) + "\n")
     out = tmp_path / "prepared"
-    prepare(["--input", str(raw), "--output_dir", str(out)])
+    prepare(["--input", str(raw), "--output_dir", str(out), "--min_user_interactions", "1", "--min_item_interactions", "1"])
     dsd = load_genrec_dataset(str(out))
     text = json.loads((out / "item_text.json").read_text())
     aligned = align_item_texts(text, dsd.item_map)
     for dense, original in enumerate(dsd.item_map.original_ids, start=1):
         assert movies[int(original)] in aligned[dense - 1], (dense, original, aligned[dense - 1])
     assert count_missing_text(text, dsd.item_map) == 0
+
+
+@pytest.mark.parametrize(
+    "name, first_line, expected",
+    [
+        ("reviews_Beauty_5.json.gz", None, "amazon2014"),
+        ("Video_Games_5.json.gz", None, "amazon2018"),
+        ("All_Beauty.jsonl.gz", None, "amazon2023"),
+        ("All_Beauty.jsonl", '{"user_id": "u", "parent_asin": "a", "timestamp": 1}', "amazon2023"),
+        ("Beauty.train.jsonl", '{"inter_history": [1, 2], "target_id": 3}', "etegrec_jsonl"),
+        ("ratings.dat", None, "movielens"),
+        ("ratings.csv.gz", None, "movielens"),
+        ("Beauty.inter.json", None, "json"),
+        ("beauty.inter", None, "recbole"),
+        ("Pixel200K.csv", None, "hllm_csv"),
+    ],
+)
+def test_one_registry_names_every_format(tmp_path, name, first_line, expected):
+    from hf_genrec.data import detect_format
+
+    path = tmp_path / name
+    path.write_text((first_line or "") + "\n")
+    assert detect_format(str(path)).name == expected
+
+
+def test_a_metadata_file_or_an_unknown_name_is_not_an_interaction_format(tmp_path):
+    from hf_genrec.data import detect_format
+
+    for name in ("meta_All_Beauty.jsonl.gz", "notes.txt"):
+        (tmp_path / name).write_text("\n")
+        with pytest.raises(InteractionFormatError, match="cannot tell the format"):
+            detect_format(str(tmp_path / name))
+
+
+def test_prepare_and_a_recipe_read_a_raw_dump_the_same_way(tmp_path):
+    """The k-core and de-duplication of a raw dump apply whether it is prepared first or given to a
+    recipe as --dataset_dir: both read it through the one registry."""
+    from hf_genrec.cli.prepare_data import prepare
+    from hf_genrec.data import load_genrec_dataset
+    from hf_genrec.recipes.stages import load_dataset
+
+    lines = ["userId,movieId,rating,timestamp"]
+    lines += [f"{u},{m},4.0,{10 * u + m}" for u in range(1, 8) for m in range(1, 7)]
+    lines += ["9,1,4.0,1", "9,2,4.0,2", "1,1,5.0,999"]  # user 9 is below the 5-core; (1, 1) repeats
+    (tmp_path / "ratings.csv").write_text("\n".join(lines) + "\n")
+    prepare(str(tmp_path / "ratings.csv"), str(tmp_path / "prepared"))
+    prepared = load_genrec_dataset(str(tmp_path / "prepared"))
+    direct = load_dataset(str(tmp_path / "ratings.csv"))
+    assert prepared.num_items == direct.num_items == 6 and len(direct["test"]) == len(prepared["test"]) == 7
+    assert [r["history"] + [r["target"]] for r in direct["test"]] == [r["history"] + [r["target"]] for r in prepared["test"]]

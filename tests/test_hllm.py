@@ -429,3 +429,25 @@ def test_light_mode_disk_cache_key_covers_the_item_weights(tokenizer, tmp_path):
     fill_item_cache(c, "item-model", str(tmp_path))  # a's weights again: read from the cache
     torch.testing.assert_close(c.item_embedding_cache, a.item_embedding_cache)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_the_hllm_recipe_killed_after_a_checkpoint_and_rerun_ends_byte_identical(tmp_path):
+    """The HLLM recipe runs its training through the shared stage runner: a rerun resumes from the
+    last complete checkpoint, and a rerun of a finished run reuses it."""
+    import json
+
+    from .conftest import run_recipe
+
+    def run(out, kill=False):
+        args = ["--output_dir", str(out), "--num_train_epochs", "2", "--max_text_length", "16", "--use_cpu", "true",
+                "--disable_tqdm", "true", "--full_determinism", "true"]
+        return run_recipe("hllm", args, tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}.log", out if kill else None)
+
+    whole, chain = tmp_path / "whole", tmp_path / "chain"
+    run(whole)
+    run(chain, kill=True)
+    assert not (chain / "final").exists()
+    assert f"resuming the stage in {chain} from" in run(chain)
+    assert f"stage in {chain} already finished" in run(chain)
+    assert json.loads((chain / "test_metrics.json").read_text()) == json.loads((whole / "test_metrics.json").read_text())
+    assert (chain / "final" / "model.safetensors").read_bytes() == (whole / "final" / "model.safetensors").read_bytes()

@@ -230,14 +230,10 @@ def test_stage_time_budget_stops_stage_two_at_a_step_end_and_still_saves(tmp_pat
 
 def test_the_item_id_recipe_killed_in_each_stage_and_rerun_ends_byte_identical(tmp_path):
     import json
-    import os
-    import signal
-    import subprocess
-    import sys
 
     from hf_genrec.data import make_synthetic_sequences
 
-    from .conftest import kill_driver
+    from .conftest import run_recipe
 
     seqs = make_synthetic_sequences(num_users=120, num_items=40, seed=5)
     data = tmp_path / "toy.inter.json"
@@ -247,11 +243,7 @@ def test_the_item_id_recipe_killed_in_each_stage_and_rerun_ends_byte_identical(t
         args = ["--dataset_dir", str(data), "--output_dir", str(out), "--hidden_size", "16", "--num_attention_heads", "2",
                 "--stage1_epochs", "2", "--stage2_epochs", "2", "--use_cpu", "true", "--disable_tqdm", "true",
                 "--full_determinism", "true", "--seed", "3"]
-        env = dict(os.environ, OMP_NUM_THREADS="2", KILL_IN=str(kill_in or ""), KILL_AT=kill_at or "")
-        proc = subprocess.run([sys.executable, "-c", kill_driver("itemid"), *args], env=env, capture_output=True, text=True,
-                              timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
-        assert proc.returncode == (-signal.SIGKILL if kill_in else 0), proc.stderr[-3000:]
-        return proc.stderr
+        return run_recipe("itemid", args, tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}.log", kill_in, kill_at or "")
 
     whole, chain = tmp_path / "whole", tmp_path / "chain"
     run(whole)

@@ -112,7 +112,7 @@ def test_save_and_load_round_trip_and_old_layout_is_refused(tmp_path):
     old = tmp_path / "old"
     old.mkdir()
     (old / "dataset_dict.json").write_text('{"splits": ["train"]}')
-    with pytest.raises(PreparedDatasetError, match="re-run `hf-genrec-prepare"):
+    with pytest.raises(PreparedDatasetError, match="re-run `hf-genrec prepare"):
         load_genrec_dataset(str(old))
     with pytest.raises(PreparedDatasetError, match="not found"):
         load_genrec_dataset(str(tmp_path / "nothing"))
@@ -143,7 +143,7 @@ def test_trainer_groups_view_rows_by_length():
     dsd = leave_one_out(seqs, max_history=8)
     args = with_length_grouping(RecommenderTrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to=[]), dsd)
     trainer = RecommenderTrainer(model=tiny_recommender(num_items=dsd.num_items), args=args, train_dataset=dsd["train"])
-    sampler = trainer._get_train_sampler()
+    sampler = trainer.train_sampler()
     order = list(sampler)
     assert isinstance(sampler, LengthGroupedRowSampler) and sorted(order) == list(range(len(dsd["train"])))
     # Batches hold rows of similar length: within each mega-batch of 50 batches, longest first.
@@ -154,7 +154,7 @@ def test_trainer_groups_view_rows_by_length():
         assert (np.diff(chunk) <= 0).all()
     # Evaluation under grouping reads the view's lengths too (a `datasets`-only path would need `input_ids`).
     metrics = trainer.evaluate(dsd["validation"])
-    assert 0 <= metrics["eval_ndcg@10"] <= 1 and isinstance(trainer._get_eval_sampler(dsd["validation"]), LengthGroupedRowSampler)
+    assert 0 <= metrics["eval_ndcg@10"] <= 1 and isinstance(trainer.eval_sampler(dsd["validation"]), LengthGroupedRowSampler)
 
 
 def test_non_ascii_ids_sort_as_python_does_and_stay_distinct():
@@ -167,11 +167,11 @@ def test_non_ascii_ids_sort_as_python_does_and_stay_distinct():
 # ------------------------------------------------------------------ bad input, through the CLI
 def run_prepare(capsys, *args) -> tuple[int, str]:
     """The console entry point in-process: its exit status and what it printed to stderr."""
-    from hf_genrec.cli.prepare_data import cli
+    from hf_genrec.cli.main import cli
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
-        cli(list(args))
+        cli(["prepare", *args])
     return exit_.value.code, capsys.readouterr().err.strip()
 
 

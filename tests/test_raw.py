@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from hf_genrec.data.raw import Interaction, detect_raw_format, k_core, load_raw, prepare_raw
+from hf_genrec.data.formats import detect_format
+from hf_genrec.data.raw import Interaction, k_core, load_raw, prepare_raw
 from hf_genrec.data.readers import InteractionFormatError
 
 
@@ -59,7 +60,7 @@ def amazon_2014(tmp_path):
 
 def test_amazon_2014_reviews_and_python_literal_metadata(tmp_path):
     reviews, meta = amazon_2014(tmp_path)
-    assert detect_raw_format(reviews) == "amazon2014"
+    assert detect_format(reviews).name == "amazon2014"
     data, summary = load_raw(reviews, meta, min_user_interactions=2, min_item_interactions=2)
     assert data.sequences == {u: ["B0", "B1", "B2", "B3"] for u in ("U0", "U1", "U2")}
     assert data.item_text["B0"] == "title: Rose & Oud Creambrand: Acmecategories: Beauty, Skin"  # tags gone, &amp; decoded
@@ -124,5 +125,5 @@ def test_prepare_cli_writes_the_sequences_the_text_and_a_summary(tmp_path):
 def test_bad_raw_input_is_named():
     with pytest.raises(FileNotFoundError, match="raw data file not found"):
         load_raw("/no/such/reviews_X_5.json.gz")
-    with pytest.raises(InteractionFormatError, match="cannot tell which raw dump"):
+    with pytest.raises(InteractionFormatError, match="cannot tell the format"):
         load_raw(__file__)

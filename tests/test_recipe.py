@@ -3,7 +3,6 @@ on a small generated dataset, then the saved checkpoint loads and recommends."""
 
 import json
 import os
-import signal
 import subprocess
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from hf_genrec import LlamaRecForCodeGeneration, RQVAEModel
 from hf_genrec.data import ItemIdMap, make_synthetic_sequences
 
-from .conftest import kill_driver
+from .conftest import run_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,9 +97,9 @@ def test_example_estimates_memory_without_training(tmp_path):
     proc = subprocess.run(
         [
             "python",
-            os.path.join(ROOT, "examples", "run_etegrec.py"),
-            "--estimate_memory",
-            "true",
+            "-m",
+            "hf_genrec",
+            "estimate-memory",
             "--hidden_size",
             "32",
             "--num_hidden_layers",
@@ -120,27 +119,11 @@ def test_example_estimates_memory_without_training(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-KILL_DRIVER = kill_driver("etegrec")
-
-
 def _run_recipe(args, out, kill_in=None, kill_at="checkpoint") -> str:
-    """Run the recipe with ``args`` and return its log; with ``kill_in`` (a stage's output folder) the
-    run is SIGKILLed in that stage, at ``kill_at`` (see ``KILL_DRIVER``)."""
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    cmd = ["python", os.path.join(ROOT, "examples", "run_etegrec.py"), *args]
-    if kill_in is not None:
-        env.update(KILL_IN=str(kill_in), KILL_AT=kill_at)
-        cmd = ["python", "-c", KILL_DRIVER, *args]
+    """The ETEGRec recipe on ``args``; its log (numbered beside ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
     log_path = out.parent / f"{out.name}-{len(list(out.parent.glob(out.name + '-*.log')))}.log"
-    with open(log_path, "w") as log:  # a file, not a pipe: a chatty run must never block on its stderr
-        code = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env=env, timeout=600).returncode
-    text = log_path.read_text()
-    if kill_in is None:
-        assert code == 0, text[-3000:]
-    else:
-        assert code == -signal.SIGKILL, f"the run was not killed in {kill_in} at {kill_at}:\n{text[-3000:]}"
-    return text
+    return run_recipe("etegrec", args, log_path, kill_in, kill_at)
 
 
 def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_path):
@@ -170,7 +153,7 @@ def test_a_run_killed_in_every_training_stage_and_rerun_ends_byte_identical(tmp_
     assert not (chain / "final").exists()
     logs.append(_run_recipe(args(chain), chain))
     # What each rerun did with the stage the run before it was killed in.
-    assert "SASRec: resuming from" in logs[1] and "SASRec stage already finished" in logs[2]
+    assert f"resuming the stage in {chain / 'sasrec'} from" in logs[1] and "SASRec stage already finished" in logs[2]
     assert "RQ-VAE pre-training: resuming from" in logs[2] and "RQ-VAE pre-training already finished" in logs[3]
     assert f"resuming the stage in {chain} from" not in logs[3]  # killed before its first checkpoint: started again
     assert f"resuming the stage in {chain} from" in logs[4]

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hf_genrec import UnknownItemError
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 from hf_genrec.embeddings import train_sasrec
 from hf_genrec.metrics import ranks_from_scores
@@ -155,3 +156,44 @@ def test_train_sasrec_evaluates_every_n_epochs_and_reports_both_protocols(tmp_pa
     for split in ("val", "test"):
         assert metrics[f"{split}_ndcg@10"] == metrics[f"{split}_exclude_seen_ndcg@10"]
         assert f"{split}_all_items_ndcg@10" in metrics
+
+
+def test_sasrec_recommends_the_brute_force_ranking_of_its_scores_and_excludes_the_history():
+    from hf_genrec import SASRecConfig, SASRecModel
+
+    torch.manual_seed(0)
+    model = SASRecModel(SASRecConfig(num_items=20, hidden_size=16, num_heads=2, max_history=4, dropout=0.0)).eval()
+    histories = [[3, 5, 7, 9, 11, 2], [4]]  # the first is longer than max_history: the model reads its last 4
+    out = model.recommend_dense(histories, top_k=20)
+    with torch.no_grad():
+        scores = model(input_ids=torch.tensor([[7, 9, 11, 2], [0, 0, 0, 4]])).logits[:, 1:]
+    expected = scores.argsort(dim=1, descending=True) + 1
+    assert torch.equal(out.item_ids, expected) and torch.allclose(out.scores, scores.sort(dim=1, descending=True).values)
+    seen = model.recommend_dense(histories, top_k=20, exclude_history=True)
+    for row, history in zip(seen.item_ids.tolist(), histories):
+        kept = [i for i in row if i > 0]
+        assert not set(kept) & set(history) and len(kept) == 20 - len(set(history))
+    with pytest.raises(UnknownItemError):
+        model.recommend_dense([[21]])
+
+
+def test_a_reference_seed_exports_the_layout_the_beauty_benchmark_reuses(tmp_path):
+    """``sasrec_reference.py --export DIR``: the selected model's item table, its metrics and the split."""
+    import json
+
+    import numpy as np
+
+    from .conftest import load_benchmark
+
+    reference = load_benchmark("sasrec_reference")
+    data = tmp_path / "toy.inter.json"
+    data.write_text(json.dumps(make_synthetic_sequences(num_users=60, num_items=20, seed=1)))
+    out, target = tmp_path / "ref", tmp_path / "beauty-out"
+    argv = ["--data", str(data), "--out", str(out), "--seed", "0", "--epochs", "2"]
+    result = reference.main(argv)
+    metrics = reference.main([*argv, "--export", str(target)])
+    model = SASRecModel.from_pretrained(out / "seed_0" / "trainer" / "stage_final")
+    assert np.array_equal(np.load(target / "item_emb.npy"), model.item_embeddings().numpy())
+    saved = json.loads((target / "sasrec_metrics.json").read_text())
+    assert metrics == result["metrics"] and saved["test_ndcg@10"] == result["metrics"]["test_ndcg@10"]
+    assert (target / "data" / "genrec_dataset.json").exists()

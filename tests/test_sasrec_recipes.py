@@ -47,10 +47,10 @@ def _data(tmp_path):
     return str(path)
 
 
-def test_etegrec_real_jobs_get_the_reference_recipe_and_the_embedded_default_keeps_basic(tmp_path, captured_sasrec):
+def test_etegrec_real_jobs_get_the_reference_recipe_and_the_embedded_preset_keeps_basic(tmp_path, captured_sasrec):
     for argv in (
         ["--dataset_dir", _data(tmp_path), "--output_dir", str(tmp_path / "real")],
-        ["--output_dir", str(tmp_path / "embedded")],
+        ["--config", "embedded", "--output_dir", str(tmp_path / "embedded")],
         ["--dataset_dir", _data(tmp_path), "--output_dir", str(tmp_path / "chosen"), "--sasrec_recipe", "basic",
          "--sasrec_epochs", "7"],
     ):

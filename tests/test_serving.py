@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``create_app(model, config)`` served as ``hf-genrec-serve`` does, in a thread (``should_exit``: what SIGTERM sets)."""
+    """``create_app(model, config)`` served as ``hf-genrec serve`` does, in a thread (``should_exit``: what SIGTERM sets)."""
 
     def __init__(self, model, limits: ConnectionLimits | None = None, **config):
         self.port = free_port()
@@ -210,7 +210,7 @@ def test_command_line_server_serves_and_exits_on_sigterm(model, tmp_path):
     model.save_pretrained(tmp_path / "ckpt")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hf_genrec.cli.serve", "--model", str(tmp_path / "ckpt"), "--port", str(port)],
+        [sys.executable, "-m", "hf_genrec", "serve", "--model", str(tmp_path / "ckpt"), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -235,9 +235,9 @@ def test_command_line_server_serves_and_exits_on_sigterm(model, tmp_path):
     log = proc.stdout.read()
     assert "Application shutdown complete" in log and "Finished server process" in log
     missing = subprocess.run(
-        [sys.executable, "-m", "hf_genrec.cli.serve", "--model", str(tmp_path / "nothing")], capture_output=True, text=True
+        [sys.executable, "-m", "hf_genrec", "serve", "--model", str(tmp_path / "nothing")], capture_output=True, text=True
     )
-    assert missing.returncode == 2 and missing.stderr.startswith("hf-genrec-serve: error:") and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.startswith("hf-genrec serve: error:") and "Traceback" not in missing.stderr
 
 
 def test_batcher_keeps_the_answers_of_each_k_apart(model):

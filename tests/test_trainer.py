@@ -11,6 +11,7 @@ from hf_genrec.recipes.stages import build_recommender
 from hf_genrec.training import TimeBudgetCallback, first_occurrence, psa_loss, sia_loss
 from hf_genrec.training.checkpoint import read_weights
 from hf_genrec.training.schedules import PhaseLRScheduler
+from hf_genrec.utils.errors import CheckpointError
 
 from .conftest import TINY_LLAMA
 
@@ -310,7 +311,7 @@ def test_adapter_only_checkpoints_resume_and_reload_best(tmp_path):
     state = load_file(weights)
     state.pop("scid_projector.weight")
     save_file(state, weights, metadata={"format": "pt"})
-    with pytest.raises(RuntimeError, match="missing.*scid_projector.weight"):
+    with pytest.raises(CheckpointError, match="missing.*scid_projector.weight"):
         trainer._load_joint(best)
 
 

@@ -1,8 +1,10 @@
-"""One-line answers to a user's mistakes on the command line.
+"""How the commands end: a mistake in the user's input in one line, a bug with its traceback.
 
-A missing file, unreadable data or a wrong dimension is the user's to fix, not a bug of ours:
-print what is wrong in one line and exit with status 2 instead of a Python traceback. Set
-``HF_GENREC_TRACEBACK=1`` to get the traceback anyway.
+A :class:`~hf_genrec.utils.errors.GenRecError` (a missing file, a bad argument or config, data or a
+checkpoint the library refuses) is the user's to fix: print what is wrong in one line and exit with
+status 2. Every other exception is a bug, ours or a dependency's, and keeps its traceback: a shape
+error hours into training must not be reduced to one line. ``HF_GENREC_TRACEBACK=1`` shows the
+traceback of input mistakes too.
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..data.readers import InteractionFormatError
-from ..utils import EmptyHistoryError, UnknownItemError
+from ..utils.errors import CheckpointError, GenRecError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # missing / unreadable files; transformers' "not a local folder nor a Hub id" for a checkpoint path
-    InteractionFormatError,
-    UnknownItemError,
-    EmptyHistoryError,
-    ValueError,  # wrong dimensions, bad arguments, malformed JSON (json.JSONDecodeError)
-)
+#: the exceptions a command prints as one line (argument errors end in argparse's own exit 2)
+USER_ERRORS: tuple[type[BaseException], ...] = (GenRecError,)
+
+
+def load_checkpoint(path: str, **kwargs):
+    """``AutoModel.from_pretrained(path)`` for a command: a path that is neither a checkpoint folder
+    nor a Hub model (transformers raises a bare ``OSError``) becomes a :class:`CheckpointError`."""
+    from transformers import AutoModel
+
+    import hf_genrec  # noqa: F401  (registers the Auto classes)
+
+    try:
+        return AutoModel.from_pretrained(path, **kwargs)
+    except GenRecError:
+        raise
+    except OSError as err:
+        raise CheckpointError(f"cannot load a checkpoint from {path}: {err}") from err
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -38,7 +49,7 @@ def configure_logging(level: str | int | None = None) -> None:
 
 def run_cli(main: Callable[[list[str] | None], object], prog: str, argv: list[str] | None = None) -> None:
     """Run ``main(argv)`` with :func:`configure_logging`; a :data:`USER_ERRORS` exception becomes
-    ``prog: error: ...`` and exit status 2."""
+    ``prog: error: ...`` and exit status 2, any other propagates with its traceback."""
     configure_logging()
     try:
         main(argv)

@@ -1,6 +1,6 @@
 """Build item semantic embeddings (the RQ-VAE input) for a prepared dataset.
 
-    hf-genrec-embeddings --data_dir outputs/beauty/data --sources collab --output outputs/beauty/item_emb.npy
+    hf-genrec embeddings --data_dir outputs/beauty/data --sources collab --output outputs/beauty/item_emb.npy
 
 ``--sources`` takes ``collab`` (SASRec item table; also prints the SASRec baseline metrics),
 ``text`` (sentence-transformers over item_text.json) and/or ``.npy`` paths; several are concatenated.
@@ -16,11 +16,12 @@ from ..data import load_genrec_dataset
 from ..data.item_text import ITEM_TEXT_FILE
 from ..embeddings import SASREC_RECIPES, build_item_embeddings, sasrec_recipe
 from ..utils.atomic import save_npy
-from .errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="hf-genrec embeddings", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data_dir", required=True)
     p.add_argument("--sources", nargs="+", default=["collab"])
     p.add_argument("--output", required=True, help="where to write the [N, d] .npy")
@@ -66,12 +67,3 @@ def main(argv: list[str] | None = None) -> None:
     with open(os.path.splitext(a.output)[0] + ".report.json", "w") as f:
         json.dump(report, f, indent=2)
     print(json.dumps(report, indent=2))
-
-
-def cli(argv: list[str] | None = None) -> None:
-    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
-    run_cli(main, "hf-genrec-embeddings", argv)
-
-
-if __name__ == "__main__":
-    cli()

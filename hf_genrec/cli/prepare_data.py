@@ -1,8 +1,8 @@
 """Read an interaction file (or a raw public dump) and save it as a prepared dataset folder.
 
-hf-genrec-prepare --input ../shared/data/amazon-beauty --output_dir outputs/beauty/data
-hf-genrec-prepare --input reviews_Beauty_5.json.gz --meta meta_Beauty.json.gz --output_dir outputs/beauty2014
-hf-genrec-prepare --input ml-25m/ratings.csv --output_dir outputs/ml-25m      # movies.csv found beside it
+hf-genrec prepare --input ../shared/data/amazon-beauty --output_dir outputs/beauty/data
+hf-genrec prepare --input reviews_Beauty_5.json.gz --meta meta_Beauty.json.gz --output_dir outputs/beauty2014
+hf-genrec prepare --input ml-25m/ratings.csv --output_dir outputs/ml-25m      # movies.csv found beside it
 
 Raw dumps (Amazon 2014 / 2018 / 2023 reviews + metadata, MovieLens 1M / 20M / 25M / 32M) are read by
 polars, filtered to an iterative k-core (--min_user_interactions / --min_item_interactions, default
@@ -20,12 +20,10 @@ import json
 import os
 import tempfile
 
-from ..data import dataset_file_in, load_interactions
+from ..data import FORMATS, dataset_file_in, read_interactions
 from ..data.columnar import describe_summary, summarise
 from ..data.item_text import ITEM_TEXT_FILE, write_item_text
-from ..data.raw import RAW_FORMATS, detect_raw_format, load_raw
 from ..data.splits import MIN_LENGTH, check_replaceable, write_prepared
-from .errors import run_cli
 
 
 def prepare(
@@ -40,15 +38,8 @@ def prepare(
 ) -> dict:
     """Prepare ``input`` into ``output_dir`` (see the module docstring); returns the summary."""
     check_replaceable(output_dir, (input, meta))  # before hours of work, not after
-    # A raw dump: named as one (reviews_*_5.json.gz, *.jsonl.gz, ratings.dat / .csv) or said to be one.
-    raw_format = format if format in RAW_FORMATS else None
-    if raw_format is None and format in (None, "movielens") and os.path.isfile(input):
-        raw_format = detect_raw_format(input)
-    if raw_format:
-        data, summary = load_raw(input, meta, raw_format, min_user_interactions, min_item_interactions, min_rating)
-    else:
-        data = load_interactions(dataset_file_in(input), format)
-        summary = {"format": format or "detected", "source": data.source}
+    path = input if os.path.isfile(input) else dataset_file_in(input)
+    data, summary = read_interactions(path, format, meta, min_user_interactions, min_item_interactions, min_rating)
     table, item_map, dropped = data.to_table(MIN_LENGTH, on_short)
     summary.update(summarise(table.lengths, item_map.num_items))
     summary["dropped_short_users"] = dropped
@@ -65,14 +56,17 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="hf-genrec prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--input", required=True, help="interaction file or a dataset folder holding one")
     p.add_argument("--output_dir", required=True)
     p.add_argument(
         "--format",
         default=None,
-        help="json | etegrec_jsonl | recbole | movielens | hllm_csv, or a raw dump: amazon2014 | amazon2018 | "
-        "amazon2023 | movielens (default: from the name)",
+        choices=[f.name for f in FORMATS],
+        help="the interaction format (default: from the file name): "
+        + "; ".join(f"{f.name}: {f.description}" for f in FORMATS),
     )
     p.add_argument("--meta", default=None, help="raw dumps: the item metadata file (Amazon meta_*; MovieLens movies.*)")
     p.add_argument("--min_user_interactions", type=int, default=5)
@@ -85,12 +79,3 @@ def main(argv: list[str] | None = None) -> dict:
                 a.min_rating, a.on_short)
     print(describe_summary(s, a.output_dir))
     return s
-
-
-def cli(argv: list[str] | None = None) -> None:
-    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
-    run_cli(main, "hf-genrec-prepare", argv)
-
-
-if __name__ == "__main__":
-    cli()

@@ -1,6 +1,6 @@
 """Serve a saved recommender over HTTP.
 
-hf-genrec-serve --model outputs/etegrec-default/final [--host 127.0.0.1] [--port 8000] \\
+hf-genrec serve --model outputs/etegrec-default/final [--host 127.0.0.1] [--port 8000] \\
     [--max_batch_size 64] [--max_wait_ms 5] [--max_queue 1024] [--timeout_ms 2000] \\
     [--header_timeout_s 10] [--body_timeout_s 30] [--keep_alive_timeout_s 5] [--send_timeout_s 30] \\
     [--max_connections 512]
@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .errors import configure_logging, run_cli
+from ..utils.errors import InputError, MissingDependencyError
+from .errors import configure_logging, load_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         from ..serving import ConnectionLimits, ServingConfig, create_app, uvicorn_config
         from ..serving.server import check_file_descriptors
     except ImportError as err:
-        raise ValueError(f'serving needs the "serve" extra: pip install "hf_genrec[serve]" ({err})') from None
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        raise MissingDependencyError(f'serving needs the "serve" extra: pip install "hf_genrec[serve]" ({err})') from None
+    p = argparse.ArgumentParser(prog="hf-genrec serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint folder (or Hub id) of any hf_genrec model family")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -90,15 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     check_file_descriptors(limits)  # before the model loads: a wrong flag fails in a second, not a minute
     import torch
-    from transformers import AutoModel
-
-    import hf_genrec  # noqa: F401  (registers every family with AutoModel)
-
     configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
-    model = AutoModel.from_pretrained(a.model, local_files_only=not a.allow_downloads).to(a.device).eval()
+    model = load_checkpoint(a.model, local_files_only=not a.allow_downloads).to(a.device).eval()
     if not callable(getattr(model, "recommend_dense", None)):
-        raise ValueError(f"{a.model} holds a {type(model).__name__}, which is not a recommender (no recommend_dense)")
+        raise InputError(f"{a.model} holds a {type(model).__name__}, which is not a recommender (no recommend_dense)")
     cfg = ServingConfig(
         max_batch_size=a.max_batch_size,
         max_wait_ms=a.max_wait_ms,
@@ -110,12 +107,3 @@ def main(argv: list[str] | None = None) -> None:
         create_app(model, cfg), limits, host=a.host, port=a.port, log_level=a.log_level, timeout_graceful_shutdown=30
     )
     uvicorn.Server(config).run()
-
-
-def cli(argv: list[str] | None = None) -> None:
-    """Console entry point: user mistakes end in one line and exit status 2 (see :mod:`.errors`)."""
-    run_cli(main, "hf-genrec-serve", argv)
-
-
-if __name__ == "__main__":
-    cli()

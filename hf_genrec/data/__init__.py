@@ -4,6 +4,7 @@ from ..utils import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
 from .cold_start import ColdStartSplit, cold_start_split
 from .collator import DataCollatorForRecommendation
 from .errors import InteractionFormatError
+from .formats import FORMATS, DataFormat, detect_format, load_interactions, read_interactions
 from .item_text import (
     ItemTextFormatError,
     align_item_texts,
@@ -11,15 +12,7 @@ from .item_text import (
     format_item_fields,
     read_item_texts,
 )
-from .readers import (
-    SequenceData,
-    load_interactions,
-    read_etegrec_jsonl,
-    read_hllm_csv,
-    read_json_sequences,
-    read_movielens,
-    read_recbole_inter,
-)
+from .readers import SequenceData, read_etegrec_jsonl, read_hllm_csv, read_json_sequences, read_recbole_inter
 from .splits import (
     GenRecDatasetDict,
     LeaveOneOutRows,
@@ -34,6 +27,10 @@ from .table import PreparedDatasetError, SequenceTable
 
 __all__ = [
     "ColdStartSplit",
+    "DataFormat",
+    "FORMATS",
+    "detect_format",
+    "read_interactions",
     "DataCollatorForRecommendation",
     "ITEM_MAP_FILE",
     "PAD_ITEM",
@@ -60,7 +57,6 @@ __all__ = [
     "make_synthetic_sequences",
     "read_etegrec_jsonl",
     "read_json_sequences",
-    "read_movielens",
     "read_recbole_inter",
     "train_sequences",
     "whole_sequence_rows",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset
 
+from ..utils.errors import InputError
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
 from .splits import GenRecDatasetDict
@@ -61,7 +62,7 @@ def cold_start_split(
     if isinstance(sequences, SequenceData):
         sequences = sequences.sequences
     if not 0 < cold_fraction < 1:
-        raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
+        raise InputError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
     items = sorted({i for s in sequences.values() for i in s})
     rng = random.Random(seed)
     cold = set(rng.sample(items, max(1, round(cold_fraction * len(items)))))
@@ -71,7 +72,7 @@ def cold_start_split(
         if len(warm) >= 2 and seq:
             prefixes[user] = (warm, seq[-1])
     if not prefixes:
-        raise ValueError("no user has 2 warm items before the test target; nothing to split")
+        raise InputError("no user has 2 warm items before the test target; nothing to split")
     item_map = ItemIdMap({i for warm, target in prefixes.values() for i in warm} | {
         target for _, target in prefixes.values() if target not in cold})
     # Each user's table row is the warm prefix and then the test target (0, no item, where it is cold):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..utils import EmptyHistoryError, left_pad
+from ..utils.errors import InputError
 
 
 @dataclass
@@ -34,7 +35,7 @@ class DataCollatorForRecommendation:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if self.max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+            raise InputError(f"max_history must be >= 1, got {self.max_history}")
         histories = []
         for r in rows:
             hist = list(r["history"])[-self.max_history :]

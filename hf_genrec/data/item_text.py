@@ -2,21 +2,26 @@
 (``"title: ...description: ..."``), and :func:`align_item_texts` lines it up with a dataset's items.
 
 Formats: a header-ed ``.tsv`` / ``.csv`` (``Beauty.titles.tsv``; HLLM's ``information/<name>.csv``
-with ``item_id,description,title[,tag]``), MovieLens ``movies.dat`` (``movie::title::genres``) and
-a JSON object ``{item_id: text}`` or ``{item_id: {field: value}}``.
+with ``item_id,description,title[,tag]``), MovieLens ``movies.dat`` / ``movies.csv``, the Amazon
+metadata dumps (``meta_<Cat>...``) and a JSON object ``{item_id: text}`` or ``{item_id: {field: value}}``.
+This is the one module that reads item text; the HLLM family tokenizes it (``models.hllm.tokenization_hllm``).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import html
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 
+from ..utils.errors import MissingFileError
 from ..utils.item_map import ItemIdMap
 from .errors import ItemTextFormatError
+from .sources import open_text, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +70,72 @@ def read_item_table(path: str, text_keys: Sequence[str] | None = None, delimiter
         return {row[id_col]: format_item_fields({k: row[k] for k in keys}) for row in reader}
 
 
-def read_movielens_movies(path: str) -> dict[str, str]:
-    """MovieLens ``movies.dat`` (``movie::title::genres``, latin-1) -> ``"title: ...genres: ..."``."""
+def read_movielens_movies(path: str, wanted: set[str] | None = None) -> dict[str, str]:
+    """``"title: ...genres: ..."`` per movie id from MovieLens ``movies.dat`` (``id::title::genres``,
+    latin-1; 1M) or ``movies.csv`` (20M / 25M / 32M), for the ids in ``wanted`` (default all)."""
+    rows: list[tuple[int, str, str, str]] = []
+    if path.endswith((".csv", ".csv.gz")):
+        with open_text(path) as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ("movieId", "title", "genres") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ItemTextFormatError(f"{path}: header {reader.fieldnames} lacks {missing}")
+            rows = [(n, r["movieId"], r["title"], r["genres"]) for n, r in enumerate(reader, 2)]
+    else:
+        with open(path, encoding="latin-1") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                parts = line.rstrip("\n").split("::")
+                if len(parts) != 3:
+                    raise ItemTextFormatError(f"{path}:{n}: expected 'movie::title::genres'")
+                rows.append((n, *parts))
+    return {
+        movie: format_item_fields({"title": clean_text(title), "genres": genres.replace("|", ", ")})
+        for _, movie, title, genres in rows
+        if wanted is None or movie in wanted
+    }
+
+
+def read_amazon_meta(path: str, version: str, wanted: set[str]) -> dict[str, str]:
+    """Item text of the items in ``wanted`` from an Amazon metadata dump (streamed; 2023 keys items by
+    ``parent_asin``)."""
+    key = "parent_asin" if version == "amazon2023" else "asin"
     out = {}
-    with open(path, encoding="latin-1") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("::")
-            if len(parts) != 3:
-                raise ItemTextFormatError(f"{path}:{lineno}: expected 'movie::title::genres'")
-            out[parts[0]] = format_item_fields({"title": parts[1], "genres": parts[2].replace("|", ", ")})
+    for _, record in read_records(path):
+        item = str(record.get(key) or record.get("asin") or "")
+        if item in wanted and item not in out:
+            out[item] = amazon_item_text(record)
     return out
+
+
+def amazon_item_text(record: dict) -> str:
+    """``title: ...brand: ...categories: ...description: ...`` from any Amazon metadata version
+    (2014 ``categories`` is a list of category paths; 2018 ``category`` a path; 2023 ``categories``
+    and ``store``); missing fields are left out."""
+    categories = record.get("categories", record.get("category"))
+    if categories and isinstance(categories, list) and categories and isinstance(categories[0], list):
+        categories = sorted({c for path in categories for c in path})  # 2014: several paths
+    fields = {
+        "title": record.get("title"),
+        "brand": record.get("brand") or record.get("store"),
+        "categories": categories,
+        "description": record.get("description"),
+    }
+    return format_item_fields({k: clean_text(v) for k, v in fields.items()})
+
+
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def clean_text(value) -> str:
+    """A field as plain text: lists joined, HTML tags removed and entities decoded, whitespace folded."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        value = ", ".join(t for t in (clean_text(v) for v in value) if t)
+    text = html.unescape(_TAGS.sub(" ", str(value)))
+    return " ".join(text.split())
 
 
 def read_item_json(path: str) -> dict[str, str]:
@@ -99,8 +158,8 @@ def read_item_json(path: str) -> dict[str, str]:
 def read_item_texts(path: str, text_keys: Sequence[str] | None = None) -> dict[str, str]:
     """Read any supported item text file (chosen by its name); keys are item ids as strings."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"item text file not found: {path}")
-    if path.endswith(".dat"):
+        raise MissingFileError(f"item text file not found: {path}")
+    if path.endswith(".dat") or os.path.basename(path) in ("movies.csv", "movies.csv.gz"):
         return read_movielens_movies(path)
     if path.endswith(".json"):
         return read_item_json(path)

@@ -15,27 +15,20 @@ dumps are not available offline), only the filtering rules on small files.
 
 from __future__ import annotations
 
-import ast
-import csv
-import gzip
-import html
-import io
-import json
 import os
-import re
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import polars as pl
 
+from ..utils.errors import MissingFileError
 from ..utils.item_map import ItemIdMap
 from .columnar import EncodedEvents, check_events, encode_events, k_core_codes, prepare_events, summarise
 from .errors import InteractionFormatError
+from .formats import RAW_FORMATS, resolve_format
+from .item_text import read_amazon_meta, read_movielens_movies
 from .readers import SequenceData, read_movielens_dat_events
 from .sources import read_delimited, read_ndjson, require_file
-
-RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023", "movielens")
 
 
 @dataclass(frozen=True)
@@ -46,41 +39,6 @@ class Interaction:
     item: str
     timestamp: float  # seconds
     rating: float | None
-
-
-def open_text(path: str) -> io.TextIOBase:
-    """A text stream over a metadata file, gunzipped when it ends in ``.gz``. Undecodable bytes are
-    replaced: metadata ids are only matched against the (strictly decoded) interaction ids, and a
-    replaced character in a description is harmless."""
-    require_file(path, "raw data file")
-    if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
-def parse_record(line: str, path: str, number: int) -> dict:
-    """One metadata line: JSON, or (Amazon 2014 metadata) a Python dict literal."""
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        try:
-            value = ast.literal_eval(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            value = None
-    if not isinstance(value, dict):
-        raise InteractionFormatError(f"{path}:{number}: neither a JSON object nor a Python dict literal")
-    return value
-
-
-def _records(path: str) -> Iterator[tuple[int, dict]]:
-    number = 0
-    with open_text(path) as f:
-        try:
-            for number, line in enumerate(f, 1):
-                if line.strip():
-                    yield number, parse_record(line, path, number)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-            raise InteractionFormatError(f"{path}:{number + 1}: the gzip stream is truncated or corrupt ({e})") from None
 
 
 def amazon_review_events(path: str, version: str) -> pl.DataFrame:
@@ -124,64 +82,6 @@ def movielens_rating_events(path: str) -> pl.DataFrame:
     return check_events(events, path, "timestamp", "userId", "movieId")
 
 
-# --------------------------------------------------------------------------------- item text
-_TAGS = re.compile(r"<[^>]+>")
-
-
-def clean_text(value) -> str:
-    """A field as plain text: lists joined, HTML tags removed and entities decoded, whitespace folded."""
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        value = ", ".join(t for t in (clean_text(v) for v in value) if t)
-    text = html.unescape(_TAGS.sub(" ", str(value)))
-    return " ".join(text.split())
-
-
-def amazon_item_text(record: dict) -> str:
-    """``title: ...brand: ...categories: ...description: ...`` from any Amazon metadata version
-    (2014 ``categories`` is a list of category paths; 2018 ``category`` a path; 2023 ``categories``
-    and ``store``); missing fields are left out."""
-    categories = record.get("categories", record.get("category"))
-    if categories and isinstance(categories, list) and categories and isinstance(categories[0], list):
-        categories = sorted({c for path in categories for c in path})  # 2014: several paths
-    fields = {
-        "title": record.get("title"),
-        "brand": record.get("brand") or record.get("store"),
-        "categories": categories,
-        "description": record.get("description"),
-    }
-    return "".join(f"{k}: {t}" for k, t in ((k, clean_text(v)) for k, v in fields.items()) if t)
-
-
-def read_amazon_meta(path: str, version: str, wanted: set[str]) -> dict[str, str]:
-    """Item text of the items in ``wanted`` from an Amazon metadata dump (streamed)."""
-    key = "parent_asin" if version == "amazon2023" else "asin"
-    out = {}
-    for _, record in _records(path):
-        item = str(record.get(key) or record.get("asin") or "")
-        if item in wanted and item not in out:
-            out[item] = amazon_item_text(record)
-    return out
-
-
-def read_movielens_titles(path: str, wanted: set[str]) -> dict[str, str]:
-    """``title: ...genres: ...`` from ``movies.dat`` (``id::title::genres``, latin-1) or ``movies.csv``."""
-    out = {}
-    if path.endswith((".csv", ".csv.gz")):
-        with open_text(path) as f:
-            for row in csv.DictReader(f):
-                if row["movieId"] in wanted:
-                    out[row["movieId"]] = f"title: {clean_text(row['title'])}genres: {row['genres'].replace('|', ', ')}"
-        return out
-    with open(path, encoding="latin-1") as f:
-        for line in f:
-            parts = line.rstrip("\n").split("::")
-            if len(parts) == 3 and parts[0] in wanted:
-                out[parts[0]] = f"title: {clean_text(parts[1])}genres: {parts[2].replace('|', ', ')}"
-    return out
-
-
 # ------------------------------------------------------------------------------- filtering
 def k_core(pairs: list[tuple[str, str]], min_user: int, min_item: int) -> tuple[set[str], set[str], int]:
     """Users and items of the iterative k-core of (user, item) pairs: drop users with fewer than
@@ -220,20 +120,6 @@ def prepare_raw(
     return data, summary
 
 
-def detect_raw_format(path: str) -> str | None:
-    """The raw dump a file name belongs to, or None."""
-    name = os.path.basename(path)
-    if re.match(r"reviews_.+_5\.json(\.gz)?$", name) or re.match(r"reviews_.+\.json(\.gz)?$", name):
-        return "amazon2014"
-    if re.match(r".+_5\.json(\.gz)?$", name):
-        return "amazon2018"
-    if name.endswith((".jsonl", ".jsonl.gz")) and not name.startswith("meta_"):
-        return "amazon2023"
-    if name in ("ratings.dat", "ratings.csv", "ratings.csv.gz"):
-        return "movielens"
-    return None
-
-
 def load_raw(
     path: str,
     meta: str | None = None,
@@ -245,9 +131,11 @@ def load_raw(
     """Prepare a raw dump: ``path`` is the reviews / ratings file, ``meta`` the metadata file (Amazon
     ``meta_<Cat>...``; MovieLens: ``movies.dat`` / ``movies.csv``, found beside the ratings when
     omitted). Returns sequences with timestamps and item text, and the summary."""
-    fmt = format or detect_raw_format(path)
+    fmt = resolve_format(path, format).name
+    if meta is not None and not os.path.exists(meta):
+        raise MissingFileError(f"--meta {meta}: no such file")
     if fmt not in RAW_FORMATS:
-        raise InteractionFormatError(f"cannot tell which raw dump {path!r} is; pass format= one of {RAW_FORMATS}")
+        raise InteractionFormatError(f"{path!r} is not a raw dump ({fmt}); raw formats: {', '.join(RAW_FORMATS)}")
     # Encoded at once, so the strings of every row are freed before the filtering starts.
     events = encode_events(movielens_rating_events(path) if fmt == "movielens" else amazon_review_events(path, fmt))
     data, summary = prepare_raw(events, min_user_interactions, min_item_interactions, min_rating)
@@ -257,7 +145,7 @@ def load_raw(
         meta = next((m for m in beside if os.path.exists(m)), None)
     if meta:
         wanted = set(data.item_ids())
-        data.item_text = read_movielens_titles(meta, wanted) if fmt == "movielens" else read_amazon_meta(meta, fmt, wanted)
+        data.item_text = read_movielens_movies(meta, wanted) if fmt == "movielens" else read_amazon_meta(meta, fmt, wanted)
         summary["items_with_text"] = sum(1 for t in data.item_text.values() if t)
     summary.update(format=fmt, source=path, meta=meta)
     data.source = path

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ..utils.errors import InputError
 from ..utils.item_map import ItemIdMap
 from .columnar import check_events, dense_codes, sequences_in_file_order
 from .errors import InteractionFormatError
-from .item_text import find_item_text_file, read_item_texts, read_movielens_movies
+from .item_text import find_item_text_file, read_item_texts
 from .sources import raw_lines, read_delimited, require_file, text_lines
 from .table import SequenceTable
 
@@ -74,7 +74,7 @@ class SequenceData:
         if sequences is not None:
             for needed in ("user", "items"):
                 if needed not in sequences.columns:
-                    raise ValueError(f"a sequence frame needs a {needed!r} column, got {sequences.columns}")
+                    raise InputError(f"a sequence frame needs a {needed!r} column, got {sequences.columns}")
         self._frame = sequences
         self._dense: tuple[SequenceTable, ItemIdMap] | None = None
         self.item_text, self.source, self.summary = item_text, source, summary or {}
@@ -142,10 +142,10 @@ class SequenceData:
         short = lengths < min_length
         n_short = int(short.sum())
         if self.frame.height == 0:
-            raise ValueError("no sequences to split")
+            raise InputError("no sequences to split")
         if n_short and on_short == "error":
             row = int(short.arg_max())
-            raise ValueError(
+            raise InputError(
                 f"{n_short} user(s) have fewer than {min_length} interactions (e.g. user {self.frame['user'][row]!r} with "
                 f"{lengths[row]}); pass on_short='drop' to drop them"
             )
@@ -155,7 +155,7 @@ class SequenceData:
             )
         kept = self.frame.filter(~short)
         if kept.height == 0:
-            raise ValueError("every user was dropped as too short; nothing to split")
+            raise InputError("every user was dropped as too short; nothing to split")
         flat = kept["items"].explode()
         if flat.null_count():
             raise InteractionFormatError("a sequence holds a null item id")
@@ -164,7 +164,7 @@ class SequenceData:
             mismatch = kept["timestamps"].list.len() != kept_lengths
             if mismatch.any():
                 row = int(mismatch.arg_max())
-                raise ValueError(f"user {kept['user'][row]!r}: {kept_lengths[row]} items but "
+                raise InputError(f"user {kept['user'][row]!r}: {kept_lengths[row]} items but "
                                  f"{kept['timestamps'].list.len()[row]} timestamps")
         # Dense ids 1..N follow the sorted order of the original ids (polars orders strings by their
         # UTF-8 bytes, which is Python's code point order).
@@ -271,24 +271,6 @@ def read_recbole_inter(path: str) -> SequenceData:
     return _events_to_data(check_events(events, path, "timestamp", "user_id", "item_id"), path)
 
 
-def read_movielens(path: str) -> SequenceData:
-    """Read raw MovieLens-1M ``ratings.dat`` (``user::movie::rating::timestamp``) as a prepared file.
-
-    ``path`` is the ratings file or its folder. Movie ids become integers. When ``movies.dat``
-    (``movie::title::genres``) sits beside it, ``item_text`` is filled with ``"title: ...genres: ..."``.
-    """
-    ratings = os.path.join(path, "ratings.dat") if os.path.isdir(path) else path
-    events = read_movielens_dat_events(ratings)
-    bad = events["item"].str.contains(r"^[+-]?\d+$").not_()
-    if bad.any():
-        row = int(bad.arg_max())
-        raise InteractionFormatError(f"{ratings}:{events['line'][row]}: movie id {events['item'][row]!r} is not an integer")
-    events = events.with_columns(item=pl.col("item").cast(pl.Int64))
-    movies = os.path.join(os.path.dirname(ratings), "movies.dat")
-    item_text = {int(k): v for k, v in read_movielens_movies(movies).items()} if os.path.exists(movies) else None
-    return _events_to_data(events.drop("rating"), ratings, item_text)
-
-
 def read_movielens_dat_events(path: str) -> pl.DataFrame:
     """Events of a ``::``-separated ``ratings.dat``: ``user``, ``item`` (strings), ``rating``,
     ``timestamp`` (floats), ``order``, ``line``."""
@@ -315,40 +297,3 @@ def read_hllm_csv(path: str) -> SequenceData:
     info = find_item_text_file(path)
     item_text = read_item_texts(info) if info and info.endswith(".csv") else None
     return _events_to_data(check_events(events, path, "timestamp", "user_id", "item_id"), path, item_text)
-
-
-FORMATS = {
-    "json": read_json_sequences,
-    "etegrec_jsonl": read_etegrec_jsonl,
-    "recbole": read_recbole_inter,
-    "movielens": read_movielens,
-    "hllm_csv": read_hllm_csv,
-}
-
-
-def detect_format(path: str) -> str:
-    """Guess the format from the file name; raises for anything unrecognised."""
-    name = os.path.basename(path.rstrip("/"))
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "ratings.dat")):
-        return "movielens"
-    if name.endswith(".dat"):
-        return "movielens"
-    if name.endswith(".inter"):
-        return "recbole"
-    if name.endswith(".csv"):
-        return "hllm_csv"
-    if name.endswith(".jsonl"):
-        return "etegrec_jsonl"
-    if name.endswith(".json"):
-        return "json"
-    raise InteractionFormatError(f"cannot tell the format of {path!r}; pass format= one of {sorted(FORMATS)}")
-
-
-def load_interactions(path: str, format: str | None = None) -> SequenceData:
-    """Read an interaction file in any supported format (``format=None`` guesses from the name)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"interaction file not found: {path}")
-    fmt = format or detect_format(path)
-    if fmt not in FORMATS:
-        raise InteractionFormatError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
-    return FORMATS[fmt](path)

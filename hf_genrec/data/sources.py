@@ -8,7 +8,9 @@ Python to find the first bad record and say what is wrong with it; that slow sca
 
 from __future__ import annotations
 
+import ast
 import gzip
+import io
 import json
 import math
 import os
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import polars as pl
 
+from ..utils.errors import MissingFileError
 from .errors import InteractionFormatError
 
 PolarsError = (pl.exceptions.PolarsError, OSError)
@@ -24,7 +27,7 @@ PolarsError = (pl.exceptions.PolarsError, OSError)
 
 def require_file(path: str, what: str = "interaction file") -> None:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
 
 
 def raw_lines(path: str) -> Iterator[tuple[int, bytes]]:
@@ -189,3 +192,40 @@ def read_ndjson(path: str, fields: list[str]) -> pl.DataFrame:
     except PolarsError as e:
         raise explain_failure(path, e, check) from None
     return frame.with_row_index("order")
+
+
+# ------------------------------------------------------------- metadata records
+def open_text(path: str) -> io.TextIOBase:
+    """A text stream over a metadata file, gunzipped when it ends in ``.gz``. Undecodable bytes are
+    replaced: metadata ids are only matched against the (strictly decoded) interaction ids, and a
+    replaced character in a description is harmless."""
+    require_file(path, "raw data file")
+    if path.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def parse_record(line: str, path: str, number: int) -> dict:
+    """One metadata line: JSON, or (Amazon 2014 metadata) a Python dict literal."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = None
+    if not isinstance(value, dict):
+        raise InteractionFormatError(f"{path}:{number}: neither a JSON object nor a Python dict literal")
+    return value
+
+
+def read_records(path: str) -> Iterator[tuple[int, dict]]:
+    """``(line number, record)`` of every non-blank line of a metadata file (:func:`parse_record`)."""
+    number = 0
+    with open_text(path) as f:
+        try:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    yield number, parse_record(line, path, number)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise InteractionFormatError(f"{path}:{number + 1}: the gzip stream is truncated or corrupt ({e})") from None

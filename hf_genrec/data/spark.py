@@ -1,4 +1,4 @@
-"""Raw-dump preparation on Apache Spark: the polars path of ``hf-genrec-prepare`` for logs too big for one machine.
+"""Raw-dump preparation on Apache Spark: the polars path of ``hf-genrec prepare`` for logs too big for one machine.
 
 :func:`prepare_with_spark` reads an Amazon (2014 / 2018 / 2023) reviews dump or MovieLens ratings
 (``ratings.csv`` / ``ratings.dat``; a file, a glob or a folder of files, gzip or not, on any file system
@@ -51,12 +51,13 @@ import numpy as np
 
 from hf_genrec.data.columnar import describe_summary, summarise
 from hf_genrec.data.errors import InteractionFormatError
+from hf_genrec.data.formats import FORMATS, RAW_FORMATS
 from hf_genrec.data.splits import MIN_LENGTH, check_replaceable
 from hf_genrec.data.table import SEQUENCES_FILE, write_dataset_info
 from hf_genrec.utils.atomic import staged_folder
 from hf_genrec.utils.item_map import ItemIdMap
 
-RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023", "movielens")
+from ..utils.errors import InputError, MissingFileError
 
 
 # ------------------------------------------------------------------------------ reading
@@ -71,7 +72,7 @@ def _scan(spark, reader, path: str):
         frame = reader(path)
     except AnalysisException as e:
         if "PATH_NOT_FOUND" in str(e):
-            raise FileNotFoundError(f"raw data file not found: {path}") from None
+            raise MissingFileError(f"raw data file not found: {path}") from None
         raise
     # The ids are taken here, right after the scan, before any filter or shuffle can reorder rows.
     return frame.select(
@@ -267,9 +268,9 @@ def _k_core(pairs, min_user: int, min_item: int, persisted: list):
 
 
 def _detect_format(path: str) -> str | None:
-    from hf_genrec.data.raw import detect_raw_format
-
-    return detect_raw_format(path.rstrip("/"))
+    """The raw format a path (a file, glob or folder Spark reads; possibly remote) is named as, or None."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return next((f.name for f in FORMATS if f.raw and f.claims(name)), None)
 
 
 def prepare_with_spark(
@@ -291,7 +292,7 @@ def prepare_with_spark(
         format: ``amazon2014`` | ``amazon2018`` | ``amazon2023`` | ``movielens`` (default: from the name).
         min_user_interactions, min_item_interactions: the k-core thresholds.
         min_rating: keep interactions rated at least this (null ratings are dropped then).
-        on_short: users left with fewer than 3 interactions: ``"error"`` or ``"drop"`` (as ``hf-genrec-prepare``).
+        on_short: users left with fewer than 3 interactions: ``"error"`` or ``"drop"`` (as ``hf-genrec prepare``).
 
     Returns the summary written to ``summary.json`` (the keys of the polars path's summary).
     """
@@ -299,9 +300,9 @@ def prepare_with_spark(
     if fmt not in RAW_FORMATS:
         raise InteractionFormatError(f"cannot tell which raw dump {input_path!r} is; pass format= one of {RAW_FORMATS}")
     if on_short not in ("error", "drop"):
-        raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
+        raise InputError(f"on_short must be 'error' or 'drop', got {on_short!r}")
     if "://" in output_dir:
-        raise ValueError(f"output_dir must be a POSIX path on shared storage (it is renamed into place), got {output_dir!r}")
+        raise InputError(f"output_dir must be a POSIX path on shared storage (it is renamed into place), got {output_dir!r}")
     check_replaceable(output_dir, (input_path,))
 
     try:
@@ -378,7 +379,7 @@ def _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item
             n_short = short.count()
             if n_short and on_short == "error":
                 example = short.orderBy("user").first()
-                raise ValueError(
+                raise InputError(
                     f"{n_short} user(s) have fewer than {MIN_LENGTH} interactions (e.g. user {example['user']!r} with "
                     f"{example['count']}); pass on_short='drop' to drop them"
                 )
@@ -386,7 +387,7 @@ def _prepare(spark, input_path, output_dir, fmt, min_user_interactions, min_item
                 kept = kept.join(short.select("user"), "user", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
                 persisted.append(kept)
                 if kept.count() == 0:
-                    raise ValueError("every user was dropped as too short; nothing to split")
+                    raise InputError("every user was dropped as too short; nothing to split")
             dropped = int(n_short)
 
         # Dense ids 1..N in the sorted order of the original ids (Spark compares strings by their UTF-8
@@ -455,7 +456,9 @@ def _check_user_order(path: str) -> None:
 
 # ------------------------------------------------------------------------------ command line
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="hf-genrec prepare-spark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--input", required=True, help="reviews / ratings file, glob or folder (any path Spark reads)")
     p.add_argument("--output_dir", required=True, help="the prepared folder (a POSIX path shared by driver and executors)")
     p.add_argument("--format", default=None, choices=RAW_FORMATS, help="the raw dump (default: from the input's name)")
@@ -465,7 +468,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--on_short", default="error", choices=["error", "drop"],
                    help=f"users with fewer than {MIN_LENGTH} interactions: refuse, or drop them")
     p.add_argument("--master", default=None, help="Spark master (e.g. local[8]); leave unset under spark-submit")
-    p.add_argument("--app_name", default="hf-genrec-prepare-spark")
+    p.add_argument("--app_name", default="hf-genrec prepare-spark")
     a = p.parse_args(argv)
     from pyspark.sql import SparkSession
 
@@ -482,14 +485,3 @@ def main(argv: list[str] | None = None) -> dict:
             spark.stop()
     print(describe_summary(s, a.output_dir))
     return s
-
-
-def cli(argv: list[str] | None = None) -> None:
-    """Console entry point: user mistakes end in one line and exit status 2."""
-    from hf_genrec.cli.errors import run_cli
-
-    run_cli(main, "hf-genrec-prepare-spark", argv)
-
-
-if __name__ == "__main__":
-    cli()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..utils.atomic import staged_folder
+from ..utils.errors import InputError, MissingFileError, OutputExistsError
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
 from .table import DATASET_INFO_FILE, SEQUENCES_FILE, SequenceTable, read_dataset_info, write_dataset_info
@@ -67,13 +68,13 @@ class LeaveOneOutRows(torch.utils.data.Dataset):
         rows: np.ndarray | None = None,
     ):
         if kind not in ROW_KINDS:
-            raise ValueError(f"kind must be one of {ROW_KINDS}, got {kind!r}")
+            raise InputError(f"kind must be one of {ROW_KINDS}, got {kind!r}")
         if max_history is not None and max_history < 1:
-            raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
+            raise InputError(f"max_history must be >= 1 or None, got {max_history}")
         self.table, self.kind, self.max_history = table, kind, max_history
         self.window = window or max_history
         if kind == "windows" and not self.window:
-            raise ValueError("whole-sequence windows need a window length (max_history)")
+            raise InputError("whole-sequence windows need a window length (max_history)")
         n = table.lengths
         if kind == "train":
             counts = np.maximum(n - MIN_LENGTH, 0)
@@ -247,10 +248,10 @@ class GenRecDatasetDict(dict):
         every transition is trained once per epoch (the first target of each window reads only the
         items of its window). Timestamps follow the items when the table has them."""
         if max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {max_history}")
+            raise InputError(f"max_history must be >= 1, got {max_history}")
         rows = LeaveOneOutRows(self.table, "windows", max_history)
         if not len(rows):
-            raise ValueError("no user has a training sequence of two items or more")
+            raise InputError("no user has a training sequence of two items or more")
         return rows
 
     def save_to_disk(self, path: str) -> None:
@@ -286,21 +287,21 @@ def check_replaceable(path: str, inputs: tuple[str, ...] = ()) -> None:
     if not os.path.exists(path):
         return
     if not os.path.isdir(path):
-        raise FileExistsError(f"{path} exists and is not a folder")
+        raise OutputExistsError(f"{path} exists and is not a folder")
     target = os.path.realpath(path)
     for given in inputs:
         if given and os.path.realpath(given).startswith(target + os.sep):
-            raise ValueError(f"the input {given} lies inside the output folder {path}; write the prepared folder elsewhere")
+            raise InputError(f"the input {given} lies inside the output folder {path}; write the prepared folder elsewhere")
     markers = (DATASET_INFO_FILE, "dataset_dict.json")
     if os.listdir(path) and not any(os.path.exists(os.path.join(path, m)) for m in markers):
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{path} is not empty and not a prepared dataset folder; it would be replaced whole, so choose a new or "
             "empty folder"
         )
 
 
 def load_genrec_dataset(path: str, max_history: int | None = 50, eval_max_history: int | None = None) -> GenRecDatasetDict:
-    """Load a prepared folder (``hf-genrec-prepare`` or :meth:`GenRecDatasetDict.save_to_disk` output).
+    """Load a prepared folder (``hf-genrec prepare`` or :meth:`GenRecDatasetDict.save_to_disk` output).
 
     ``max_history`` bounds the training rows' histories; validation / test rows keep
     ``eval_max_history`` items (default all, so evaluation can exclude every seen item). A folder in
@@ -309,10 +310,10 @@ def load_genrec_dataset(path: str, max_history: int | None = 50, eval_max_histor
     table = SequenceTable.read_parquet(os.path.join(path, SEQUENCES_FILE))
     item_map = ItemIdMap.load(path)
     if table.num_interactions and not 1 <= int(table.items.min()) <= int(table.items.max()) <= item_map.num_items:
-        raise ValueError(f"{path}: item ids outside 1..{item_map.num_items} (item_map.json does not belong to this table)")
+        raise InputError(f"{path}: item ids outside 1..{item_map.num_items} (item_map.json does not belong to this table)")
     short = int((table.lengths < MIN_LENGTH).sum())
     if short:
-        raise ValueError(f"{path}: {short} user(s) have fewer than {MIN_LENGTH} interactions; re-run hf-genrec-prepare")
+        raise InputError(f"{path}: {short} user(s) have fewer than {MIN_LENGTH} interactions; re-run hf-genrec prepare")
     return GenRecDatasetDict(table, item_map, max_history, eval_max_history, info.get("dropped_users", 0), info.get("summary"))
 
 
@@ -339,9 +340,9 @@ def leave_one_out(
     """
     data = sequences if isinstance(sequences, SequenceData) else SequenceData(sequences)
     if min_length < MIN_LENGTH:
-        raise ValueError(f"min_length must be at least {MIN_LENGTH} (a validation and a test target need a history)")
+        raise InputError(f"min_length must be at least {MIN_LENGTH} (a validation and a test target need a history)")
     if on_short not in ("error", "drop"):
-        raise ValueError(f"on_short must be 'error' or 'drop', got {on_short!r}")
+        raise InputError(f"on_short must be 'error' or 'drop', got {on_short!r}")
     table, item_map, dropped = data.to_table(min_length, on_short)
     return GenRecDatasetDict(table, item_map, max_history, eval_max_history, dropped)
 
@@ -363,9 +364,11 @@ def dataset_file_in(directory: str) -> str:
     ``*.inter``, ``*.jsonl``, ``ratings.dat``, HLLM's ``<name>.csv``)."""
     if os.path.isfile(directory):
         return directory
+    if not os.path.isdir(directory):
+        raise MissingFileError(f"{directory}: no such file or folder")
     names = sorted(os.listdir(directory))
     for suffix in (".inter.json", ".json", ".inter", ".jsonl", "ratings.dat", ".csv"):
         for n in names:
             if n.endswith(suffix) and n not in ("item_map.json", "item_text.json", "genrec_dataset.json", "summary.json"):
                 return os.path.join(directory, n)
-    raise FileNotFoundError(f"no interaction file (*.inter.json, *.json, *.inter, *.jsonl, ratings.dat) in {directory}")
+    raise MissingFileError(f"no interaction file (*.inter.json, *.json, *.inter, *.jsonl, ratings.dat) in {directory}")

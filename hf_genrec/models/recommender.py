@@ -16,7 +16,6 @@ best ``k`` dense item ids out. From it the mixin provides
 from __future__ import annotations
 
 import inspect
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +23,12 @@ from typing import Any, Protocol
 
 import torch
 from huggingface_hub import HfApi
-from transformers.utils import ModelOutput, cached_file
+from transformers.utils import ModelOutput
 
 from ..utils import ITEM_MAP_FILE, EmptyHistoryError, ItemIdMap, UnknownItemError, left_pad
+from ..utils.errors import InputError, MissingFileError
 from .model_card import add_card_tags, write_model_card
-from .saving import StagedSaveMixin
+from .saving import StagedSaveMixin, optional_checkpoint_file
 
 UNKNOWN_ITEM_POLICIES = ("error", "drop")
 
@@ -38,7 +38,7 @@ def require_positive(config_name: str, **sizes) -> None:
     ``config.json`` fails at load, naming the field, rather than deep in inference."""
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{config_name}: {name} must be a positive integer, got {value!r}")
+            raise InputError(f"{config_name}: {name} must be a positive integer, got {value!r}")
 
 
 def refuse_renamed_fields(config_name: str, given: dict, **renamed: str) -> None:
@@ -46,14 +46,14 @@ def refuse_renamed_fields(config_name: str, given: dict, **renamed: str) -> None
     kept as an unused attribute while the new field silently took its default."""
     for old, new in renamed.items():
         if old in given:
-            raise ValueError(f"{config_name}: {old!r} is now called {new!r}; rename it in config.json")
+            raise InputError(f"{config_name}: {old!r} is now called {new!r}; rename it in config.json")
 
 
 def require_count(config_name: str, **counts) -> None:
     """Refuse a count below 0 (or not an integer), e.g. ``num_items`` of a config built before its data."""
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{config_name}: {name} must be a non-negative integer, got {value!r}")
+            raise InputError(f"{config_name}: {name} must be a non-negative integer, got {value!r}")
 
 
 def require_optional_positive(config_name: str, **sizes) -> None:
@@ -64,7 +64,7 @@ def require_optional_positive(config_name: str, **sizes) -> None:
 def set_inference_settings(config, max_history: int, exclude_history: bool) -> None:
     """The inference settings every family's config carries (see :class:`RecommenderMixin`)."""
     if max_history < 1:
-        raise ValueError(f"max_history must be >= 1, got {max_history}")
+        raise InputError(f"max_history must be >= 1, got {max_history}")
     config.max_history = int(max_history)
     config.exclude_history = bool(exclude_history)
 
@@ -116,7 +116,7 @@ def excluded_items_mask(exclude_items: torch.Tensor | None, num_items: int) -> t
     if exclude_items is None:
         return None
     if exclude_items.dim() != 2:
-        raise ValueError(f"exclude_items must be [B, E] dense item ids, got shape {tuple(exclude_items.shape)}")
+        raise InputError(f"exclude_items must be [B, E] dense item ids, got shape {tuple(exclude_items.shape)}")
     if exclude_items.numel() and (exclude_items.min() < 0 or exclude_items.max() > num_items):
         raise UnknownItemError(f"exclude_items holds ids outside 0..{num_items}")
     mask = torch.zeros(exclude_items.shape[0], num_items + 1, dtype=torch.bool, device=exclude_items.device)
@@ -131,7 +131,7 @@ def top_k_from_scores(scores: torch.Tensor, k: int, exclude_items: torch.Tensor 
     padded with -1 and ``scores`` with -inf (also for items whose score is -inf)."""
     if torch.isnan(scores[:, 1:]).any():
         # topk ranks NaN first: a diverged model would "recommend" arbitrary items without a word.
-        raise ValueError("the model's scores contain NaN (diverged weights or bad input); nothing to rank")
+        raise InputError("the model's scores contain NaN (diverged weights or bad input); nothing to rank")
     scores = scores.clone()
     scores[:, 0] = float("-inf")
     mask = excluded_items_mask(exclude_items, scores.shape[1] - 1)
@@ -162,7 +162,7 @@ class RecommenderMixin(StagedSaveMixin):
 
     def set_item_map(self, item_map: ItemIdMap) -> None:
         if item_map.num_items != self.config.num_items:
-            raise ValueError(f"the item map has {item_map.num_items} items but this model knows {self.config.num_items}")
+            raise InputError(f"the item map has {item_map.num_items} items but this model knows {self.config.num_items}")
         self._item_map = item_map
 
     def check_item_ids(self, ids: torch.Tensor, allow_padding: bool) -> None:
@@ -207,7 +207,7 @@ class RecommenderMixin(StagedSaveMixin):
         """
         ids = list(ids)
         if not ids:
-            raise ValueError("no item ids given")
+            raise InputError("no item ids given")
         new_map = self.item_map.extended(ids)
         if not self.add_item_inputs:
             raise NotImplementedError(f"{type(self).__name__} cannot add items after training")
@@ -241,9 +241,9 @@ class RecommenderMixin(StagedSaveMixin):
         takes them (HLLM); the others ignore them.
         """
         if not len(histories):
-            raise ValueError("no histories given")
+            raise InputError("no histories given")
         if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+            raise InputError(f"top_k must be >= 1, got {top_k}")
         for i, h in enumerate(histories):
             if len(h) == 0:
                 raise EmptyHistoryError(f"history {i} is empty; at least one item is needed")
@@ -255,7 +255,7 @@ class RecommenderMixin(StagedSaveMixin):
             if len(history_timestamps) != len(histories) or any(
                 len(t) != len(h) for t, h in zip(history_timestamps, histories)
             ):
-                raise ValueError("history_timestamps must give one time per history item")
+                raise InputError("history_timestamps must give one time per history item")
             times = left_pad([list(t) for t in history_timestamps], 0.0, dtype=torch.float64).to(self.device)
         readable, times = self.readable_history(history, times)
         if times is not None and "history_timestamps" in inspect.signature(self.top_k_items).parameters:
@@ -272,9 +272,9 @@ class RecommenderMixin(StagedSaveMixin):
         Returns ``items`` (the user's ids, best first) beside the dense ``item_ids`` and ``scores``.
         """
         if unknown_items not in UNKNOWN_ITEM_POLICIES:
-            raise ValueError(f"unknown_items must be one of {UNKNOWN_ITEM_POLICIES}, got {unknown_items!r}")
+            raise InputError(f"unknown_items must be one of {UNKNOWN_ITEM_POLICIES}, got {unknown_items!r}")
         if isinstance(histories, (str, bytes)) or not len(histories):
-            raise ValueError("histories must be a non-empty list of item-id lists")
+            raise InputError("histories must be a non-empty list of item-id lists")
         times = kwargs.get("history_timestamps")
         if times is not None and unknown_items == "drop":
             # Dropped items take their timestamps with them.
@@ -353,21 +353,16 @@ class RecommenderMixin(StagedSaveMixin):
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
-        path = cached_file(
-            str(pretrained_model_name_or_path),
-            ITEM_MAP_FILE,
-            _raise_exceptions_for_missing_entries=False,
-            **hub_kwargs,
-        )
-        if path is None or not os.path.exists(path):
+        path = optional_checkpoint_file(pretrained_model_name_or_path, ITEM_MAP_FILE, **hub_kwargs)
+        if path is None:
             # Every save writes it: a folder without it is incomplete (an interrupted save) or not
             # ours, and the identity map would present dense ids as the user's own.
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{pretrained_model_name_or_path} has no {ITEM_MAP_FILE}: the checkpoint is incomplete (was its save "
                 "interrupted?) or was not written by hf_genrec's save_pretrained"
             )
         item_map = ItemIdMap.load(path)
         if item_map.num_items != model.config.num_items:
-            raise ValueError(f"{path} maps {item_map.num_items} items but the config says num_items={model.config.num_items}")
+            raise InputError(f"{path} maps {item_map.num_items} items but the config says num_items={model.config.num_items}")
         model.set_item_map(item_map)
         return (model, info) if wants_info else model

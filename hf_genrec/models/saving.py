@@ -14,9 +14,11 @@ import json
 import os
 from typing import Any
 
-from transformers.utils import cached_file
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
 
 from ..utils.atomic import interrupted_replacements, staged_folder
+from ..utils.errors import CheckpointError, GenRecError, InputError, MissingFileError
 
 #: what ``save_pretrained(push_to_hub=True, ...)`` takes for the upload; passed on to ``push_to_hub``
 _PUSH_ARGUMENTS = ("repo_id", "commit_message", "private", "token", "revision", "create_pr", "commit_description")
@@ -58,10 +60,14 @@ class StagedSaveMixin:
         wants_info = kwargs.pop("output_loading_info", False)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except GenRecError:
+            raise
+        except OSError as err:  # transformers: neither a checkpoint folder nor a Hub model, or a file missing
+            raise CheckpointError(f"cannot load a {cls.__name__} from {pretrained_model_name_or_path}: {err}") from err
         except RuntimeError as err:
             if "ignore_mismatched_sizes" not in str(err):
                 raise
-            raise ValueError(
+            raise InputError(
                 f"{pretrained_model_name_or_path}: its weights have other shapes than its config.json describes (see "
                 "the load report above): the config and the weights come from different saves, or were edited"
             ) from None
@@ -69,13 +75,27 @@ class StagedSaveMixin:
         # warning: a checkpoint that does not hold exactly this model's weights is refused instead.
         wrong = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys")}
         if any(wrong.values()):
-            raise ValueError(
+            raise InputError(
                 f"{pretrained_model_name_or_path}: the weights do not match the model its config.json describes: "
                 + "; ".join(f"{k.replace('_', ' ')} {v[:3]}{'...' if len(v) > 3 else ''}" for k, v in wrong.items() if v)
             )
         hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
         check_checkpoint_files(model, pretrained_model_name_or_path, **hub)
         return (model, info) if wants_info else model
+
+
+def optional_checkpoint_file(checkpoint, name: str, subfolder: str = "", **hub_kwargs) -> str | None:
+    """The local path of file ``name`` of a checkpoint (a folder, or a Hub model: downloaded into the
+    cache), or None when the checkpoint has no such file. ``hub_kwargs``: ``hf_hub_download``'s
+    ``cache_dir``, ``revision``, ``token``, ``local_files_only``."""
+    checkpoint = str(checkpoint)
+    if os.path.isdir(checkpoint):
+        path = os.path.join(checkpoint, subfolder or "", name)
+        return path if os.path.isfile(path) else None
+    try:
+        return hf_hub_download(checkpoint, name, subfolder=subfolder or None, **hub_kwargs)
+    except EntryNotFoundError:
+        return None
 
 
 def record_checkpoint_files(folder: str, *files: str) -> None:
@@ -98,7 +118,7 @@ def check_not_mid_replacement(checkpoint) -> None:
         return
     set_aside = interrupted_replacements(path)
     if set_aside:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} does not exist but {set_aside[-1]} does: a save was killed while replacing it, and that folder is "
             f"the previous checkpoint (the next save_pretrained to {path} puts it back first; or rename it)"
         )
@@ -108,10 +128,9 @@ def check_checkpoint_files(model: Any, checkpoint: str, **hub_kwargs) -> None:
     """Refuse a checkpoint lacking a file its config says it holds (an interrupted copy, a hand edit)."""
     for name in getattr(model.config, "checkpoint_files", None) or []:
         if not isinstance(name, str) or os.path.isabs(name) or ".." in name.split("/"):
-            raise ValueError(f"{checkpoint}/config.json: checkpoint_files holds {name!r}, not a path inside the folder")
-        found = cached_file(str(checkpoint), name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-        if found is None or not os.path.exists(found):
-            raise FileNotFoundError(
+            raise InputError(f"{checkpoint}/config.json: checkpoint_files holds {name!r}, not a path inside the folder")
+        if optional_checkpoint_file(checkpoint, name, **hub_kwargs) is None:
+            raise MissingFileError(
                 f"{checkpoint} has no {name}, which its config says the checkpoint holds: the folder is incomplete "
                 "(an interrupted copy?) or was edited"
             )

@@ -1,12 +1,12 @@
 """The ETEGRec recipe, end to end: item embeddings -> RQ-VAE -> alternating training -> fine-tuning -> test.
 
-``examples/run_etegrec.py``, the ``hf-genrec-etegrec`` command, ``run_alternating.sh`` and the
-benchmarks all run :func:`main`. With no arguments it runs the embedded default on CPU in a few
-minutes: a generated dataset (1,000 users, 300 items), a small random-init LLaMA, SASRec item
-embeddings and a small RQ-VAE.
+``hf-genrec train etegrec``, ``examples/run_etegrec.py``, ``run_alternating.sh`` and the benchmarks
+all run :func:`main`. With no arguments it runs the ``embedded`` preset on CPU in a few minutes: a
+generated dataset (1,000 users, 300 items), a small random-init LLaMA, SASRec item embeddings and a
+small RQ-VAE.
 
 Real job (GPU), e.g.:
-    python examples/run_etegrec.py --model_name_or_path /path/to/Llama-2-7b-hf \\
+    hf-genrec train etegrec --model_name_or_path /path/to/Llama-2-7b-hf \\
         --dataset_dir ../shared/data/amazon-beauty --item_embeddings item_emb.npy --rqvae_path rqvae/ \\
         --bf16 --optim adamw_bnb_8bit --per_device_train_batch_size 32 --output_dir outputs/beauty-7b
 Many GPUs: ``accelerate launch examples/run_etegrec.py ...`` (no code change).
@@ -21,26 +21,22 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers import AutoConfig, EarlyStoppingCallback, set_seed
 
-from ..cli.errors import run_cli
 from ..data import whole_sequence_rows
 from ..distributed import launched_with
 from ..memory import estimate_training_memory
 from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
-from ..models.rqvae import RQVAEConfig
-from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback
+from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback, run_stage
+from .arguments import BackboneArguments, DropoutArguments, RQVAEArguments, SASRecStageArguments
+from .config import RUN_DEFAULTS, parse_recipe_args
 from .stages import (
-    DropoutArguments,
-    SASRecStageArguments,
     build_recommender,
     get_item_embeddings,
     get_item_tokenizer,
     load_dataset,
-    run_stage,
     seed_stage,
-    small_backbone,
     test_and_save,
     with_length_grouping,
 )
@@ -49,30 +45,11 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments(DropoutArguments):
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "local LLaMA-architecture checkpoint; default: a small random-init LLaMA"}
-    )
-    hidden_size: int = field(default=64, metadata={"help": "random-init backbone: hidden size"})
-    num_hidden_layers: int = field(default=2, metadata={"help": "random-init backbone: layers"})
-    num_attention_heads: int = field(default=4, metadata={"help": "random-init backbone: heads"})
-    use_lora: bool | None = field(
-        default=None, metadata={"help": "LoRA on q/k/v/o (default: on for a pretrained backbone, off for random init)"}
-    )
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.05
+class ModelArguments(BackboneArguments, DropoutArguments, RQVAEArguments):
     train_on_all_positions: bool = field(
         default=False,
         metadata={"help": "whole-sequence training: one causal pass per user sequence, every item predicted (its codes)"},
     )
-    rqvae_path: str | None = field(default=None, metadata={"help": "pre-trained RQ-VAE; default: pre-train one here"})
-    codebook_size: int = field(default=256)
-    codebook_dim: int = field(default=128)
-    num_levels: int = field(default=3)
-    suffix_size: int = field(default=256)
-    rqvae_hidden_dims: str = field(default="512,256")
-    rqvae_epochs: int = field(default=300)
 
 
 @dataclass
@@ -104,68 +81,42 @@ class DataArguments(SASRecStageArguments):
             "user is the slowest part of a CPU epoch); the test split is always complete"
         },
     )
-    estimate_memory: bool = field(default=False, metadata={"help": "print the training memory estimate and exit"})
     group_by_length: bool = field(
         default=False,
         metadata={
             "help": "batch rows of similar history length: much less padding, but it changes the batches' mix, so "
-            "it is opt-in (the README's training section has the measured effect)"
+            "it is opt-in (docs/USING.md has the measured effect)"
         },
     )
 
 
-# Defaults for the embedded CPU run; every one can be overridden on the command line.
-EMBEDDED_DEFAULTS = {
-    "--output_dir": "outputs/etegrec-default",
-    "--num_train_epochs": "16",
-    "--per_device_train_batch_size": "64",
-    "--per_device_eval_batch_size": "128",
-    "--learning_rate": "1e-3",
-    "--warmup_steps": "0.05",
-    "--lr_scheduler_type": "cosine",
-    "--max_grad_norm": "1.0",
-    "--weight_decay": "0.05",  # official ETEGRec, both sides
-    "--eval_strategy": "epoch",
-    "--save_strategy": "epoch",
-    "--save_total_limit": "2",
-    "--load_best_model_at_end": "true",
-    "--metric_for_best_model": "ndcg@10",
-    "--logging_steps": "25",
-    "--report_to": "none",
-    "--codebook_size": "16",
-    "--codebook_dim": "32",
-    "--suffix_size": "32",
-    "--rqvae_hidden_dims": "64",
-    "--sasrec_hidden_size": "32",
-    # The embedded default's figures were measured with this recipe; real jobs get the reference one.
-    "--sasrec_recipe": "basic",
+#: the recipe's run-shaping defaults (a config file and the flags override them)
+DEFAULTS = {
+    **RUN_DEFAULTS,
+    "output_dir": "outputs/etegrec",
+    "num_train_epochs": 16,
+    "per_device_train_batch_size": 64,
+    "per_device_eval_batch_size": 128,
+    "learning_rate": 1e-3,
+    "max_grad_norm": 1.0,
+    "weight_decay": 0.05,  # official ETEGRec, both sides
+    "save_total_limit": 2,
+    "logging_steps": 25,
 }
 
-
-# The tiny sizes (and the SASRec recipe) of the embedded default, not applied to a real job.
-EMBEDDED_ONLY = {
-    "--codebook_size",
-    "--codebook_dim",
-    "--suffix_size",
-    "--rqvae_hidden_dims",
-    "--sasrec_hidden_size",
-    "--sasrec_recipe",
-}
+ARGUMENTS = (ModelArguments, DataArguments, ETEGRecTrainingArguments)
 
 
-def with_defaults(argv: list[str]) -> list[str]:
-    given = {a.split("=")[0] for a in argv if a.startswith("--")}
-    if "--dataset_dir" in given or "--model_name_or_path" in given:
-        # A real job: keep only the run-shaping defaults, not the tiny model sizes.
-        keep = {k: v for k, v in EMBEDDED_DEFAULTS.items() if k not in EMBEDDED_ONLY}
-    else:
-        keep = EMBEDDED_DEFAULTS
-    extra = [x for k, v in keep.items() if k not in given for x in (k, v)]
-    return argv + extra
+def parse_args(argv: list[str], prog: str | None = None) -> tuple:
+    """``(ModelArguments, DataArguments, ETEGRecTrainingArguments)`` from the command line
+    (:func:`~hf_genrec.recipes.config.parse_recipe_args`: defaults, ``--config``, flags)."""
+    return parse_recipe_args("etegrec", ARGUMENTS, argv, DEFAULTS, prog)
 
 
-def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
-    """The GPU memory this configuration needs for training, from the config alone (no weights loaded)."""
+def print_memory_estimate(margs: ModelArguments, targs: ETEGRecTrainingArguments) -> dict:
+    """Print (and return) the per-device memory this configuration needs for training, from the
+    config alone (no weights loaded): ``hf-genrec estimate-memory``."""
+    backbone = margs.small_backbone(DEFAULT_BACKBONE["vocab_size"])
     backbone_config = AutoConfig.from_pretrained(margs.model_name_or_path) if margs.model_name_or_path else backbone
     config = LlamaRecConfig(
         backbone_config=backbone_config,
@@ -173,9 +124,8 @@ def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
         codebook_size=margs.codebook_size,
         suffix_size=margs.suffix_size,
         codebook_dim=margs.codebook_dim,
-        use_lora=use_lora,
-        lora_r=margs.lora_r,
-        lora_alpha=margs.lora_alpha,
+        use_lora=margs.lora_enabled(),
+        **margs.lora_config(),
     )
     seq_len = targs.max_history * config.code_length + config.code_length - 1
     checkpointing = bool(targs.gradient_checkpointing or getattr(targs, "activation_checkpointing", False))
@@ -197,16 +147,8 @@ def print_memory_estimate(margs, targs, backbone: dict, use_lora: bool) -> dict:
     return est.to_dict()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the recipe on ``argv`` (default ``sys.argv[1:]``); returns the test metrics."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, ETEGRecTrainingArguments))
-    margs, dargs, targs = parser.parse_args_into_dataclasses(args=with_defaults(sys.argv[1:] if argv is None else argv))
-    if not torch.cuda.is_available():
-        targs = dataclasses.replace(targs, use_cpu=True)
-    use_lora = margs.use_lora if margs.use_lora is not None else margs.model_name_or_path is not None
-    backbone = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
-    if dargs.estimate_memory:
-        return print_memory_estimate(margs, targs, backbone, use_lora)
+def run(margs: ModelArguments, dargs: DataArguments, targs: ETEGRecTrainingArguments) -> dict:
+    """Run the recipe end to end; returns the test metrics (both protocols)."""
     set_seed(targs.seed)
     work = targs.output_dir
     os.makedirs(work, exist_ok=True)
@@ -232,19 +174,11 @@ def main(argv: list[str] | None = None) -> dict:
         work,
         dargs.sasrec_kwargs(use_cpu=targs.use_cpu, disable_tqdm=True, seed=targs.seed, full_determinism=targs.full_determinism),
     )
-    rq_config = RQVAEConfig(
-        semantic_dim=emb.shape[1],
-        hidden_dims=[int(x) for x in margs.rqvae_hidden_dims.split(",")],
-        codebook_dim=margs.codebook_dim,
-        num_levels=margs.num_levels,
-        codebook_size=margs.codebook_size,
-        suffix_size=margs.suffix_size,
-    )
     tokenizer = get_item_tokenizer(
         emb,
         margs.rqvae_path,
         work,
-        rq_config,
+        margs.rqvae_config(emb.shape[1]),
         margs.rqvae_epochs,
         use_cpu=targs.use_cpu,
         seed=targs.seed,
@@ -256,11 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer,
         emb,
         margs.model_name_or_path,
-        backbone_config=backbone,
-        use_lora=use_lora,
-        lora_r=margs.lora_r,
-        lora_alpha=margs.lora_alpha,
-        lora_dropout=margs.lora_dropout,
+        backbone_config=margs.small_backbone(DEFAULT_BACKBONE["vocab_size"]),
+        use_lora=margs.lora_enabled(),
+        **margs.lora_config(),
         default_num_beams=targs.eval_num_beams,
         train_on_all_positions=margs.train_on_all_positions,
         max_history=targs.max_history,
@@ -340,10 +272,6 @@ def keep_better_stage(ft_trainer: ETEGRecTrainer, before, greater_is_better: boo
         ft_trainer._load_joint(before.best_model_checkpoint)
 
 
-def cli(argv: list[str] | None = None) -> None:
-    """Console entry point: user mistakes end in one line and exit status 2."""
-    run_cli(main, "run_etegrec", argv)
-
-
-if __name__ == "__main__":
-    cli()
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the recipe; returns the test metrics."""
+    return run(*parse_args(sys.argv[1:] if argv is None else argv))

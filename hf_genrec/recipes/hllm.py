@@ -1,7 +1,7 @@
 """The HLLM recipe: item text -> item LLM -> item embeddings (cached on disk in light mode) -> user
 LLM trained with NCE on whole user sequences -> test.
 
-``examples/run_hllm.py`` runs :func:`main`. With no arguments: the embedded default (generated data
+``hf-genrec train hllm`` and ``examples/run_hllm.py`` run :func:`main`. With no arguments: the ``embedded`` preset (generated data
 with generated item text, 300 items; a small random-init LLaMA item model with a word-level tokenizer,
 trained end to end; a small random-init LLaMA user model), on CPU in a few minutes.
 The real job, e.g. Amazon Beauty with the offline MiniLM as a frozen item model:
@@ -16,28 +16,31 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback
 
-from ..cli.errors import run_cli
 from ..data import align_item_texts, find_item_text_file, make_synthetic_item_texts, read_item_texts, whole_sequence_rows
 from ..data.splits import GenRecDatasetDict
 from ..embeddings import load_item_embeddings
 from ..embeddings.text import default_text_model_path
 from ..models.hllm import DEFAULT_ITEM_PROMPT, HLLMForRecommendation, train_word_level_tokenizer
 from ..models.hllm.configuration_hllm import DEFAULT_BACKBONE
-from ..training import RecommenderTrainer, RecommenderTrainingArguments
+from ..training import RecommenderTrainer, RecommenderTrainingArguments, run_stage
 from ..utils.atomic import save_npy
-from .stages import RUN_DEFAULTS, DropoutArguments, load_dataset, parse_recipe_args, small_backbone, test_and_save
+from ..utils.errors import InputError, MissingFileError
+from .arguments import DropoutArguments, LoraArguments, SmallBackboneArguments
+from .config import RUN_DEFAULTS, parse_recipe_args
+from .stages import load_dataset, test_and_save
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class HLLMArguments(DropoutArguments):
+class HLLMArguments(SmallBackboneArguments, LoraArguments, DropoutArguments):
     dataset_dir: str | None = field(
         default=None, metadata={"help": "interaction file/folder or prepared split; default: generated"}
     )
@@ -57,19 +60,14 @@ class HLLMArguments(DropoutArguments):
         default=None, metadata={"help": "[N, d] .npy of precomputed item embeddings: light mode without an item LLM"}
     )
     user_model: str | None = field(default=None, metadata={"help": "user LLM checkpoint; default: small random LLaMA"})
-    hidden_size: int = field(default=64, metadata={"help": "width of the random-init user (and item) LLaMA"})
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
     mode: str = field(default="end_to_end", metadata={"help": "light (item embeddings frozen) | end_to_end"})
     max_text_length: int = 64
     loss: str = field(default="nce", metadata={"help": "nce | ce (full softmax; light mode)"})
     num_negatives: int = 256
     in_batch_negatives: bool = True
     nce_threshold: float = 0.99
-    item_use_lora: bool = False
-    user_use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
+    item_use_lora: bool = field(default=False, metadata={"help": "LoRA on the item LLM (--lora_r / --lora_alpha)"})
+    user_use_lora: bool = field(default=False, metadata={"help": "LoRA on the user LLM"})
     item_cache_dir: str | None = field(
         default=None, metadata={"help": "light mode: where item embeddings are cached (default: <output_dir>/item_cache)"}
     )
@@ -82,12 +80,13 @@ class HLLMArguments(DropoutArguments):
     early_stopping_patience: int = 3
 
 
-EMBEDDED_DEFAULTS = {
+#: the recipe's run-shaping defaults (a config file and the flags override them)
+DEFAULTS = {
     **RUN_DEFAULTS,
-    "--output_dir": "outputs/hllm-default",
-    "--num_train_epochs": "20",
-    "--learning_rate": "2e-3",
-    "--per_device_train_batch_size": "64",
+    "output_dir": "outputs/hllm",
+    "num_train_epochs": 20,
+    "learning_rate": 2e-3,
+    "per_device_train_batch_size": 64,
 }
 
 
@@ -100,7 +99,7 @@ def item_texts_for(dsd: GenRecDatasetDict, margs: HLLMArguments) -> list[str] | 
     else:
         path = margs.item_text or find_item_text_file(margs.dataset_dir)
         if path is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no item text found beside {margs.dataset_dir}; pass --item_text (or --item_embeddings)"
             )
         logger.info("item text from %s", path)
@@ -113,10 +112,8 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
     lora = dict(
         item_use_lora=margs.item_use_lora,
         user_use_lora=margs.user_use_lora,
-        item_lora_r=margs.lora_r,
-        user_lora_r=margs.lora_r,
-        item_lora_alpha=margs.lora_alpha,
-        user_lora_alpha=margs.lora_alpha,
+        **margs.lora_config("item_"),
+        **margs.lora_config("user_"),
         **margs.dropout_config("user_"),  # the user LLM is the sequence model that overfits
     )
     common = dict(
@@ -132,7 +129,7 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
         item_id_embeddings=margs.item_id_embeddings,
         **lora,
     )
-    small = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
+    small = margs.small_backbone(DEFAULT_BACKBONE["vocab_size"])
     if margs.user_model is None:
         common["user_backbone_config"] = small
     if texts is None:
@@ -175,12 +172,20 @@ def fill_item_cache(model: HLLMForRecommendation, item_model: str | None, cache_
     logger.info("item embeddings cached to %s", path)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the recipe; returns the test metrics."""
-    margs, targs = parse_recipe_args((HLLMArguments, RecommenderTrainingArguments), argv, EMBEDDED_DEFAULTS)
+ARGUMENTS = (HLLMArguments, RecommenderTrainingArguments)
+
+
+def parse_args(argv: list[str], prog: str | None = None) -> tuple:
+    """``(HLLMArguments, RecommenderTrainingArguments)``: defaults, ``--config``, then the flags."""
+    return parse_recipe_args("hllm", ARGUMENTS, argv, DEFAULTS, prog)
+
+
+def run(margs: HLLMArguments, targs: RecommenderTrainingArguments) -> dict:
+    """Run the recipe; returns the test metrics (both protocols)."""
+    os.makedirs(targs.output_dir, exist_ok=True)
     dsd = load_dataset(margs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
     if margs.num_time_buckets and "history_timestamps" not in dsd["train"].column_names:
-        raise ValueError("--num_time_buckets needs timestamps, and this dataset has none (e.g. Beauty.inter.json)")
+        raise InputError("--num_time_buckets needs timestamps, and this dataset has none (e.g. Beauty.inter.json)")
     texts = item_texts_for(dsd, margs)
     model, tokenizer = build_model(dsd, texts, margs, targs.max_history)
     model.set_item_map(dsd.item_map)
@@ -196,16 +201,13 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=dsd["validation"],
         callbacks=[EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)],
     )
-    trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    run_stage(trainer, targs.resume_from_checkpoint)  # a rerun after a kill resumes, or reuses the finished stage
     report = test_and_save(trainer, model, dsd, margs.dataset_dir, targs.output_dir)
     if tokenizer is not None and trainer.is_world_process_zero():
         tokenizer.save_pretrained(os.path.join(targs.output_dir, "final"))  # to embed new items' text later
     return report
 
 
-def cli(argv: list[str] | None = None) -> None:
-    run_cli(main, "run_hllm", argv)
-
-
-if __name__ == "__main__":
-    cli()
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the recipe; returns the test metrics."""
+    return run(*parse_args(sys.argv[1:] if argv is None else argv))

@@ -1,7 +1,7 @@
 """The item-ID LLaMA recipe: item embeddings -> k-means clusters -> stage 1 (LLM frozen) -> stage 2
 (LoRA or the whole LLM at a lower lr) -> test.
 
-``examples/run_itemid_llama.py`` runs :func:`main`. With no arguments: the embedded default
+``hf-genrec train itemid`` and ``examples/run_itemid_llama.py`` run :func:`main`. With no arguments: the ``embedded`` preset
 (generated data, 300 items, a small random-init LLaMA, random item embeddings), on CPU in minutes.
 Real job, e.g. with 384-d MiniLM title embeddings of Beauty and a 7B backbone on a GPU:
 ``--dataset_dir ../shared/data/amazon-beauty --item_embeddings beauty_minilm.npy
@@ -14,47 +14,29 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from ..cli.errors import run_cli
 from ..data import whole_sequence_rows
 from ..embeddings import load_item_embeddings
 from ..models.itemid import ItemIDLlamaConfig, ItemIDLlamaForRecommendation
 from ..models.itemid.configuration_itemid import DEFAULT_BACKBONE
-from ..training import RecommenderTrainer, RecommenderTrainingArguments, TimeBudgetCallback
-from .stages import (
-    RUN_DEFAULTS,
-    DropoutArguments,
-    SASRecStageArguments,
-    get_item_embeddings,
-    load_dataset,
-    parse_recipe_args,
-    run_stage,
-    seed_stage,
-    small_backbone,
-    test_and_save,
-)
+from ..training import RecommenderTrainer, RecommenderTrainingArguments, TimeBudgetCallback, run_stage
+from .arguments import BackboneArguments, DropoutArguments, SASRecStageArguments
+from .config import RUN_DEFAULTS, parse_recipe_args
+from .stages import get_item_embeddings, load_dataset, seed_stage, test_and_save
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ItemIDArguments(DropoutArguments, SASRecStageArguments):
+class ItemIDArguments(BackboneArguments, DropoutArguments, SASRecStageArguments):
     dataset_dir: str | None = field(
         default=None, metadata={"help": "interaction file/folder or prepared split; default: generated"}
     )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "decoder-only checkpoint; default: small random LLaMA"}
-    )
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    use_lora: bool = field(default=False, metadata={"help": "stage 2 trains LoRA adapters instead of the whole LLM"})
-    lora_r: int = 16
-    lora_alpha: int = 32
     item_embeddings: str = field(
         default="random", metadata={"help": "random | sasrec (trained here) | path to an [N, d] .npy (e.g. MiniLM titles)"}
     )
@@ -80,16 +62,20 @@ class ItemIDArguments(DropoutArguments, SASRecStageArguments):
     early_stopping_patience: int = 3
 
 
-EMBEDDED_DEFAULTS = {
-    **RUN_DEFAULTS,
-    "--output_dir": "outputs/itemid-default",
-    "--per_device_train_batch_size": "64",
-}
+#: the recipe's run-shaping defaults (a config file and the flags override them)
+DEFAULTS = {**RUN_DEFAULTS, "output_dir": "outputs/itemid", "per_device_train_batch_size": 64}
+
+ARGUMENTS = (ItemIDArguments, RecommenderTrainingArguments)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the two-stage recipe; returns the test metrics."""
-    margs, targs = parse_recipe_args((ItemIDArguments, RecommenderTrainingArguments), argv, EMBEDDED_DEFAULTS)
+def parse_args(argv: list[str], prog: str | None = None) -> tuple:
+    """``(ItemIDArguments, RecommenderTrainingArguments)``: defaults, ``--config``, then the flags."""
+    return parse_recipe_args("itemid", ARGUMENTS, argv, DEFAULTS, prog)
+
+
+def run(margs: ItemIDArguments, targs: RecommenderTrainingArguments) -> dict:
+    """Run the two-stage recipe; returns the test metrics (both protocols)."""
+    os.makedirs(targs.output_dir, exist_ok=True)
     dsd = load_dataset(margs.dataset_dir, max_history=targs.max_history, seed=targs.seed)
 
     if margs.item_embeddings == "random":
@@ -104,13 +90,14 @@ def main(argv: list[str] | None = None) -> dict:
         dim = emb.shape[1]
     num_clusters = margs.num_clusters or max(1, round(math.sqrt(dsd.num_items)))
     shape = dict(num_items=dsd.num_items, item_embedding_dim=dim, num_clusters=num_clusters, head=margs.head)
-    lora = dict(use_lora=margs.use_lora, lora_r=margs.lora_r, lora_alpha=margs.lora_alpha, **margs.dropout_config())
+    use_lora = margs.lora_enabled()
+    lora = dict(use_lora=use_lora, **margs.lora_config(), **margs.dropout_config())
     lora.update(train_on_all_positions=margs.train_on_all_positions, max_history=targs.max_history)
     seed_stage(targs.seed, "recommender", targs.full_determinism)
     if margs.model_name_or_path:
         model = ItemIDLlamaForRecommendation.from_backbone(margs.model_name_or_path, **shape, **lora)
     else:
-        backbone = small_backbone(DEFAULT_BACKBONE, margs.hidden_size, margs.num_hidden_layers, margs.num_attention_heads)
+        backbone = margs.small_backbone(DEFAULT_BACKBONE["vocab_size"])
         model = ItemIDLlamaForRecommendation(ItemIDLlamaConfig(backbone_config=backbone, **shape, **lora))
     if emb is not None:
         model.set_item_embeddings(emb)
@@ -151,13 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
         trainer = stage(
             "stage2", margs.stage2_epochs, margs.stage2_learning_rate, backbone_trains=True, max_minutes=margs.stage2_max_minutes
         )
-    model.set_backbone_trainable(not margs.use_lora)  # leave the usual LoRA freeze in the saved model
+    model.set_backbone_trainable(not use_lora)  # leave the usual LoRA freeze in the saved model
     return test_and_save(trainer, model, dsd, margs.dataset_dir, targs.output_dir)
 
 
-def cli(argv: list[str] | None = None) -> None:
-    run_cli(main, "run_itemid_llama", argv)
-
-
-if __name__ == "__main__":
-    cli()
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the recipe; returns the test metrics."""
+    return run(*parse_args(sys.argv[1:] if argv is None else argv))

@@ -1,4 +1,4 @@
-"""Serve any saved recommender over HTTP (``pip install -e ".[serve]"``; ``hf-genrec-serve --model PATH``).
+"""Serve any saved recommender over HTTP (``pip install -e ".[serve]"``; ``hf-genrec serve --model PATH``).
 
 FastAPI + uvicorn + prometheus_client: dynamic micro-batching, health/readiness, Prometheus
 metrics, back-pressure (503), timeouts (504), graceful shutdown (see :mod:`.app`); bounded

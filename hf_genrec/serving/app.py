@@ -52,7 +52,7 @@ MAX_JSON_DEPTH = 32
 
 @dataclass
 class ServingConfig:
-    """Limits of one server process (the ``hf-genrec-serve`` flags)."""
+    """Limits of one server process (the ``hf-genrec serve`` flags)."""
 
     max_batch_size: int = 64
     max_wait_ms: float = 5.0

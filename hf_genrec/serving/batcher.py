@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..utils.errors import InputError
+
 
 class QueueFullError(RuntimeError):
     """The queue holds ``max_queue`` histories already: answer 503 now instead of queueing."""
@@ -62,7 +64,7 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
     ):
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch_size and max_queue must be >= 1 and max_wait_ms >= 0")
+            raise InputError("max_batch_size and max_queue must be >= 1 and max_wait_ms >= 0")
         self.recommend_fn = recommend_fn
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0

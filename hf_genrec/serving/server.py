@@ -12,6 +12,8 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
+from ..utils.errors import InputError
+
 #: file descriptors the process needs beside its client connections (model files, logs, the
 #: listening socket, the event loop, torch's thread pools)
 RESERVED_FILE_DESCRIPTORS = 64
@@ -40,7 +42,7 @@ class ConnectionLimits:
         ):
             value = getattr(self, name)
             if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+                raise InputError(f"{name} must be positive, got {value!r}")
 
 
 def check_file_descriptors(limits: ConnectionLimits) -> None:
@@ -51,7 +53,7 @@ def check_file_descriptors(limits: ConnectionLimits) -> None:
     """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and limits.max_connections + RESERVED_FILE_DESCRIPTORS > soft:
-        raise ValueError(
+        raise InputError(
             f"max_connections {limits.max_connections} needs about {limits.max_connections + RESERVED_FILE_DESCRIPTORS} "
             f"open files, but this process may open {soft} (ulimit -n): lower --max_connections to at most "
             f"{max(soft - RESERVED_FILE_DESCRIPTORS, 1)} or raise the limit"

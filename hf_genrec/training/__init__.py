@@ -7,9 +7,12 @@ from .joint import ETEGRecJointModel, JointOutput
 from .losses import first_occurrence, psa_loss, sia_loss
 from .recommender_trainer import RecommenderTrainer, RecommenderTrainingArguments
 from .rqvae_pretraining import pretrain_rqvae
+from .stages import STAGE_DONE_FILE, STAGE_FINAL_DIR, run_stage
 
 __all__ = [
     "RECOMMENDER_PHASE",
+    "STAGE_DONE_FILE",
+    "STAGE_FINAL_DIR",
     "TOKENIZER_PHASE",
     "AlternatingTrainingCallback",
     "ETEGRecJointModel",
@@ -21,6 +24,7 @@ __all__ = [
     "TimeBudgetCallback",
     "first_occurrence",
     "pretrain_rqvae",
+    "run_stage",
     "psa_loss",
     "sia_loss",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..utils.errors import InputError
 from .recommender_trainer import RecommenderTrainingArguments
 
 TOKENIZER_PHASE = "tokenizer"
@@ -36,7 +37,7 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
     codebook_sync: str = field(
         default="none",
         metadata={
-            "help": "none (default; the README compares the modes): the recommender's code embeddings are its "
+            "help": "none (default; docs/BENCHMARKS.md compares the modes): the recommender's code embeddings are its "
             "own after the initial copy (official ETEGRec); "
             "tokenizer_to_recommender: refreshed from the RQ-VAE after each tokenizer epoch, never written back; "
             "both: also written back into the RQ-VAE after each recommender epoch (then codes are re-assigned, so "
@@ -93,11 +94,11 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         if self.cycle < 2 and self.alternating:
-            raise ValueError("cycle must be >= 2 (one tokenizer epoch and at least one recommender epoch)")
+            raise InputError("cycle must be >= 2 (one tokenizer epoch and at least one recommender epoch)")
         if self.recode_margin < 0:
-            raise ValueError(f"recode_margin must be >= 0, got {self.recode_margin}")
+            raise InputError(f"recode_margin must be >= 0, got {self.recode_margin}")
         if self.codebook_sync not in CODEBOOK_SYNC_MODES:
-            raise ValueError(f"codebook_sync must be one of {CODEBOOK_SYNC_MODES}, got {self.codebook_sync!r}")
+            raise InputError(f"codebook_sync must be one of {CODEBOOK_SYNC_MODES}, got {self.codebook_sync!r}")
         if self.ddp_find_unused_parameters is None:
             # Each phase leaves one side without gradients; DDP must be told to expect that.
             self.ddp_find_unused_parameters = True

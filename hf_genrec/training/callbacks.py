@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from transformers import TrainerCallback
 
+from ..utils.errors import InputError
 from .arguments import TOKENIZER_PHASE
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class TimeBudgetCallback(TrainerCallback):
 
     def __init__(self, max_minutes: float, clock: Callable[[], float] = time.monotonic):
         if not max_minutes > 0:
-            raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
+            raise InputError(f"max_minutes must be > 0, got {max_minutes}")
         self.max_seconds = 60.0 * max_minutes
         self.clock = clock
         self.start: float | None = None

@@ -9,12 +9,14 @@ import re
 import torch
 from safetensors.torch import load_file
 
+from ..utils.errors import CheckpointError, MissingFileError
+
 
 def read_weights(folder: str) -> dict[str, torch.Tensor]:
     """Every tensor of ``folder``'s ``*.safetensors`` files."""
     files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
     if not files:
-        raise FileNotFoundError(f"no *.safetensors weights in {folder}")
+        raise MissingFileError(f"no *.safetensors weights in {folder}")
     state = {}
     for f in files:
         state.update(load_file(f))
@@ -31,7 +33,7 @@ def check_keys(folder: str, loaded: set[str], expected: set[str], may_be_missing
     missing = sorted(k for k in expected - loaded if not any(p.search(k) for p in patterns))
     unexpected = sorted(loaded - expected)
     if missing or unexpected:
-        raise RuntimeError(
+        raise CheckpointError(
             f"checkpoint {folder} does not match the model: missing {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
         )

@@ -20,6 +20,7 @@ from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel, assign_suffix, collision_rate
 from ..models.saving import record_checkpoint_files
 from ..utils.checkpoints import require_complete_checkpoint
+from ..utils.errors import InputError
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE, ETEGRecTrainingArguments
 from .callbacks import AlternatingTrainingCallback
 from .checkpoint import check_keys, read_weights
@@ -70,14 +71,14 @@ class ETEGRecTrainer(RecommenderTrainer):
             # ZeRO keeps its own fp32 master copy of every parameter: the codebook copies between the
             # recommender and the tokenizer would be overwritten at its next step, and it steps the
             # frozen side of a phase with zero gradients (Adam moments and weight decay still move it).
-            raise ValueError(
+            raise InputError(
                 "ETEGRecTrainer does not support DeepSpeed: ZeRO's fp32 master weights would silently undo the "
                 "codebook copies between the recommender and the RQ-VAE, and its optimizer moves the side a phase "
                 "freezes. Shard with FSDP2 instead (accelerate launch --config_file examples/accelerate/fsdp2.yaml), "
                 "which shards parameters, gradients and optimizer states like ZeRO-3, or use plain DDP."
             )
         if (model.item_codes[1:] < 0).any():
-            raise ValueError("the recommender has no item codes; call model.set_item_codes(rqvae.get_codes(embeddings))")
+            raise InputError("the recommender has no item codes; call model.set_item_codes(rqvae.get_codes(embeddings))")
         self.item_tokenizer = item_tokenizer
         joint = self._joint_module(model, item_tokenizer, torch.as_tensor(item_embeddings))
         joint.sia_temperature, joint.psa_temperature = args.sia_temperature, args.psa_temperature
@@ -93,7 +94,7 @@ class ETEGRecTrainer(RecommenderTrainer):
         for p in self.item_tokenizer.parameters():
             p.requires_grad_(True)
         if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
-            raise ValueError(
+            raise InputError(
                 "ETEGRecTrainer saves loadable LlamaRecForCodeGeneration checkpoints, which under FSDP needs "
                 "fsdp_state_dict_type: FULL_STATE_DICT (see examples/accelerate/fsdp2.yaml)"
             )
@@ -271,7 +272,7 @@ class ETEGRecTrainer(RecommenderTrainer):
                 total=total,
                 current_phase=lambda: self.phase,
             )
-            self._created_lr_scheduler = True
+            self.mark_scheduler_created()
         return self.lr_scheduler
 
     # ------------------------------------------------------------------- evaluation
@@ -284,7 +285,7 @@ class ETEGRecTrainer(RecommenderTrainer):
         return {"num_beams": self.args.eval_num_beams, "chunk_size": self.args.eval_chunk_size}
 
     # ---------------------------------------------------------------- save / load
-    def _save(self, output_dir: str | None = None, state_dict=None):
+    def write_model_folder(self, output_dir: str, state_dict=None):
         """Save the recommender as a loadable ``LlamaRecForCodeGeneration`` checkpoint, and the
         tokenizer beside it in ``item_tokenizer/`` (needed to resume or keep training).
 
@@ -293,7 +294,6 @@ class ETEGRecTrainer(RecommenderTrainer):
         """
         if not self.args.should_save:
             return  # every rank gets here (after any gather); only the main process writes
-        output_dir = output_dir or self.args.output_dir
         rec_state = tok_state = None
         if state_dict is not None:
             rec_state = {k.removeprefix("recommender."): v for k, v in state_dict.items() if k.startswith("recommender.")}
@@ -307,20 +307,20 @@ class ETEGRecTrainer(RecommenderTrainer):
             record_checkpoint_files(stage, f"{TOKENIZER_SUBDIR}/config.json", f"{TOKENIZER_SUBDIR}/model.safetensors")
             replace_pickled_training_args(self.args, stage)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        require_complete_checkpoint(resume_from_checkpoint)
-        self._load_joint(resume_from_checkpoint)
-
-    def load_saved_model(self, folder: str) -> None:
-        """The recommender and its item tokenizer, as :meth:`_save` wrote them."""
+    def load_checkpoint_weights(self, folder: str, model=None):
+        require_complete_checkpoint(folder)
         self._load_joint(folder)
 
-    def _load_best_model(self):
+    def load_saved_model(self, folder: str) -> None:
+        """The recommender and its item tokenizer, as :meth:`write_model_folder` wrote them."""
+        self._load_joint(folder)
+
+    def load_best_model(self):
         logger.info("loading the best model from %s (%s)", self.state.best_model_checkpoint, self.args.metric_for_best_model)
         self._load_joint(self.state.best_model_checkpoint)
 
     def _load_joint(self, folder: str) -> None:
-        """Load a checkpoint written by :meth:`_save` into the trained pair, strictly (sharded or not)."""
+        """Load a checkpoint written by :meth:`write_model_folder` into the trained pair, strictly (sharded or not)."""
         state = {f"recommender.{k}": v for k, v in read_weights(folder).items()}
         # Adapter-only backbones keep their adapters beside the weights, in peft's format: loaded with
         # the rest, so the (FSDP-aware) full-state-dict loading below places them too.

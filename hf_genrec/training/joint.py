@@ -10,6 +10,7 @@ from transformers.utils import ModelOutput
 
 from ..models.llamarec import LlamaRecForCodeGeneration
 from ..models.rqvae import RQVAEModel
+from ..utils.errors import InputError
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE
 from .losses import first_occurrence, psa_loss, sia_loss
 
@@ -41,12 +42,12 @@ class ETEGRecJointModel(nn.Module):
         super().__init__()
         n = recommender.config.num_items
         if tuple(item_embeddings.shape) != (n, item_tokenizer.config.semantic_dim):
-            raise ValueError(
+            raise InputError(
                 f"item_embeddings must be [{n}, {item_tokenizer.config.semantic_dim}] (items x RQ-VAE semantic_dim), got "
                 f"{tuple(item_embeddings.shape)}"
             )
         if recommender.config.semantic_dim != item_tokenizer.config.semantic_dim:
-            raise ValueError("recommender.config.semantic_dim must equal the RQ-VAE semantic_dim (PSA compares them)")
+            raise InputError("recommender.config.semantic_dim must equal the RQ-VAE semantic_dim (PSA compares them)")
         self.recommender = recommender
         self.item_tokenizer = item_tokenizer
         padded = torch.cat([item_embeddings.new_zeros(1, item_embeddings.shape[1]), item_embeddings.float()])

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
+from ..compat import TrainerHooks
 from ..data import DataCollatorForRecommendation
 from ..data.sampling import LengthGroupedRowSampler
 from ..metrics import DEFAULT_KS, ranking_metrics_for_trainer, target_ranks
 from ..utils.atomic import staged_folder
 from ..utils.checkpoints import DurableCheckpointCallback, is_trainer_checkpoint, require_complete_checkpoint
+from ..utils.errors import InputError
 from .checkpoint import check_keys, read_weights
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ class RecommenderTrainingArguments(TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         if not self.metric_ks or min(self.metric_ks) < 1:
-            raise ValueError(f"metric_ks must be positive cutoffs, got {self.metric_ks}")
+            raise InputError(f"metric_ks must be positive cutoffs, got {self.metric_ks}")
         self.metric_ks = sorted(set(self.metric_ks))
         if self.label_names is None:
             self.label_names = ["targets"]
@@ -77,7 +79,7 @@ def replace_pickled_training_args(args: TrainingArguments, output_dir: str) -> N
         os.remove(pickled)
 
 
-class RecommenderTrainer(Trainer):
+class RecommenderTrainer(TrainerHooks, Trainer):
     """A ``Trainer`` for any model that implements the recommender contract
     (:class:`hf_genrec.models.recommender.Recommender`).
 
@@ -145,13 +147,14 @@ class RecommenderTrainer(Trainer):
         check_keys(folder, set(state), set(self.recommender.state_dict()), self.recommender._keys_to_ignore_on_load_missing)
         self.recommender.load_state_dict(state, strict=False)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        require_complete_checkpoint(resume_from_checkpoint)
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self._load_adapters(resume_from_checkpoint)
+    def load_checkpoint_weights(self, folder: str, model=None):
+        """Resume from ``folder``: refused unless the checkpoint is complete; adapters are loaded too."""
+        require_complete_checkpoint(folder)
+        self.trainer_load_checkpoint_weights(folder, model)
+        self._load_adapters(folder)
 
-    def _load_best_model(self):
-        super()._load_best_model()
+    def load_best_model(self):
+        self.trainer_load_best_model()
         if self.state.best_model_checkpoint:
             self._load_adapters(self.state.best_model_checkpoint)
 
@@ -161,17 +164,16 @@ class RecommenderTrainer(Trainer):
         # ranks then write their RNG state into a checkpoint folder, which must be the final one.
         self.accelerator.wait_for_everyone()
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        # Trainer._save writes the model, then training_args.bin beside it: staged, the folder
+    def write_model_folder(self, output_dir: str, state_dict=None):
+        # The Trainer writes the model, then training_args.bin beside it: staged, the folder
         # appears whole or not at all (the model's own staging writes into this stage).
-        output_dir = output_dir or self.args.output_dir
         if not self.args.should_save:
-            return super()._save(output_dir, state_dict)
+            return self.trainer_write_model_folder(output_dir, state_dict)
         with staged_save_folder(output_dir) as stage:
-            super()._save(stage, state_dict)
+            self.trainer_write_model_folder(stage, state_dict)
             replace_pickled_training_args(self.args, stage)
 
-    def _get_train_sampler(self, train_dataset=None):
+    def train_sampler(self, train_dataset=None):
         # Trainer reads group-by-length lengths only from a `datasets.Dataset` column, and would
         # otherwise list every row's history. Leave-one-out views (hf_genrec.data.LeaveOneOutRows)
         # carry their lengths as an array computed from per-user lengths; the sampler draws the
@@ -180,16 +182,16 @@ class RecommenderTrainer(Trainer):
         lengths = getattr(dataset, "lengths", None) if self._groups_by_length else None
         if isinstance(lengths, np.ndarray):
             return LengthGroupedRowSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
-        return super()._get_train_sampler(train_dataset)
+        return self.trainer_train_sampler(train_dataset)
 
-    def _get_eval_sampler(self, eval_dataset):
+    def eval_sampler(self, eval_dataset):
         # The Trainer groups evaluation rows by length too when training does, again only from a
         # `datasets` column; a view's lengths give the same order (its seeded generator included).
         lengths = getattr(eval_dataset, "lengths", None) if self._groups_by_length else None
         if isinstance(lengths, np.ndarray):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return LengthGroupedRowSampler(lengths, self.args.eval_batch_size, torch.Generator().manual_seed(seed))
-        return super()._get_eval_sampler(eval_dataset)
+        return self.trainer_eval_sampler(eval_dataset)
 
     @property
     def _groups_by_length(self) -> bool:
@@ -208,6 +210,23 @@ class RecommenderTrainer(Trainer):
             return self.args.exclude_history
         return bool(getattr(getattr(self.recommender, "config", None), "exclude_history", False))
 
+    def evaluate_protocols(self, dataset, metric_key_prefix: str = "test") -> dict[str, float]:
+        """Rank ``dataset`` under both protocols: ``{"exclude_seen/recall@10": ..., "all_items/...": ...}``,
+        plus the run's own protocol (:attr:`excludes_history`) under unprefixed keys (``"recall@10"``)."""
+        chosen, asked = self.excludes_history, self.args.exclude_history
+        report: dict[str, float] = {}
+        try:
+            for protocol, exclude in (("exclude_seen", True), ("all_items", False)):
+                self.args.exclude_history = exclude
+                out = self.evaluate(dataset, metric_key_prefix=metric_key_prefix)
+                metrics = {k.removeprefix(f"{metric_key_prefix}_"): v for k, v in out.items() if "@" in k}
+                report.update({f"{protocol}/{k}": v for k, v in metrics.items()})
+                if exclude == chosen:
+                    report.update(metrics)
+        finally:
+            self.args.exclude_history = asked
+        return report
+
     def training_step(self, model, inputs, *args, **kwargs):
         # `seen_items` is for evaluation only; the model's forward does not take it.
         return super().training_step(model, {k: v for k, v in inputs.items() if k != "seen_items"}, *args, **kwargs)
@@ -216,7 +235,7 @@ class RecommenderTrainer(Trainer):
         """Top ``max(metric_ks)`` items for each history; returns each target's 0-based rank (a miss = k).
         With :attr:`excludes_history`, the ranking leaves out the whole history (``seen_items`` when
         the collator gives it, else the model's ``history``)."""
-        inputs = self._prepare_inputs(inputs)
+        inputs = self.inputs_on_device(inputs)
         seen = inputs.pop("seen_items", None)
         extra = {k: v for k, v in inputs.items() if k not in ("history", "targets") and k in self._top_k_params}
         if self.excludes_history:

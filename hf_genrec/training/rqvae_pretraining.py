@@ -18,11 +18,14 @@ from ..distributed import without_model_sharding
 from ..models.rqvae import RQVAEConfig, RQVAEModel
 from ..utils.atomic import staged_folder, write_json
 from ..utils.checkpoints import DurableCheckpointCallback, last_complete_checkpoint
+from ..utils.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 #: written when pre-training finished: a rerun returns the kept model instead of training again
 DONE_FILE = "pretraining_done.json"
+#: pre-training epochs of every entry point (the recipes and ``hf-genrec pretrain-rqvae``)
+DEFAULT_RQVAE_EPOCHS = 500
 
 
 class EmbeddingRows(Dataset):
@@ -81,7 +84,7 @@ def pretrain_rqvae(
     embeddings: torch.Tensor,
     output_dir: str,
     config: RQVAEConfig | None = None,
-    num_train_epochs: int = 500,
+    num_train_epochs: int = DEFAULT_RQVAE_EPOCHS,
     batch_size: int = 1024,
     learning_rate: float = 1e-3,
     weight_decay: float = 1e-4,
@@ -104,7 +107,7 @@ def pretrain_rqvae(
     embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
     config = config or RQVAEConfig(semantic_dim=embeddings.shape[1])
     if config.semantic_dim != embeddings.shape[1]:
-        raise ValueError(f"config.semantic_dim={config.semantic_dim} but the embeddings have dimension {embeddings.shape[1]}")
+        raise InputError(f"config.semantic_dim={config.semantic_dim} but the embeddings have dimension {embeddings.shape[1]}")
     torch.manual_seed(seed)
     model = RQVAEModel(config)
     model.kmeans_init(embeddings, seed=seed)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ..utils.errors import InputError
 from .arguments import RECOMMENDER_PHASE, TOKENIZER_PHASE
 
 SUPPORTED_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -33,7 +34,7 @@ def schedule_factor(name: str, step: int, warmup: int, total: int) -> float:
         return max(0.0, 1.0 - progress)
     if name == "cosine":
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-    raise ValueError(f"lr_scheduler_type {name!r} is not supported by ETEGRec's per-side schedules: {SUPPORTED_SCHEDULES}")
+    raise InputError(f"lr_scheduler_type {name!r} is not supported by ETEGRec's per-side schedules: {SUPPORTED_SCHEDULES}")
 
 
 class PhaseLRScheduler(LRScheduler):
@@ -59,7 +60,7 @@ class PhaseLRScheduler(LRScheduler):
             schedule_factor(name, 1, 0, 1)  # raises the explanatory error
         for group in optimizer.param_groups:
             if group.get("side") not in (RECOMMENDER_PHASE, TOKENIZER_PHASE):
-                raise ValueError("every parameter group needs side='recommender' or side='tokenizer'")
+                raise InputError("every parameter group needs side='recommender' or side='tokenizer'")
         self.name = name
         self.warmup = dict(warmup)
         self.total = dict(total)

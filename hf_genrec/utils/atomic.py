@@ -22,6 +22,8 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
+from .errors import InputError
+
 #: weight files a new save replaces as a whole (``model.safetensors``, its shards and index, and
 #: peft's ``adapter_model.*``): never carried over from the folder being replaced, where they
 #: would mix two saves' weights
@@ -163,7 +165,7 @@ def staged_folder(path: str | os.PathLike, keep_other_files: bool = True) -> Ite
     # A symbolic link is followed: the folder it names is replaced, beside itself, and the link stays.
     target = os.path.realpath(path)
     if os.path.ismount(target):
-        raise ValueError(
+        raise InputError(
             f"{path} is a mount point, which cannot be replaced by a rename: save into a folder inside it"
         )
     parent, name = os.path.split(target)

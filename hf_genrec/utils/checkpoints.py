@@ -10,6 +10,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .atomic import flush_to_disk
+from .errors import InputError, MissingFileError
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 #: what ``Trainer`` writes last into a checkpoint: a checkpoint holding it is complete
@@ -38,11 +39,11 @@ def require_complete_checkpoint(path: str) -> None:
     from step 0 with them; a resumed run must continue the interrupted one or stop.
     """
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"no checkpoint folder {path}")
+        raise MissingFileError(f"no checkpoint folder {path}")
     if not is_complete_checkpoint(path):
         newest = last_complete_checkpoint(os.path.dirname(os.path.abspath(path)))
         hint = f"resume from {newest}, the newest complete one" if newest else "there is no complete one beside it"
-        raise ValueError(
+        raise InputError(
             f"{path} is incomplete: it has no whole {TRAINER_STATE_FILE}, which the Trainer writes last (its save "
             f"was interrupted); {hint}"
         )

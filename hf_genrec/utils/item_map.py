@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable
 
-from .errors import UnknownItemError
+from .errors import InputError, UnknownItemError
 
 ITEM_MAP_FILE = "item_map.json"
 PAD_ITEM = 0
@@ -48,7 +48,7 @@ class ItemIdMap:
                     dup = i
                     break
                 seen.add(i)
-            raise ValueError(f"item id {dup!r} appears twice in the item map")
+            raise InputError(f"item id {dup!r} appears twice in the item map")
         out = cls.__new__(cls)
         out._set(ids)
         return out
@@ -62,7 +62,7 @@ class ItemIdMap:
         new = [i.item() if hasattr(i, "item") and not isinstance(i, (str, bytes)) else i for i in new_ids]
         known = [i for i in new if i in self._to_dense]
         if known:
-            raise ValueError(f"item id(s) {', '.join(map(repr, known[:10]))} already exist in the item map")
+            raise InputError(f"item id(s) {', '.join(map(repr, known[:10]))} already exist in the item map")
         if self.original_ids and new and {type(i) for i in new} != {type(self.original_ids[0])}:
             raise TypeError(
                 f"new item ids must have the type of the existing ones ({type(self.original_ids[0]).__name__}), "
@@ -96,7 +96,7 @@ class ItemIdMap:
         ``unknown="error"`` raises :class:`UnknownItemError` naming every unknown id; ``"drop"`` skips them.
         """
         if unknown not in ("error", "drop"):
-            raise ValueError(f"unknown must be 'error' or 'drop', got {unknown!r}")
+            raise InputError(f"unknown must be 'error' or 'drop', got {unknown!r}")
         dense, missing = [], []
         for item in items:
             idx = self._to_dense.get(item)
@@ -130,20 +130,20 @@ class ItemIdMap:
             try:
                 saved = json.load(f)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from None
+                raise InputError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(saved, dict) or not isinstance(saved.get("original_ids"), list):
-            raise ValueError(f'{path}: expected an object {{"original_ids": [item ids in dense order]}}')
+            raise InputError(f'{path}: expected an object {{"original_ids": [item ids in dense order]}}')
         ids = saved["original_ids"]
         for position, item in enumerate(ids):
             # bool is an int subclass; JSON true is never an item id, nor is 1.0 or an object.
             if isinstance(item, bool) or not isinstance(item, int | str):
-                raise ValueError(f"{path}: original_ids[{position}] is {item!r} ({type(item).__name__}); item ids are "
+                raise InputError(f"{path}: original_ids[{position}] is {item!r} ({type(item).__name__}); item ids are "
                                  "integers or strings")
         try:
             # The saved order is the dense order (sorted, then any items added after training).
             return cls.from_ordered(ids)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise InputError(f"{path}: {e}") from None
 
     def __contains__(self, item) -> bool:
         return item in self._to_dense

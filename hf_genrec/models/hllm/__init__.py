@@ -1,6 +1,6 @@
 from .configuration_hllm import DEFAULT_ITEM_PROMPT, HLLMConfig
-from .item_text import tokenize_item_texts, train_word_level_tokenizer
 from .modeling_hllm import HLLMForRecommendation, HLLMOutput, HLLMPreTrainedModel
+from .tokenization_hllm import tokenize_item_texts, train_word_level_tokenizer
 
 __all__ = [
     "DEFAULT_ITEM_PROMPT",

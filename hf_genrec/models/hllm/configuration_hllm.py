@@ -6,24 +6,15 @@ import math
 
 from transformers import AutoConfig, PretrainedConfig
 
-from ..backbone import set_dropout_fields
+from ...utils.errors import InputError
+from ..backbone import set_dropout_fields, small_llama_config
 from ..recommender import require_count, require_optional_positive, require_positive, set_inference_settings
 
 #: the item LLM's instruction, as in the official code (``item_prompt``)
 DEFAULT_ITEM_PROMPT = "Compress the following sentence into embedding: "
 
 #: a small random-init LLaMA (the embedded default's item and user models)
-DEFAULT_BACKBONE = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "vocab_size": 1024,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
+DEFAULT_BACKBONE = small_llama_config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=1024)
 
 #: bidirectional encoders: mean pooling as item model, refused as user model (no causal mask)
 ENCODER_MODEL_TYPES = frozenset(
@@ -93,7 +84,7 @@ class HLLMConfig(PretrainedConfig):
         evaluation_results: for the model card.
     """
 
-    model_type = "hllm"
+    model_type = "genrec_hllm"
     sub_configs = {"item_backbone_config": AutoConfig, "user_backbone_config": AutoConfig}
 
     def __init__(
@@ -144,28 +135,28 @@ class HLLMConfig(PretrainedConfig):
             "HLLMConfig", item_encode_batch_size=item_encode_batch_size, item_lora_r=item_lora_r, user_lora_r=user_lora_r
         )
         if loss == "nce" and not num_negatives and not in_batch_negatives:
-            raise ValueError("HLLMConfig: NCE needs negatives: set num_negatives > 0 or in_batch_negatives=True")
+            raise InputError("HLLMConfig: NCE needs negatives: set num_negatives > 0 or in_batch_negatives=True")
         require_optional_positive("HLLMConfig", item_embedding_dim=item_embedding_dim)
         self.item_backbone_config = _as_config(item_backbone_config)
         self.user_backbone_config = _as_config(user_backbone_config if user_backbone_config is not None else DEFAULT_BACKBONE)
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+            raise InputError(f"loss must be one of {LOSSES}, got {loss!r}")
         if item_pooling is not None and item_pooling not in POOLINGS:
-            raise ValueError(f"item_pooling must be one of {POOLINGS} or None, got {item_pooling!r}")
+            raise InputError(f"item_pooling must be one of {POOLINGS} or None, got {item_pooling!r}")
         if getattr(self.user_backbone_config, "model_type", None) in ENCODER_MODEL_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"the user model must be a causal decoder; {self.user_backbone_config.model_type!r} is a bidirectional "
                 "encoder and would see the items it has to predict"
             )
         has_item_llm = self.item_backbone_config is not None
         if not has_item_llm and item_embedding_dim is None and num_items:
-            raise ValueError("without an item LLM (item_backbone_config=None) give item_embedding_dim")
+            raise InputError("without an item LLM (item_backbone_config=None) give item_embedding_dim")
         if not has_item_llm and mode == "end_to_end":
-            raise ValueError("mode='end_to_end' trains the item LLM; give item_backbone_config or item_backbone_name_or_path")
+            raise InputError("mode='end_to_end' trains the item LLM; give item_backbone_config or item_backbone_name_or_path")
         if loss == "ce" and mode == "end_to_end":
-            raise ValueError(
+            raise InputError(
                 "loss='ce' scores every item at every step, which in end-to-end mode means running the item LLM over "
                 "the whole catalogue per step; use loss='nce' (or mode='light')"
             )
@@ -174,9 +165,9 @@ class HLLMConfig(PretrainedConfig):
             if item_pooling is None:
                 item_pooling = "mean" if self.item_backbone_config.model_type in ENCODER_MODEL_TYPES else "item_token"
         if max_text_length < 2:
-            raise ValueError(f"max_text_length must be at least 2 (a token and the item token), got {max_text_length}")
+            raise InputError(f"max_text_length must be at least 2 (a token and the item token), got {max_text_length}")
         if not 0 < nce_threshold <= 1.0 + 1e-6:
-            raise ValueError(f"nce_threshold is a cosine similarity in (0, 1], got {nce_threshold}")
+            raise InputError(f"nce_threshold is a cosine similarity in (0, 1], got {nce_threshold}")
         self.item_backbone_name_or_path = item_backbone_name_or_path
         self.user_backbone_name_or_path = user_backbone_name_or_path
         self.num_items = num_items
@@ -194,7 +185,7 @@ class HLLMConfig(PretrainedConfig):
         self.train_on_all_positions = train_on_all_positions
         self.item_encode_batch_size = item_encode_batch_size
         if num_time_buckets < 0:
-            raise ValueError(f"num_time_buckets must be >= 0 (0 = no time features), got {num_time_buckets}")
+            raise InputError(f"num_time_buckets must be >= 0 (0 = no time features), got {num_time_buckets}")
         self.num_time_buckets = num_time_buckets
         self.item_id_embeddings = item_id_embeddings
         lora = {

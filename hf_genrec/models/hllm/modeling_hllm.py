@@ -26,6 +26,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
+from ...utils.errors import InputError
 from ..backbone import (
     BackboneFamilyPreTrainedModel,
     BackboneHolderMixin,
@@ -36,7 +37,7 @@ from ..backbone import (
 )
 from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores, with_rows_appended
 from .configuration_hllm import HLLMConfig
-from .item_text import tokenize_item_texts
+from .tokenization_hllm import tokenize_item_texts
 
 
 @dataclass
@@ -185,13 +186,13 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         :func:`hf_genrec.data.format_item_fields`. Invalidates the cache.
         """
         if not self.config.has_item_llm:
-            raise ValueError("this HLLM has no item LLM (item_backbone_config=None); use set_item_embeddings")
+            raise InputError("this HLLM has no item LLM (item_backbone_config=None); use set_item_embeddings")
         if len(texts) != self.config.num_items:
-            raise ValueError(f"got {len(texts)} item texts for a catalogue of {self.config.num_items} items")
+            raise InputError(f"got {len(texts)} item texts for a catalogue of {self.config.num_items} items")
         ids, lengths = tokenize_item_texts(texts, tokenizer, self.config.item_prompt, self.item_input_ids.shape[1])
         vocab = self.item_llm.get_input_embeddings().num_embeddings
         if int(ids.max()) >= vocab:
-            raise ValueError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary of {vocab}")
+            raise InputError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary of {vocab}")
         self.item_input_ids.copy_(ids.to(self.item_input_ids.device))
         self.item_text_lengths.copy_(lengths.to(self.item_text_lengths.device))
         self.item_cache_valid.fill_(False)
@@ -203,9 +204,9 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
         want = (self.config.num_items, self.config.item_embedding_dim)
         if tuple(embeddings.shape) != want:
-            raise ValueError(f"item embeddings must be {list(want)} (items x item_embedding_dim), got {list(embeddings.shape)}")
+            raise InputError(f"item embeddings must be {list(want)} (items x item_embedding_dim), got {list(embeddings.shape)}")
         if not torch.isfinite(embeddings).all():
-            raise ValueError("item embeddings contain NaN or inf")
+            raise InputError("item embeddings contain NaN or inf")
         self.item_embedding_cache[1:] = embeddings.to(self.item_embedding_cache.device)
         self.item_cache_valid.fill_(True)
         self._mark_item_cache_current()
@@ -222,16 +223,16 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         known items' cached embeddings are kept (refreshed first if the item LLM changed)."""
         if self.config.has_item_llm:
             if item_embeddings is not None:
-                raise ValueError("this HLLM embeds items with its item LLM: give the new items' texts and tokenizer, "
+                raise InputError("this HLLM embeds items with its item LLM: give the new items' texts and tokenizer, "
                                  "not item_embeddings")
             if texts is None or tokenizer is None:
-                raise ValueError("new items need their texts and the item LLM's tokenizer (saved beside the checkpoint)")
+                raise InputError("new items need their texts and the item LLM's tokenizer (saved beside the checkpoint)")
             if isinstance(texts, str) or len(texts) != count:
-                raise ValueError(f"texts must be a list of {count} strings, one per new item")
+                raise InputError(f"texts must be a list of {count} strings, one per new item")
             ids, lengths = tokenize_item_texts(texts, tokenizer, self.config.item_prompt, self.item_input_ids.shape[1])
             vocab = self.item_llm.get_input_embeddings().num_embeddings
             if int(ids.max()) >= vocab:
-                raise ValueError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary "
+                raise InputError(f"the tokenizer produced token id {int(ids.max())} but the item LLM has a vocabulary "
                                  f"of {vocab}: is it the item LLM's tokenizer?")
             self.ensure_item_cache()
             ids, lengths = ids[1:].to(self.item_input_ids.device), lengths[1:].to(self.item_input_ids.device)
@@ -247,17 +248,17 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
             self.item_text_lengths = with_rows_appended(self.item_text_lengths, lengths)
         else:
             if texts is not None or tokenizer is not None:
-                raise ValueError("this HLLM has no item LLM (precomputed item embeddings): give item_embeddings, not texts")
+                raise InputError("this HLLM has no item LLM (precomputed item embeddings): give item_embeddings, not texts")
             if item_embeddings is None:
-                raise ValueError("this HLLM has no item LLM: give the new items' item_embeddings")
+                raise InputError("this HLLM has no item LLM: give the new items' item_embeddings")
             if not bool(self.item_cache_valid):
-                raise ValueError("this HLLM has no item embeddings yet: set the catalogue's with set_item_embeddings first")
+                raise InputError("this HLLM has no item embeddings yet: set the catalogue's with set_item_embeddings first")
             rows = torch.as_tensor(item_embeddings, dtype=torch.float32)
             if tuple(rows.shape) != (count, self.config.item_embedding_dim):
-                raise ValueError(f"item_embeddings must be [{count}, {self.config.item_embedding_dim}] (new items x "
+                raise InputError(f"item_embeddings must be [{count}, {self.config.item_embedding_dim}] (new items x "
                                  f"item_embedding_dim), got {list(rows.shape)}")
             if not torch.isfinite(rows).all():
-                raise ValueError("item embeddings contain NaN or inf")
+                raise InputError("item embeddings contain NaN or inf")
             width = self.item_input_ids.shape[1]
             self.item_input_ids = with_rows_appended(self.item_input_ids, self.item_input_ids.new_zeros(count, width))
             self.item_text_lengths = with_rows_appended(self.item_text_lengths, self.item_text_lengths.new_zeros(count))
@@ -278,7 +279,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         (with gradients when the item side trains)."""
         lengths = self.item_text_lengths[item_ids]
         if (lengths == 0).any():
-            raise ValueError(f"item {int(item_ids[lengths == 0][0])} has no tokenized text; call set_item_texts first")
+            raise InputError(f"item {int(item_ids[lengths == 0][0])} has no tokenized text; call set_item_texts first")
         return self.encode_token_rows(self.item_input_ids[item_ids], lengths)
 
     def encode_token_rows(self, token_rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -308,7 +309,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         """Every item's embedding ``[N + 1, item_embedding_dim]`` (row 0 = zeros), batched over items of
         similar text length, in eval mode (no dropout)."""
         if not self.config.has_item_llm or not self.has_item_texts:
-            raise ValueError("computing item embeddings needs an item LLM and the items' text (set_item_texts)")
+            raise InputError("computing item embeddings needs an item LLM and the items' text (set_item_texts)")
         batch_size = batch_size or self.config.item_encode_batch_size
         order = torch.argsort(self.item_text_lengths[1:], stable=True) + 1
         out = torch.zeros(self.config.num_items + 1, self.config.item_embedding_dim, device=self.item_input_ids.device)
@@ -334,7 +335,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         if self.config.has_item_llm and self.has_item_texts:
             self.refresh_item_cache(progress=progress)
         elif not bool(self.item_cache_valid):
-            raise ValueError("this HLLM has no item embeddings: call set_item_texts(texts, tokenizer) or set_item_embeddings()")
+            raise InputError("this HLLM has no item embeddings: call set_item_texts(texts, tokenizer) or set_item_embeddings()")
 
     def project(self, item_embeddings: torch.Tensor, item_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Item embeddings ``[..., item_embedding_dim]`` -> the user LLM's space ``[..., hidden]``; with
@@ -342,7 +343,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         out = self.item_projection(item_embeddings) if self.item_projection is not None else item_embeddings
         if self.item_id_embedding is not None:
             if item_ids is None:
-                raise ValueError("this HLLM adds per-item id embeddings: project() needs the items' ids")
+                raise InputError("this HLLM adds per-item id embeddings: project() needs the items' ids")
             out = out + self.item_id_embedding(item_ids)
         return out
 
@@ -371,9 +372,9 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         if self.time_embedding is None:
             return None
         if history_timestamps is None:
-            raise ValueError("this HLLM uses time features (num_time_buckets > 0): pass history_timestamps [B, H]")
+            raise InputError("this HLLM uses time features (num_time_buckets > 0): pass history_timestamps [B, H]")
         if history_timestamps.shape != mask.shape:
-            raise ValueError(f"history_timestamps {tuple(history_timestamps.shape)} must match history {tuple(mask.shape)}")
+            raise InputError(f"history_timestamps {tuple(history_timestamps.shape)} must match history {tuple(mask.shape)}")
         return self.time_embedding(self.time_buckets(history_timestamps.to(torch.float64), mask))
 
     def user_states(
@@ -457,7 +458,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         if self.config.in_batch_negatives:
             negative_index = torch.cat([negative_index, torch.unique(target_index)])
         if negative_index.numel() == 0:
-            raise ValueError("NCE needs negatives: set num_negatives > 0 or in_batch_negatives=True")
+            raise InputError("NCE needs negatives: set num_negatives > 0 or in_batch_negatives=True")
         positives = F.normalize(vectors[target_index], dim=-1)
         negatives = F.normalize(vectors[negative_index], dim=-1)
         pos_logits = (query * positives).sum(-1, keepdim=True)
@@ -467,7 +468,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         with torch.no_grad():
             false_negative = (positives @ negatives.t()) > self.config.nce_threshold
         if false_negative.all():
-            raise ValueError(
+            raise InputError(
                 f"every NCE negative is within cosine {self.config.nce_threshold} of its target, so the loss is 0 and "
                 "nothing learns: the item embeddings are (nearly) identical (a random-init item LLM in light mode?)"
             )

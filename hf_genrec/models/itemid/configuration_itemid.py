@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PretrainedConfig
 
-from ..backbone import set_dropout_fields
+from ...utils.errors import InputError
+from ..backbone import set_dropout_fields, small_llama_config
 from ..recommender import require_count, require_optional_positive, require_positive, set_inference_settings
 
-DEFAULT_BACKBONE = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "vocab_size": 32,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
+DEFAULT_BACKBONE = small_llama_config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=32)
 
 
 class ItemIDLlamaConfig(PretrainedConfig):
@@ -94,7 +85,7 @@ class ItemIDLlamaConfig(PretrainedConfig):
             backbone_config = dict(backbone_config)
             backbone_config = AutoConfig.for_model(backbone_config.pop("model_type", "llama"), **backbone_config)
         if head not in ("hierarchical", "full"):
-            raise ValueError(f"head must be 'hierarchical' or 'full', got {head!r}")
+            raise InputError(f"head must be 'hierarchical' or 'full', got {head!r}")
         self.backbone_config = backbone_config
         self.backbone_name_or_path = backbone_name_or_path
         self.num_items = num_items

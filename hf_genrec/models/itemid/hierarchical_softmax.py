@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...utils.errors import InputError
 from ...utils.kmeans import kmeans, nearest_centroid
 
 
@@ -27,7 +28,7 @@ def balanced_assignment(x: torch.Tensor, centroids: torch.Tensor, capacity: int)
     full goes to its nearest cluster with room. Bounds the largest cluster, hence the head's cost."""
     n, k = x.shape[0], centroids.shape[0]
     if capacity * k < n:
-        raise ValueError(f"{k} clusters of at most {capacity} items cannot hold {n} items")
+        raise InputError(f"{k} clusters of at most {capacity} items cannot hold {n} items")
     assign = nearest_centroid(x, centroids)
     counts = torch.bincount(assign, minlength=k)
     if counts.max() <= capacity:
@@ -65,7 +66,7 @@ class HierarchicalSoftmax(nn.Module):
     def __init__(self, num_items: int, dim: int, num_clusters: int, max_cluster_size: int):
         super().__init__()
         if not 1 <= num_clusters <= max(num_items, 1):
-            raise ValueError(f"num_clusters must be in 1..{num_items}, got {num_clusters}")
+            raise InputError(f"num_clusters must be in 1..{num_items}, got {num_clusters}")
         self.num_items, self.num_clusters = num_items, num_clusters
         self.cluster_embeddings = nn.Embedding(num_clusters, dim)
         self.cluster_bias = nn.Parameter(torch.zeros(num_clusters))
@@ -81,15 +82,15 @@ class HierarchicalSoftmax(nn.Module):
         non-empty and no larger than the ``cluster_items`` width."""
         assignment = torch.as_tensor(assignment, dtype=torch.long).cpu()
         if assignment.shape != (self.num_items,):
-            raise ValueError(f"assignment must be [{self.num_items}], got {tuple(assignment.shape)}")
+            raise InputError(f"assignment must be [{self.num_items}], got {tuple(assignment.shape)}")
         if assignment.min() < 0 or assignment.max() >= self.num_clusters:
-            raise ValueError(f"cluster ids must be in 0..{self.num_clusters - 1}")
+            raise InputError(f"cluster ids must be in 0..{self.num_clusters - 1}")
         sizes = torch.bincount(assignment, minlength=self.num_clusters)
         width = self.cluster_items.shape[1]
         if sizes.min() == 0:
-            raise ValueError(f"{int((sizes == 0).sum())} cluster(s) are empty; use fewer clusters")
+            raise InputError(f"{int((sizes == 0).sum())} cluster(s) are empty; use fewer clusters")
         if sizes.max() > width:
-            raise ValueError(f"a cluster holds {int(sizes.max())} items but the head has room for {width}")
+            raise InputError(f"a cluster holds {int(sizes.max())} items but the head has room for {width}")
         order = torch.argsort(assignment, stable=True)
         starts = torch.cumsum(sizes, 0) - sizes
         slots = torch.empty_like(assignment)

@@ -19,6 +19,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
+from ...utils.errors import InputError
 from ..backbone import (
     BackboneFamilyPreTrainedModel,
     BackboneHolderMixin,
@@ -106,9 +107,9 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
         want = (self.config.num_items, self.config.item_embedding_dim)
         if tuple(embeddings.shape) != want:
-            raise ValueError(f"item embeddings must be {list(want)} (items x item_embedding_dim), got {list(embeddings.shape)}")
+            raise InputError(f"item embeddings must be {list(want)} (items x item_embedding_dim), got {list(embeddings.shape)}")
         if not torch.isfinite(embeddings).all():
-            raise ValueError("item embeddings contain NaN or inf")
+            raise InputError("item embeddings contain NaN or inf")
         scale = self.config.initializer_range / embeddings.std().clamp_min(1e-8)
         self.item_embeddings.weight[1:] = (embeddings * scale).to(self.item_embeddings.weight)
         self.config.item_embedding_scale = float(scale)  # add_items maps new items the same way
@@ -126,27 +127,27 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         embeddings), a ridge regression from them to the trained rows and biases maps the new items
         into the trained table instead. Each new item joins the nearest cluster with room."""
         if item_embeddings is None:
-            raise ValueError("the item-ID model adds items from their item_embeddings (the kind its table was initialised from)")
+            raise InputError("the item-ID model adds items from their item_embeddings (the kind its table was initialised from)")
         dim = self.config.item_embedding_dim
         new = torch.as_tensor(item_embeddings, dtype=torch.float32)
         if tuple(new.shape) != (count, dim):
-            raise ValueError(f"item_embeddings must be [{count}, {dim}] (new items x item_embedding_dim), got {list(new.shape)}")
+            raise InputError(f"item_embeddings must be [{count}, {dim}] (new items x item_embedding_dim), got {list(new.shape)}")
         if not torch.isfinite(new).all():
-            raise ValueError("item embeddings contain NaN or inf")
+            raise InputError("item embeddings contain NaN or inf")
         table = self.item_embeddings.weight.detach().float().cpu()
         biases = self.head.item_bias.detach().float().cpu()
         new = new.cpu()
         if catalogue_embeddings is not None:
             known = torch.as_tensor(catalogue_embeddings, dtype=torch.float32).cpu()
             if tuple(known.shape) != (self.config.num_items, dim):
-                raise ValueError(f"catalogue_embeddings must be [{self.config.num_items}, {dim}] (the known items, "
+                raise InputError(f"catalogue_embeddings must be [{self.config.num_items}, {dim}] (the known items, "
                                  f"row i = item i + 1), got {list(known.shape)}")
             rows, bias = ridge_map(known, torch.cat([table[1:], biases[1:, None]], 1), new).split([dim, 1], 1)
             bias = bias.squeeze(1)
         else:
             scale = getattr(self.config, "item_embedding_scale", None)
             if scale is None:
-                raise ValueError("this model's item table was not initialised from embeddings (set_item_embeddings), so "
+                raise InputError("this model's item table was not initialised from embeddings (set_item_embeddings), so "
                                  "there is no path for new ones: pass catalogue_embeddings to fit one")
             rows, bias = new * scale, biases[1:].median().expand(count)
         grown = nn.Embedding(self.config.num_items + count + 1, dim, padding_idx=0).to(self.item_embeddings.weight)
@@ -190,12 +191,12 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         if history is not None:
             item_ids, input_ids, attention_mask = history, None, (history > 0).long()
         if item_ids is None or attention_mask is None:
-            raise ValueError("give history, or item_ids with attention_mask (and input_ids for text positions)")
+            raise InputError("give history, or item_ids with attention_mask (and input_ids for text positions)")
         if item_ids.dim() != 2 or item_ids.shape[1] == 0 or not (attention_mask > 0).any(1).all():
             raise EmptyHistoryError("a sequence is empty; at least one item or token is needed")
         self.check_item_ids(item_ids, allow_padding=True)
         if input_ids is None and ((item_ids == 0) & (attention_mask > 0)).any():
-            raise ValueError("text positions (item_ids == 0 under the mask) need input_ids")
+            raise InputError("text positions (item_ids == 0 under the mask) need input_ids")
         hidden = self.hidden_states(item_ids, input_ids, attention_mask)[:, -1]
         return self.output_adapter(hidden.to(self.output_adapter.weight.dtype))
 
@@ -226,7 +227,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
         mean negative log-likelihood over all of them (``log_probs`` ``[M]``)."""
         if targets is not None and self.config.train_on_all_positions:
             if history is None:
-                raise ValueError("train_on_all_positions trains on item-only histories; mixed text inputs predict one target")
+                raise InputError("train_on_all_positions trains on item-only histories; mixed text inputs predict one target")
             return self._forward_all_positions(history, targets)
         q = self.query(history, input_ids, item_ids, attention_mask)
         if targets is None:
@@ -237,7 +238,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
 
     def _forward_all_positions(self, history: torch.Tensor, targets: torch.Tensor) -> ItemIDLlamaOutput:
         if history.dim() != 2 or targets.shape != history.shape[:1]:
-            raise ValueError(f"expected history [B, H] and targets [B], got {tuple(history.shape)} and {tuple(targets.shape)}")
+            raise InputError(f"expected history [B, H] and targets [B], got {tuple(history.shape)} and {tuple(targets.shape)}")
         self.check_item_ids(targets, allow_padding=False)
         seq = torch.cat([history, targets.unsqueeze(1).to(history)], 1)  # [B, H + 1]
         inputs, labels = seq[:, :-1], seq[:, 1:]

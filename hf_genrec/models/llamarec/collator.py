@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ...utils import EmptyHistoryError, left_pad
+from ...utils.errors import InputError
 
 if TYPE_CHECKING:
     from .modeling_llamarec import LlamaRecForCodeGeneration
@@ -41,7 +42,7 @@ class DataCollatorForCodeSeq:
         batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         if any("target" in r for r in rows):
             if not all("target" in r for r in rows):
-                raise ValueError("some rows have a target and some do not; give all or none")
+                raise InputError("some rows have a target and some do not; give all or none")
             targets = torch.tensor([int(r["target"]) for r in rows], device=history.device)
             batch.update(labels=self.model.codes_for_items(targets), targets=targets)
         return batch

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PretrainedConfig
 
-from ..backbone import set_dropout_fields
+from ...utils.errors import InputError
+from ..backbone import set_dropout_fields, small_llama_config
 from ..recommender import refuse_renamed_fields, require_count, require_positive, set_inference_settings
 
-DEFAULT_BACKBONE = {
-    # A small LLaMA for the embedded default and tests; code-only inputs never use its vocabulary.
-    "model_type": "llama",
-    "hidden_size": 128,
-    "intermediate_size": 512,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "vocab_size": 8,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
+# A small LLaMA for the embedded default and tests; code-only inputs never use its vocabulary.
+DEFAULT_BACKBONE = small_llama_config(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, vocab_size=8)
 
 
 SCORE_MODES = ("generative", "dense", "hybrid")
@@ -142,7 +133,7 @@ class LlamaRecConfig(PretrainedConfig):
             attention_dropout=attention_dropout,
         )
         if score_mode not in SCORE_MODES:
-            raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+            raise InputError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
         self.score_mode = score_mode
         self.dense_score_weight = float(dense_score_weight)
         self.has_dense_vectors = has_dense_vectors

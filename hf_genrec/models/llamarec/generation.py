@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from ...utils import is_sharded
+from ...utils.errors import InputError
 from ..recommender import RecommendationOutput, top_k_from_scores
 from .trie import CodeTrie
 
@@ -68,14 +69,14 @@ class CodeBeamSearchMixin:
         num_beams = num_beams or self.config.default_num_beams
         k = num_return_sequences or self.config.default_num_return_sequences
         if k > num_beams:
-            raise ValueError(f"num_return_sequences ({k}) cannot exceed num_beams ({num_beams})")
+            raise InputError(f"num_return_sequences ({k}) cannot exceed num_beams ({num_beams})")
         if (attention_mask.sum(1) == 0).any():
-            raise ValueError("a user has an empty history; generate() needs at least one item")
+            raise InputError("a user has an empty history; generate() needs at least one item")
         if (attention_mask.sum(1) % self.config.code_length).any():
-            raise ValueError(f"histories must hold whole items ({self.config.code_length} codes each)")
+            raise InputError(f"histories must hold whole items ({self.config.code_length} codes each)")
         chunk = chunk_size or self.config.generation_chunk_size
         if exclude_items is not None and exclude_items.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"exclude_items has {exclude_items.shape[0]} rows for {input_ids.shape[0]} users")
+            raise InputError(f"exclude_items has {exclude_items.shape[0]} rows for {input_ids.shape[0]} users")
         if exclude_items is not None:
             self.check_item_ids(exclude_items, allow_padding=True)
         outs = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ...utils.errors import InputError
+
 
 def codes_for_new_items(existing: torch.Tensor, new: torch.Tensor, suffix_size: int) -> torch.Tensor:
     """Unique code sequences for new items, next to the ones the model already has.
@@ -22,12 +24,12 @@ def codes_for_new_items(existing: torch.Tensor, new: torch.Tensor, suffix_size: 
     new = new.long().cpu()
     existing = existing.long().cpu()
     if new.dim() != 2 or new.shape[1] not in (length - 1, length):
-        raise ValueError(f"new item codes must be [K, {length - 1}] (prefixes) or [K, {length}], got {tuple(new.shape)}")
+        raise InputError(f"new item codes must be [K, {length - 1}] (prefixes) or [K, {length}], got {tuple(new.shape)}")
     if new.shape[1] == length:
         taken = {tuple(row) for row in existing.tolist()}
         for i, row in enumerate(new.tolist()):
             if tuple(row) in taken:
-                raise ValueError(f"new item {i} has the codes {row}, which another item already has; codes must be unique")
+                raise InputError(f"new item {i} has the codes {row}, which another item already has; codes must be unique")
             taken.add(tuple(row))
         return new
     used: dict[tuple, set[int]] = {}
@@ -38,7 +40,7 @@ def codes_for_new_items(existing: torch.Tensor, new: torch.Tensor, suffix_size: 
         taken = used.setdefault(prefix, set())
         free = next((s for s in range(suffix_size) if s not in taken), None)
         if free is None:
-            raise ValueError(
+            raise InputError(
                 f"the code prefix {list(prefix)} already holds {suffix_size} items, the whole suffix range: "
                 "a model with a larger suffix_size is needed for this item"
             )

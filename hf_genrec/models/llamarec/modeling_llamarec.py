@@ -19,6 +19,7 @@ from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...utils import EmptyHistoryError
+from ...utils.errors import InputError
 from ..backbone import (
     BackboneFamilyPreTrainedModel,
     BackboneHolderMixin,
@@ -142,15 +143,15 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         if codes.shape == (n, self.config.code_length):
             codes = torch.cat([codes.new_full((1, self.config.code_length), -1), codes])
         if codes.shape != (n + 1, self.config.code_length):
-            raise ValueError(
+            raise InputError(
                 f"item codes must be [{n}, {self.config.code_length}] (or with a padding row), got {tuple(codes.shape)}"
             )
         body = codes[1:]
         out_of_range = (body[:, :-1] >= self.config.codebook_size).any() or (body[:, -1] >= self.config.suffix_size).any()
         if (body < 0).any() or out_of_range:
-            raise ValueError("item codes out of range for this model's codebooks / suffix range")
+            raise InputError("item codes out of range for this model's codebooks / suffix range")
         if torch.unique(body, dim=0).shape[0] != n:
-            raise ValueError("item codes are not unique; add the collision suffix (RQVAEModel.get_codes)")
+            raise InputError("item codes are not unique; add the collision suffix (RQVAEModel.get_codes)")
         codes[0] = -1
         self.item_codes.copy_(codes.to(self.item_codes.device))
 
@@ -162,9 +163,9 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         vectors = torch.as_tensor(vectors, dtype=torch.float32)
         want = (self.config.num_items, self.config.semantic_dim)
         if tuple(vectors.shape) != want:
-            raise ValueError(f"dense vectors must be {list(want)} (items x semantic_dim), got {list(vectors.shape)}")
+            raise InputError(f"dense vectors must be {list(want)} (items x semantic_dim), got {list(vectors.shape)}")
         if not torch.isfinite(vectors).all():
-            raise ValueError("dense vectors contain NaN or inf")
+            raise InputError("dense vectors contain NaN or inf")
         table = torch.cat([vectors.new_zeros(1, want[1]), vectors]).to(self.item_codes.device)
         self.register_buffer("item_dense_vectors", table, persistent=True)
         self.config.has_dense_vectors = True
@@ -173,7 +174,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         """Cosine between the PSA head's output after each history and every item's dense vector:
         ``[B, H]`` item ids -> ``[B, N + 1]`` (column 0 = -inf)."""
         if not self.config.has_dense_vectors:
-            raise ValueError("dense scoring needs the items' dense vectors: call set_item_dense_vectors first")
+            raise InputError("dense scoring needs the items' dense vectors: call set_item_dense_vectors first")
         query = F.normalize(self.forward_codes(**self.code_inputs(history)).dec_latents.float(), dim=-1)
         scores = query @ F.normalize(self.item_dense_vectors, dim=-1).t()
         scores[:, 0] = float("-inf")
@@ -199,19 +200,19 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         codebook shapes can be checked: pass the tokenizer saved with this model (after alternating
         training its codebooks differ from the pre-trained RQ-VAE's)."""
         if (item_embeddings is None) == (codes is None):
-            raise ValueError(
+            raise InputError(
                 "give either the new items' semantic embeddings (item_embeddings, with item_tokenizer) or their codes"
             )
         if codes is None:
             if item_tokenizer is None:
-                raise ValueError(
+                raise InputError(
                     "coding new items from semantic embeddings needs the RQ-VAE that coded the catalogue: pass "
                     "item_tokenizer=RQVAEModel.from_pretrained('<checkpoint>/item_tokenizer')"
                 )
             self._check_codebooks(item_tokenizer)
             item_embeddings = torch.as_tensor(item_embeddings, dtype=torch.float32)
             if item_embeddings.dim() != 2 or item_embeddings.shape[0] != count:
-                raise ValueError(f"item_embeddings must be [{count}, semantic_dim], one row per new item, "
+                raise InputError(f"item_embeddings must be [{count}, semantic_dim], one row per new item, "
                                  f"got {tuple(item_embeddings.shape)}")
             was_training = item_tokenizer.training
             item_tokenizer.eval()  # no dropout in the encoder: the codes the catalogue got
@@ -221,11 +222,11 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
                 item_tokenizer.train(was_training)
         codes = torch.as_tensor(codes, dtype=torch.long)
         if codes.dim() != 2 or codes.shape[0] != count:
-            raise ValueError(f"codes must have one row per new item ({count}), got shape {tuple(codes.shape)}")
+            raise InputError(f"codes must have one row per new item ({count}), got shape {tuple(codes.shape)}")
         new = codes_for_new_items(self.item_codes[1:], codes, self.config.suffix_size)
         prefix, suffix = new[:, :-1], new[:, -1]
         if (new < 0).any() or (prefix >= self.config.codebook_size).any() or (suffix >= self.config.suffix_size).any():
-            raise ValueError(
+            raise InputError(
                 f"new item codes out of range: codes must be in 0..{self.config.codebook_size - 1}, "
                 f"suffixes in 0..{self.config.suffix_size - 1}"
             )
@@ -239,12 +240,12 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
                 finally:
                     item_tokenizer.train(was_training)
             if dense_vectors is None:
-                raise ValueError("this model scores items densely too: give dense_vectors [K, semantic_dim] with the codes")
+                raise InputError("this model scores items densely too: give dense_vectors [K, semantic_dim] with the codes")
             dense = torch.as_tensor(dense_vectors, dtype=torch.float32)
             if tuple(dense.shape) != (count, self.config.semantic_dim) or not torch.isfinite(dense).all():
-                raise ValueError(f"dense_vectors must be [{count}, {self.config.semantic_dim}] finite values")
+                raise InputError(f"dense_vectors must be [{count}, {self.config.semantic_dim}] finite values")
         elif dense_vectors is not None:
-            raise ValueError("this model has no dense vectors (set_item_dense_vectors) to add to")
+            raise InputError("this model has no dense vectors (set_item_dense_vectors) to add to")
         self.item_codes = with_rows_appended(self.item_codes, new)
         if dense is not None:
             self.item_dense_vectors = with_rows_appended(self.item_dense_vectors, dense)
@@ -273,7 +274,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
             and labels ``[B, L]``.
         """
         if history.dim() != 2:
-            raise ValueError(f"history must be [batch, items], got shape {tuple(history.shape)}")
+            raise InputError(f"history must be [batch, items], got shape {tuple(history.shape)}")
         if history.shape[1] == 0 or (history.shape[0] and not (history > 0).any(1).all()):
             raise EmptyHistoryError("a history is empty; at least one item is needed")
         length = self.config.code_length
@@ -316,7 +317,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
             self.config.codebook_size,
             self.config.codebook_dim,
         ):
-            raise ValueError(
+            raise InputError(
                 f"RQ-VAE codebooks ({c.num_levels} x {c.codebook_size} x {c.codebook_dim}) do not match the "
                 f"recommender ({self.config.num_levels} x {self.config.codebook_size} x {self.config.codebook_dim})"
             )
@@ -377,7 +378,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         ``seq_project_latents`` / ``dec_latents`` ``[M, ...]`` with ``predicted_items`` ``[M]``.
         """
         if history.dim() != 2 or targets.shape != history.shape[:1]:
-            raise ValueError(f"expected history [B, H] and targets [B], got {tuple(history.shape)} and {tuple(targets.shape)}")
+            raise InputError(f"expected history [B, H] and targets [B], got {tuple(history.shape)} and {tuple(targets.shape)}")
         self.check_item_ids(targets, allow_padding=False)
         seq = torch.cat([history, targets.unsqueeze(1).to(history)], 1)  # [B, S]
         length = self.config.code_length
@@ -399,7 +400,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
         level_of_label = torch.arange(1, codes.shape[1], device=codes.device) % length
         total = predicted.sum()
         if total == 0:
-            raise ValueError("no row has two items: nothing to predict (whole-sequence rows need a history)")
+            raise InputError("no row has two items: nothing to predict (whole-sequence rows need a history)")
         loss = hidden.new_zeros((), dtype=torch.float32)
         for lvl in range(length):
             at = predicted & (level_of_label == lvl)
@@ -427,7 +428,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
     ) -> LlamaRecOutput:
         """The same pass on code sequences laid out by :meth:`code_inputs` (shapes there)."""
         if input_ids.shape != attention_mask.shape:
-            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ")
+            raise InputError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ")
         position_ids = self.position_ids_from_mask(attention_mask)
         levels = position_ids % self.config.code_length
         embeds = self.embed_codes(input_ids, levels, attention_mask)

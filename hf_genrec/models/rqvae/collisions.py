@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ...utils.errors import InputError
 
-class CodebookCollisionError(ValueError):
+
+class CodebookCollisionError(InputError):
     """More items share one code prefix than the suffix range can number."""
 
 
@@ -24,7 +26,7 @@ def assign_suffix(prefix_codes: torch.Tensor, suffix_size: int) -> torch.Tensor:
         CodebookCollisionError: if some prefix is shared by more than ``suffix_size`` items.
     """
     if prefix_codes.dim() != 2:
-        raise ValueError(f"prefix_codes must be [N, L], got {tuple(prefix_codes.shape)}")
+        raise InputError(f"prefix_codes must be [N, L], got {tuple(prefix_codes.shape)}")
     n = prefix_codes.shape[0]
     if n == 0:
         return prefix_codes.new_zeros((0, prefix_codes.shape[1] + 1))

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...utils.errors import InputError
 from ...utils.kmeans import kmeans
 from ..saving import StagedSaveMixin
 from .collisions import assign_suffix, collision_rate
@@ -91,9 +92,9 @@ class ResidualQuantizer(nn.Module):
         (hysteresis: parameter noise should not re-code items that sit near a boundary). The next
         level quantises the residual of the code actually kept. ``margin=0`` gives ``forward``'s codes."""
         if margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}")
+            raise InputError(f"margin must be >= 0, got {margin}")
         if previous is not None and previous.shape != (latents.shape[0], len(self.codebooks)):
-            raise ValueError(f"previous codes must be [{latents.shape[0]}, {len(self.codebooks)}], got {tuple(previous.shape)}")
+            raise InputError(f"previous codes must be [{latents.shape[0]}, {len(self.codebooks)}], got {tuple(previous.shape)}")
         residual, codes = latents, []
         for level, book in enumerate(self.codebooks):
             logits = self.level_logits(residual, book.weight)
@@ -166,12 +167,12 @@ class RQVAEModel(StagedSaveMixin, RQVAEPreTrainedModel):
 
     def _check_input(self, embeddings: torch.Tensor) -> None:
         if embeddings.dim() != 2 or embeddings.shape[1] != self.config.semantic_dim:
-            raise ValueError(
+            raise InputError(
                 f"RQ-VAE expects item embeddings [N, {self.config.semantic_dim}], got {tuple(embeddings.shape)} "
                 "(wrong embedding dimension?)"
             )
         if not torch.isfinite(embeddings).all():
-            raise ValueError("item embeddings contain NaN or inf")
+            raise InputError("item embeddings contain NaN or inf")
 
     def encode(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``[B, semantic_dim]`` -> latents ``[B, codebook_dim]``."""
@@ -219,7 +220,7 @@ class RQVAEModel(StagedSaveMixin, RQVAEPreTrainedModel):
         (:meth:`ResidualQuantizer.assign`)."""
         self._check_input(embeddings)
         if previous is not None and previous.shape[0] != embeddings.shape[0]:
-            raise ValueError(f"previous codes have {previous.shape[0]} rows for {embeddings.shape[0]} items")
+            raise InputError(f"previous codes have {previous.shape[0]} rows for {embeddings.shape[0]} items")
         out = []
         for i, chunk in enumerate(embeddings.split(batch_size)):
             prev = None if previous is None else previous[i * batch_size : i * batch_size + chunk.shape[0]].to(self.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ...utils.errors import InputError
 from ..recommender import require_count, require_positive
 
 
@@ -54,11 +55,11 @@ class SASRecConfig(PretrainedConfig):
             "SASRecConfig", hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, max_history=max_history
         )
         if hidden_size % num_heads:
-            raise ValueError(f"SASRecConfig: hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+            raise InputError(f"SASRecConfig: hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
         if block not in ("pre_norm", "query_norm"):
-            raise ValueError(f"block must be 'pre_norm' or 'query_norm', got {block!r}")
+            raise InputError(f"block must be 'pre_norm' or 'query_norm', got {block!r}")
         if initialization not in ("normal", "xavier"):
-            raise ValueError(f"initialization must be 'normal' or 'xavier', got {initialization!r}")
+            raise InputError(f"initialization must be 'normal' or 'xavier', got {initialization!r}")
         self.num_items = num_items
         self.hidden_size = hidden_size
         self.num_layers = num_layers

@@ -10,8 +10,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...utils.errors import InputError
 from ...utils.linear_cross_entropy import linear_cross_entropy
-from ..saving import StagedSaveMixin
+from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores
 from .configuration_sasrec import SASRecConfig
 
 
@@ -23,8 +24,10 @@ class SASRecOutput(ModelOutput):
     logits: torch.Tensor | None = None
 
 
-class SASRecModel(StagedSaveMixin, PreTrainedModel):
-    """SASRec with a tied output layer (scores = hidden · item embedding).
+class SASRecModel(RecommenderMixin, PreTrainedModel):
+    """SASRec with a tied output layer (scores = hidden · item embedding), on the recommender
+    contract: ``recommend()`` with the user's item ids, the item map and model card in the
+    checkpoint, ``AutoModel.from_pretrained``, served by ``hf-genrec serve``.
 
     ``input_ids`` ``[B, L]`` are dense item ids, left padded with 0. ``labels``:
     ``[B, L]`` next item at every position (0 = ignore; whole-sequence training), or ``[B]``
@@ -156,7 +159,7 @@ class SASRecModel(StagedSaveMixin, PreTrainedModel):
         position of the padded batch through ``nn.TransformerEncoder``'s own forward (the reference
         the packed computation is checked and timed against). Only for the default structure."""
         if self.config.block != "pre_norm" or self.config.attend_padding:
-            raise ValueError("encode_padded is the nn.TransformerEncoder reference of block='pre_norm' without attend_padding")
+            raise InputError("encode_padded is the nn.TransformerEncoder reference of block='pre_norm' without attend_padding")
         input_ids = self._truncate(input_ids)
         pad, length = input_ids == 0, input_ids.shape[1]
         positions = torch.arange(length - 1, -1, -1, device=input_ids.device)
@@ -188,7 +191,7 @@ class SASRecModel(StagedSaveMixin, PreTrainedModel):
             labels = labels[real]
             scored = labels > 0
             if not scored.any():
-                raise ValueError("batch has no training targets (all labels are padding)")
+                raise InputError("batch has no training targets (all labels are padding)")
             # Column 0 (padding) is never a class: drop its row and shift the targets.
             loss = linear_cross_entropy(h[scored], table[1:], labels[scored] - 1)
             return SASRecOutput(loss=loss, logits=None)
@@ -200,6 +203,15 @@ class SASRecModel(StagedSaveMixin, PreTrainedModel):
         if self.config.exclude_history if exclude_history is None else exclude_history:
             logits = logits.scatter(1, input_ids, float("-inf"))
         return SASRecOutput(loss=loss, logits=logits)
+
+    def top_k_items(self, history: torch.Tensor, k: int, exclude_items: torch.Tensor | None = None) -> RecommendationOutput:
+        """Best ``k`` items for ``[B, H]`` left-padded histories by the full-catalogue scores, leaving
+        out ``exclude_items`` ``[B, E]`` (the last ``max_history`` items are read)."""
+        self.check_item_ids(history, allow_padding=True)
+        (history,) = self.readable_history(history)
+        with torch.no_grad():
+            scores = self(input_ids=history, exclude_history=False).logits
+        return top_k_from_scores(scores, k, exclude_items)
 
     def item_embeddings(self) -> torch.Tensor:
         """The collaborative item embeddings ``[N, H]`` (row i = dense item id i + 1)."""

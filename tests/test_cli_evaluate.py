@@ -1,14 +1,13 @@
-"""``benchmarks/evaluate_checkpoint.py``: ranks a split with a saved checkpoint, optionally with an
-inference field of its config overridden (``--set``)."""
+"""``hf-genrec evaluate``: ranks a split with a saved checkpoint under both protocols, optionally with
+an inference field of its config overridden (``--set``)."""
 
 import pytest
 
 from hf_genrec import RecommenderTrainer, RecommenderTrainingArguments
+from hf_genrec.cli import evaluate as evaluate_checkpoint
 from hf_genrec.data import leave_one_out, make_synthetic_sequences
 
-from .conftest import load_benchmark, tiny_recommender
-
-evaluate_checkpoint = load_benchmark("evaluate_checkpoint")
+from .conftest import tiny_recommender
 
 
 def test_overrides_parse_json_values_and_keep_other_values_as_strings():
@@ -19,10 +18,10 @@ def test_overrides_parse_json_values_and_keep_other_values_as_strings():
         evaluate_checkpoint.parse_overrides(["default_num_beams"])
 
 
-def direct_metrics(model, split, tmp_path) -> dict:
+def direct_metrics(model, split, tmp_path, exclude_history=None) -> dict:
     args = RecommenderTrainingArguments(
         output_dir=str(tmp_path / "direct"), per_device_eval_batch_size=256, max_history=50, report_to=[],
-        use_cpu=True, disable_tqdm=True,
+        use_cpu=True, disable_tqdm=True, exclude_history=exclude_history,
     )
     metrics = RecommenderTrainer(model=model, args=args).evaluate(split, metric_key_prefix="test")
     return {k.removeprefix("test_"): v for k, v in metrics.items() if "@" in k}
@@ -33,7 +32,7 @@ def test_the_override_reaches_the_ranking_and_unknown_fields_are_refused(tmp_pat
     model = tiny_recommender(num_items=30, use_lora=False, seed=1).eval()
     model.save_pretrained(tmp_path / "ckpt")
     dsd.save_to_disk(str(tmp_path / "data"))
-    argv = ["--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data")]
+    argv = ["--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data"), "--protocol", "all_items"]
 
     narrow = evaluate_checkpoint.main(argv)  # the saved default: 20 beams
     wide = evaluate_checkpoint.main(argv + ["--set", "default_num_beams=30"])
@@ -45,3 +44,21 @@ def test_the_override_reaches_the_ranking_and_unknown_fields_are_refused(tmp_pat
     with pytest.raises(ValueError, match="has no field 'num_beamz'"):
         evaluate_checkpoint.main(argv + ["--set", "num_beamz=30"])
 
+
+
+def test_both_protocols_match_a_direct_evaluation_of_each_and_go_to_the_json_file(tmp_path):
+    import json
+
+    dsd = leave_one_out(make_synthetic_sequences(num_users=60, num_items=30, min_length=4, max_length=9, seed=4))
+    model = tiny_recommender(num_items=30, use_lora=False, seed=2).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    dsd.save_to_disk(str(tmp_path / "data"))
+    out = tmp_path / "report.json"
+    report = evaluate_checkpoint.main(
+        ["--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data"), "--split", "validation", "--json", str(out)]
+    )
+    assert json.loads(out.read_text()) == report
+    for protocol, exclude in (("exclude_seen", True), ("all_items", False)):
+        direct = direct_metrics(model, dsd["validation"], tmp_path, exclude_history=exclude)
+        assert {k.removeprefix(f"{protocol}/"): v for k, v in report.items() if k.startswith(protocol)} == pytest.approx(direct)
+    assert report["exclude_seen/recall@10"] != report["all_items/recall@10"]  # the two protocols differ on this model

@@ -1,5 +1,6 @@
-"""Item text -> the item LLM's token ids, stored with the model so a reloaded HLLM can re-embed its
-catalogue without the original text files."""
+"""Tokenization of the HLLM item LLM's input: item text -> token ids, stored with the model so a
+reloaded HLLM can re-embed its catalogue without the original text files (reading item text files is
+``hf_genrec.data.item_text``)."""
 
 from __future__ import annotations
 
