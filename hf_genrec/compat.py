@@ -22,6 +22,9 @@ that fails if a new release changes what it relies on.
   loads, length grouping over leave-one-out views).
 - :func:`fsdp_lazy_init` (torch FSDP2, checked on torch 2.13): FSDP2 fixes each group's gradient-
   reduction dtypes at its first forward; there is no public way to run that initialisation early.
+- :func:`tensor_version` (torch, checked on 2.13): a tensor's in-place version counter, the only way
+  to know that an optimizer step or ``copy_`` changed a table a cache was derived from (ETEGRec's
+  beam-search trie, HLLM's item embeddings); torch has no public accessor for it.
 - :func:`fresh_accelerator_state` (accelerate, checked on 1.x): accelerate's state is a process-wide
   singleton with no public reset; the small stage models train as plain DDP inside an FSDP launch.
 """
@@ -262,3 +265,8 @@ def fresh_accelerator_state():
     finally:
         AcceleratorState._reset_state()
         AcceleratorState._shared_state.update(earlier)
+
+
+def tensor_version(tensor) -> int:
+    """The in-place version counter of ``tensor`` (bumped by every in-place change)."""
+    return tensor._version

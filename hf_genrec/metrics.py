@@ -23,7 +23,7 @@ DEFAULT_KS = (1, 5, 10, 20)
 def target_ranks(ranked: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target in its row, or ``ranked.shape[1]`` (a miss) when absent. ``[B]``."""
     if ranked.dim() != 2 or targets.dim() != 1 or ranked.shape[0] != targets.shape[0]:
-        raise InputError(f"expected ranked [B, K] and targets [B], got {tuple(ranked.shape)} and {tuple(targets.shape)}")
+        raise ValueError(f"expected ranked [B, K] and targets [B], got {tuple(ranked.shape)} and {tuple(targets.shape)}")
     hits = ranked == targets.to(ranked.device).unsqueeze(1)
     first = torch.where(hits.any(1), hits.float().argmax(1), torch.full_like(targets, ranked.shape[1]).to(ranked.device))
     return first.long()
@@ -69,7 +69,7 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     """
     if torch.isnan(scores[:, 1:]).any():
         bad = int(torch.isnan(scores[:, 1:]).any(1).nonzero()[0])
-        raise InputError(f"scores contain NaN (row {bad}); the model has diverged or was fed bad input")
+        raise ValueError(f"scores contain NaN (row {bad}); the model has diverged or was fed bad input")
     target_score = scores.gather(1, targets.unsqueeze(1))
     better = ((scores[:, 1:] >= target_score).sum(1) - 1).clamp_min(0)
     excluded = target_score.squeeze(1) == float("-inf")

@@ -273,7 +273,8 @@ def test_main_input_name_is_what_forward_takes(model_class):
 
 PRIVATE_HOOKS = ("_raise_exceptions_for", "._shared_state", "._reset_state", "._lazy_init", "._prepare_inputs",
                  "._created_lr_scheduler", "def _save(", "def _load_from_checkpoint(", "def _load_best_model(",
-                 "def _get_train_sampler(", "def _get_eval_sampler(", "_save_checkpoint")
+                 "def _get_train_sampler(", "def _get_eval_sampler(", "_save_checkpoint", "._version",
+                 "._get_fsdp_state")
 
 
 def test_private_internals_of_dependencies_are_used_only_in_the_compat_module():
@@ -293,6 +294,8 @@ def test_the_trainer_internals_the_compat_hooks_rely_on_still_exist():
     from accelerate.state import AcceleratorState
     from transformers import Trainer
 
+    from hf_genrec import compat
+
     expected = {
         "_save": ["self", "output_dir", "state_dict"],
         "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
@@ -305,3 +308,10 @@ def test_the_trainer_internals_the_compat_hooks_rely_on_still_exist():
         assert list(inspect.signature(getattr(Trainer, name)).parameters) == params, name
     assert "_created_lr_scheduler" in inspect.getsource(Trainer.create_scheduler)
     assert isinstance(AcceleratorState._shared_state, dict) and callable(AcceleratorState._reset_state)
+    from torch.distributed.fsdp import FSDPModule
+
+    assert callable(FSDPModule._get_fsdp_state)  # what compat.fsdp_lazy_init calls
+    t = torch.zeros(2)
+    before = compat.tensor_version(t)
+    t.add_(1)
+    assert compat.tensor_version(t) == before + 1

@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
         setattr(model.config, field, value)
     max_history = a.max_history or getattr(model.config, "max_history", None) or 50
     dsd = load_dataset(a.data, max_history=max_history)
+    if list(dsd.item_map.original_ids) != list(model.item_map.original_ids):
+        # Dense ids of another catalogue would index the wrong items without any error.
+        raise InputError(
+            f"--data {a.data} has another item map than the checkpoint ({dsd.num_items} items vs {model.config.num_items}, "
+            "or the same count in another order): evaluate on the data the model was trained on (its prepared folder)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         args = RecommenderTrainingArguments(
             output_dir=tmp, per_device_eval_batch_size=a.batch_size, max_history=max_history, report_to=[],

@@ -4,7 +4,7 @@ from ..utils import ITEM_MAP_FILE, PAD_ITEM, ItemIdMap, UnknownItemError
 from .cold_start import ColdStartSplit, cold_start_split
 from .collator import DataCollatorForRecommendation
 from .errors import InteractionFormatError
-from .formats import FORMATS, DataFormat, detect_format, load_interactions, read_interactions
+from .formats import FORMATS, DataFormat, dataset_file_in, detect_format, load_interactions, read_interactions
 from .item_text import (
     ItemTextFormatError,
     align_item_texts,
@@ -16,7 +16,6 @@ from .readers import SequenceData, read_etegrec_jsonl, read_hllm_csv, read_json_
 from .splits import (
     GenRecDatasetDict,
     LeaveOneOutRows,
-    dataset_file_in,
     leave_one_out,
     load_genrec_dataset,
     train_sequences,

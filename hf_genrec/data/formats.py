@@ -90,6 +90,34 @@ def detect_format(path: str) -> DataFormat:
     raise InteractionFormatError(f"cannot tell the format of {path!r}; pass format= one of {sorted(BY_NAME)}")
 
 
+#: files a dataset folder holds beside its interactions (prepared layouts, item text, reports)
+NOT_INTERACTIONS = ("item_map.json", "item_text.json", "genrec_dataset.json", "summary.json", "dataset_dict.json")
+
+
+def dataset_file_in(directory: str) -> str:
+    """The interaction file of a dataset folder (a file is returned as it is): of the files a format
+    of :data:`FORMATS` claims (metadata ``meta_*`` and the prepared layout's own files aside), the
+    one whose format comes first (raw dumps before prepared files), then by name."""
+    if os.path.isfile(directory):
+        return directory
+    if not os.path.isdir(directory):
+        raise MissingFileError(f"{directory}: no such file or folder")
+    ranked = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.startswith("meta_") or name in NOT_INTERACTIONS or not os.path.isfile(path):
+            continue
+        claimed = [i for i, f in enumerate(FORMATS) if f.claims(name)]
+        if claimed:
+            ranked.append((claimed[0], name, path))
+    if not ranked:
+        raise MissingFileError(
+            f"no interaction file in {directory}; file names the formats claim: "
+            + ", ".join(f"{f.name} ({f.pattern})" for f in FORMATS)
+        )
+    return min(ranked)[2]
+
+
 def resolve_format(path: str, format: str | None = None) -> DataFormat:
     """``format`` by name, or the one :func:`detect_format` finds."""
     if format is None:

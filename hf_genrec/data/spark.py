@@ -55,9 +55,8 @@ from hf_genrec.data.formats import FORMATS, RAW_FORMATS
 from hf_genrec.data.splits import MIN_LENGTH, check_replaceable
 from hf_genrec.data.table import SEQUENCES_FILE, write_dataset_info
 from hf_genrec.utils.atomic import staged_folder
+from hf_genrec.utils.errors import InputError, MissingFileError
 from hf_genrec.utils.item_map import ItemIdMap
-
-from ..utils.errors import InputError, MissingFileError
 
 
 # ------------------------------------------------------------------------------ reading
@@ -485,3 +484,9 @@ def main(argv: list[str] | None = None) -> dict:
             spark.stop()
     print(describe_summary(s, a.output_dir))
     return s
+
+
+if __name__ == "__main__":  # spark-submit runs this file (the cluster's driver need not have the console script)
+    from hf_genrec.cli.errors import run_cli
+
+    run_cli(main, "hf-genrec prepare-spark")

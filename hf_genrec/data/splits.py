@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..utils.atomic import staged_folder
-from ..utils.errors import InputError, MissingFileError, OutputExistsError
+from ..utils.errors import InputError, OutputExistsError
 from ..utils.item_map import ItemIdMap
 from .readers import SequenceData
 from .table import DATASET_INFO_FILE, SEQUENCES_FILE, SequenceTable, read_dataset_info, write_dataset_info
@@ -357,18 +357,3 @@ def train_sequences(dsd: GenRecDatasetDict) -> Iterator[np.ndarray]:
 def whole_sequence_rows(dsd: GenRecDatasetDict, max_history: int) -> LeaveOneOutRows:
     """:meth:`GenRecDatasetDict.whole_sequence_rows` (kept as a function for recipes and user code)."""
     return dsd.whole_sequence_rows(max_history)
-
-
-def dataset_file_in(directory: str) -> str:
-    """The interaction file inside a dataset folder (first of ``*.inter.json``, ``*.json``,
-    ``*.inter``, ``*.jsonl``, ``ratings.dat``, HLLM's ``<name>.csv``)."""
-    if os.path.isfile(directory):
-        return directory
-    if not os.path.isdir(directory):
-        raise MissingFileError(f"{directory}: no such file or folder")
-    names = sorted(os.listdir(directory))
-    for suffix in (".inter.json", ".json", ".inter", ".jsonl", "ratings.dat", ".csv"):
-        for n in names:
-            if n.endswith(suffix) and n not in ("item_map.json", "item_text.json", "genrec_dataset.json", "summary.json"):
-                return os.path.join(directory, n)
-    raise MissingFileError(f"no interaction file (*.inter.json, *.json, *.inter, *.jsonl, ratings.dat) in {directory}")

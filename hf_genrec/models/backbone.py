@@ -73,6 +73,16 @@ class BackboneSettings:
 DROPOUT_FIELDS = ("embedding_dropout", "hidden_dropout", "attention_dropout")
 
 
+def pretrained(loader, path: str, what: str = "LLM", **kwargs):
+    """``loader.from_pretrained(path, **kwargs)`` (``AutoModel``, ``AutoConfig``, ``AutoTokenizer``) for a
+    path the user gave: one that is neither a folder nor a Hub model (transformers raises a bare
+    ``OSError``) becomes a :class:`~hf_genrec.utils.errors.CheckpointError` naming it."""
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise CheckpointError(f"cannot load the {what} {path!r}: {' '.join(str(err).split())}") from err
+
+
 def small_llama_config(hidden_size: int, num_hidden_layers: int, num_attention_heads: int, vocab_size: int) -> dict:
     """The config dict of a small random-init LLaMA (MLP 4x wide, no GQA, untied embeddings): every
     family's default backbone and the recipes' ``--hidden_size`` / ``--num_hidden_layers`` one."""

@@ -131,7 +131,7 @@ def top_k_from_scores(scores: torch.Tensor, k: int, exclude_items: torch.Tensor 
     padded with -1 and ``scores`` with -inf (also for items whose score is -inf)."""
     if torch.isnan(scores[:, 1:]).any():
         # topk ranks NaN first: a diverged model would "recommend" arbitrary items without a word.
-        raise InputError("the model's scores contain NaN (diverged weights or bad input); nothing to rank")
+        raise ValueError("the model's scores contain NaN (diverged weights or bad input); nothing to rank")
     scores = scores.clone()
     scores[:, 0] = float("-inf")
     mask = excluded_items_mask(exclude_items, scores.shape[1] - 1)

@@ -107,7 +107,7 @@ def parse_recipe_args(
     own defaults, overridden by the recipe's ``defaults``, by ``--config`` (a YAML file or a preset
     name; ``embedded`` when ``argv`` is empty), then by the flags themselves.
 
-    Then the set-up every recipe does: CPU when there is no GPU, and the seed. A bad
+    Without a GPU ``use_cpu`` defaults to true; the seed is set. A bad
     argument or config ends like any argparse error (usage, one line, exit status 2); logging is
     the caller's (the commands configure it)."""
     argv = list(argv)
@@ -118,8 +118,9 @@ def parse_recipe_args(
         prog=command,
         usage=f"{command} [--config FILE | {presets}] [--FLAG VALUE ...]   (--help lists the flags)",
     )
-    if defaults:
-        parser.set_defaults(**defaults)
+    # Without a GPU the default is the CPU, before the TrainingArguments checks run (e.g. --bf16 is
+    # then checked against the CPU: `hf-genrec estimate-memory --bf16 true` plans a GPU job from a laptop).
+    parser.set_defaults(**(defaults or {}), **({} if torch.cuda.is_available() else {"use_cpu": True}))
     if not argv:
         logger.info("no arguments: running the %r preset (--config %s)", DEFAULT_PRESET, DEFAULT_PRESET)
         argv = ["--config", DEFAULT_PRESET]
@@ -137,7 +138,5 @@ def parse_recipe_args(
     if remaining:
         parser.error(f"unrecognized arguments: {' '.join(remaining)}")
     *recipe_args, targs = parsed
-    if not torch.cuda.is_available():
-        targs = dataclasses.replace(targs, use_cpu=True)
     set_seed(targs.seed)
     return (*recipe_args, targs)

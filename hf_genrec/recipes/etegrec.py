@@ -26,6 +26,7 @@ from transformers import AutoConfig, EarlyStoppingCallback, set_seed
 from ..data import whole_sequence_rows
 from ..distributed import launched_with
 from ..memory import estimate_training_memory
+from ..models.backbone import pretrained
 from ..models.llamarec import LlamaRecConfig
 from ..models.llamarec.configuration_llamarec import DEFAULT_BACKBONE
 from ..training import ETEGRecTrainer, ETEGRecTrainingArguments, TimeBudgetCallback, run_stage
@@ -117,7 +118,10 @@ def print_memory_estimate(margs: ModelArguments, targs: ETEGRecTrainingArguments
     """Print (and return) the per-device memory this configuration needs for training, from the
     config alone (no weights loaded): ``hf-genrec estimate-memory``."""
     backbone = margs.small_backbone(DEFAULT_BACKBONE["vocab_size"])
-    backbone_config = AutoConfig.from_pretrained(margs.model_name_or_path) if margs.model_name_or_path else backbone
+    if margs.model_name_or_path:
+        backbone_config = pretrained(AutoConfig, margs.model_name_or_path, "backbone")
+    else:
+        backbone_config = backbone
     config = LlamaRecConfig(
         backbone_config=backbone_config,
         num_levels=margs.num_levels,
@@ -211,8 +215,6 @@ def run(margs: ModelArguments, dargs: DataArguments, targs: ETEGRecTrainingArgum
     )
 
     def make_trainer(args: ETEGRecTrainingArguments, max_minutes: float | None) -> ETEGRecTrainer:
-        # A resumed stage keeps early stopping's patience count (saved with every checkpoint).
-        args = dataclasses.replace(args, restore_callback_states_from_checkpoint=True)
         callbacks = [EarlyStoppingCallback(early_stopping_patience=dargs.early_stopping_patience)]
         if max_minutes:
             callbacks.append(TimeBudgetCallback(max_minutes))
@@ -269,7 +271,7 @@ def keep_better_stage(ft_trainer: ETEGRecTrainer, before, greater_is_better: boo
             theirs,
             before.best_model_checkpoint,
         )
-        ft_trainer._load_joint(before.best_model_checkpoint)
+        ft_trainer.load_saved_model(before.best_model_checkpoint)
 
 
 def main(argv: list[str] | None = None) -> dict:

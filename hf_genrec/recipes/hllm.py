@@ -27,6 +27,7 @@ from ..data import align_item_texts, find_item_text_file, make_synthetic_item_te
 from ..data.splits import GenRecDatasetDict
 from ..embeddings import load_item_embeddings
 from ..embeddings.text import default_text_model_path
+from ..models.backbone import pretrained
 from ..models.hllm import DEFAULT_ITEM_PROMPT, HLLMForRecommendation, train_word_level_tokenizer
 from ..models.hllm.configuration_hllm import DEFAULT_BACKBONE
 from ..training import RecommenderTrainer, RecommenderTrainingArguments, run_stage
@@ -141,7 +142,7 @@ def build_model(dsd: GenRecDatasetDict, texts: list[str] | None, margs: HLLMArgu
         return model, None
     item_model = default_text_model_path() if margs.item_model == "minilm" else margs.item_model
     if item_model:
-        tokenizer = AutoTokenizer.from_pretrained(item_model)
+        tokenizer = pretrained(AutoTokenizer, item_model, "item LLM's tokenizer")
         model = HLLMForRecommendation.from_backbones(item_model, margs.user_model, **common)
     else:
         tokenizer = train_word_level_tokenizer(texts, DEFAULT_ITEM_PROMPT)

@@ -109,11 +109,8 @@ def run(margs: ItemIDArguments, targs: RecommenderTrainingArguments) -> dict:
 
     def stage(name: str, epochs: float, lr: float, backbone_trains: bool, max_minutes: float | None) -> RecommenderTrainer:
         model.set_backbone_trainable(backbone_trains)
-        # A resumed stage keeps early stopping's patience count (saved with every checkpoint).
-        args = dataclasses.replace(
-            targs, num_train_epochs=epochs, learning_rate=lr, output_dir=os.path.join(targs.output_dir, name),
-            restore_callback_states_from_checkpoint=True,
-        )
+        work = os.path.join(targs.output_dir, name)
+        args = dataclasses.replace(targs, num_train_epochs=epochs, learning_rate=lr, output_dir=work)
         callbacks: list[TrainerCallback] = [EarlyStoppingCallback(early_stopping_patience=margs.early_stopping_patience)]
         if max_minutes:
             callbacks.append(TimeBudgetCallback(max_minutes))
@@ -126,7 +123,11 @@ def run(margs: ItemIDArguments, targs: RecommenderTrainingArguments) -> dict:
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("%s: %.2fM trainable parameters, lr %g, %g epochs", name, trainable / 1e6, lr, epochs)
-        run_stage(trainer)  # a rerun after a kill resumes it, or reuses it when it had finished
+        # A rerun after a kill resumes the stage, or reuses it when it had finished; --resume_from_checkpoint
+        # names a checkpoint of one of the stages.
+        asked = targs.resume_from_checkpoint
+        in_stage = asked and os.path.dirname(os.path.abspath(asked)) == os.path.abspath(args.output_dir)
+        run_stage(trainer, asked if in_stage else None)
         return trainer
 
     trainer = stage(

@@ -16,11 +16,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from accelerate import PartialState
+
 from ..embeddings import collaborative_item_embeddings, train_sasrec
 from ..utils.atomic import save_npy, write_json
 from .arguments import SASRecStageArguments
 from .config import parse_recipe_args
-from .stages import load_dataset
+from .stages import dataset_label, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +64,11 @@ def run(sargs: SASRecArguments, rargs: SASRecRunArguments) -> dict:
                 if name.startswith(f"{protocol}_"):
                     name = f"{protocol}/{name.removeprefix(f'{protocol}_')}"
             report[name] = value
-    dataset = os.path.basename(os.path.normpath(sargs.dataset_dir)) if sargs.dataset_dir else "generated (embedded default)"
     chosen = "exclude_seen" if model.config.exclude_history else "all_items"
-    model.record_evaluation(report, dataset=dataset, split="test", protocol=chosen)
+    model.record_evaluation(report, dataset=dataset_label(sargs.dataset_dir), split="test", protocol=chosen)
     final = os.path.join(rargs.output_dir, "final")
+    if not PartialState().is_main_process:  # every rank holds the same model; one writes it
+        return report
     model.save_pretrained(final)  # weights, item_map.json and the model card
     save_npy(os.path.join(rargs.output_dir, "item_embeddings.npy"), collaborative_item_embeddings(model))
     write_json(os.path.join(rargs.output_dir, "test_metrics.json"), report)

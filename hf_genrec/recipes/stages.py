@@ -132,6 +132,11 @@ def build_recommender(
     return model
 
 
+def dataset_label(dataset_dir: str | None) -> str:
+    """How the model card names the data a recipe trained on."""
+    return os.path.basename(os.path.normpath(dataset_dir)) if dataset_dir else "generated (embedded default)"
+
+
 def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | None, work_dir: str, metric_note: str = "") -> dict:
     """The last stage of every recipe: test metrics (printed, ``test_metrics.json``, the model card)
     and the final checkpoint in ``work_dir/final``. Returns the metrics."""
@@ -139,7 +144,7 @@ def test_and_save(trainer, model, dsd: GenRecDatasetDict, dataset_dir: str | Non
     trainer.remove_callback(EarlyStoppingCallback)
     chosen = trainer.excludes_history
     report = trainer.evaluate_protocols(dsd["test"])  # both protocols from the same model
-    dataset = os.path.basename(os.path.normpath(dataset_dir)) if dataset_dir else "generated (embedded default)"
+    dataset = dataset_label(dataset_dir)
     model.record_evaluation(report, dataset=dataset, split="test", protocol="exclude_seen" if chosen else "all_items")
     final_dir = os.path.join(work_dir, "final")
     trainer.save_model(final_dir)  # weights, item_map.json, the model card (ETEGRec: item_tokenizer/ too)

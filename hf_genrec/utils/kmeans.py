@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
-
 
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, iters: int = 50, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -16,7 +14,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 50, generator: torch.Generator 
     """
     n = x.shape[0]
     if n == 0:
-        raise InputError("k-means needs at least one point")
+        raise ValueError("k-means needs at least one point")
     x = x.float()
     idx = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(n, (k,), generator=generator)
     centroids = x[idx].clone()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
-
 #: rows per chunk: 32 x 12k items x 4 bytes = 1.5 MB of logits, inside a core's cache
 DEFAULT_CHUNK_ROWS = 32
 
@@ -66,11 +64,11 @@ def linear_cross_entropy(
     Returns: scalar loss, equal to ``F.cross_entropy(hidden @ table.T, targets)``.
     """
     if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
-        raise InputError(f"expected hidden [T, d] and table [N, d], got {tuple(hidden.shape)} and {tuple(table.shape)}")
+        raise ValueError(f"expected hidden [T, d] and table [N, d], got {tuple(hidden.shape)} and {tuple(table.shape)}")
     if targets.shape != hidden.shape[:1]:
-        raise InputError(f"expected one target per row ({hidden.shape[0]}), got shape {tuple(targets.shape)}")
+        raise ValueError(f"expected one target per row ({hidden.shape[0]}), got shape {tuple(targets.shape)}")
     if hidden.shape[0] == 0:
-        raise InputError("no rows to score")
+        raise ValueError("no rows to score")
     if targets.min() < 0 or targets.max() >= table.shape[0]:
-        raise InputError(f"targets must lie in 0..{table.shape[0] - 1}, got {int(targets.min())}..{int(targets.max())}")
+        raise ValueError(f"targets must lie in 0..{table.shape[0] - 1}, got {int(targets.min())}..{int(targets.max())}")
     return _LinearCrossEntropy.apply(hidden, table, targets, chunk_rows)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...compat import tensor_version
 from ...utils import EmptyHistoryError
 from ...utils.errors import InputError
 from ..backbone import (
@@ -34,6 +35,7 @@ from ..backbone import (
     build_backbone,
     check_positions,
     left_padded_position_ids,
+    pretrained,
 )
 from ..recommender import RecommendationOutput, RecommenderMixin, top_k_from_scores, with_rows_appended
 from .configuration_hllm import HLLMConfig
@@ -107,8 +109,8 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
         **config_kwargs,
     ) -> HLLMForRecommendation:
         """Wrap local (or Hub) checkpoints: the item LLM and/or the user LLM (any ``AutoModel``)."""
-        item = AutoModel.from_pretrained(item_model_name_or_path, dtype=dtype) if item_model_name_or_path else None
-        user = AutoModel.from_pretrained(user_model_name_or_path, dtype=dtype) if user_model_name_or_path else None
+        item = pretrained(AutoModel, item_model_name_or_path, "item LLM", dtype=dtype) if item_model_name_or_path else None
+        user = pretrained(AutoModel, user_model_name_or_path, "user LLM", dtype=dtype) if user_model_name_or_path else None
         if item is not None:
             config_kwargs.update(item_backbone_config=item.config, item_backbone_name_or_path=item_model_name_or_path)
         if user is not None:
@@ -142,7 +144,7 @@ class HLLMForRecommendation(RecommenderMixin, BackboneHolderMixin, HLLMPreTraine
     def _item_side_storage_key(self) -> tuple:
         # Unchanged storage and version counters mean nothing was written (any in-place write, an
         # optimizer step or load_state_dict, bumps the counter): the cheap check of every call.
-        return tuple((t.data_ptr(), t._version) for t in self._item_side_tensors())
+        return tuple((t.data_ptr(), tensor_version(t)) for t in self._item_side_tensors())
 
     @torch.no_grad()
     def item_side_fingerprint(self) -> tuple:

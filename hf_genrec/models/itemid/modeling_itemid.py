@@ -28,6 +28,7 @@ from ..backbone import (
     build_backbone,
     check_positions,
     left_padded_position_ids,
+    pretrained,
 )
 from ..recommender import RecommendationOutput, RecommenderMixin, excluded_items_mask, top_k_from_scores
 from .configuration_itemid import ItemIDLlamaConfig
@@ -94,7 +95,7 @@ class ItemIDLlamaForRecommendation(RecommenderMixin, BackboneHolderMixin, ItemID
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
         """Wrap a local (or Hub) decoder-only checkpoint with fresh item layers."""
-        backbone = AutoModel.from_pretrained(backbone_name_or_path, dtype=dtype)
+        backbone = pretrained(AutoModel, backbone_name_or_path, "backbone", dtype=dtype)
         config = ItemIDLlamaConfig(backbone_config=backbone.config, backbone_name_or_path=backbone_name_or_path, **config_kwargs)
         config.save_base_weights = not config.use_lora
         return cls(config, backbone=backbone)

@@ -14,6 +14,7 @@ import inspect
 import torch
 from transformers import DynamicCache
 
+from ...compat import tensor_version
 from ...utils import is_sharded
 from ...utils.errors import InputError
 from ..recommender import RecommendationOutput, top_k_from_scores
@@ -30,7 +31,7 @@ class CodeBeamSearchMixin:
     def trie(self) -> CodeTrie:
         """The prefix trie of ``item_codes``, rebuilt whenever the table changed (any in-place write,
         e.g. ``set_item_codes`` or a checkpoint load, bumps the tensor's version) or moved."""
-        key = (self.item_codes._version, self.item_codes.data_ptr(), self.item_codes.device)
+        key = (tensor_version(self.item_codes), self.item_codes.data_ptr(), self.item_codes.device)
         if self._trie is None or self._trie_key != key:
             self._trie = CodeTrie(self.item_codes, self.config.code_vocab).to(self.item_codes.device)
             self._trie_key = key

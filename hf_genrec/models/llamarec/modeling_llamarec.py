@@ -28,6 +28,7 @@ from ..backbone import (
     build_backbone,
     check_positions,
     left_padded_position_ids,
+    pretrained,
 )
 from ..recommender import RecommenderMixin, with_rows_appended
 from .configuration_llamarec import LlamaRecConfig
@@ -128,7 +129,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, dtype: torch.dtype | str = "auto", **config_kwargs):
         """Wrap a local (or hub) decoder-only checkpoint, e.g. Llama-2-7b-hf, with fresh ETEGRec layers."""
-        backbone = AutoModel.from_pretrained(backbone_name_or_path, dtype=dtype)
+        backbone = pretrained(AutoModel, backbone_name_or_path, "backbone", dtype=dtype)
         config = LlamaRecConfig(backbone_config=backbone.config, backbone_name_or_path=backbone_name_or_path, **config_kwargs)
         # The backbone keeps its (e.g. bf16) dtype; the new, trainable layers stay fp32 so the
         # optimizer never holds bf16 master weights. Values are cast where the two meet.
@@ -428,7 +429,7 @@ class LlamaRecForCodeGeneration(RecommenderMixin, BackboneHolderMixin, CodeBeamS
     ) -> LlamaRecOutput:
         """The same pass on code sequences laid out by :meth:`code_inputs` (shapes there)."""
         if input_ids.shape != attention_mask.shape:
-            raise InputError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ")
+            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ")
         position_ids = self.position_ids_from_mask(attention_mask)
         levels = position_ids % self.config.code_length
         embeds = self.embed_codes(input_ids, levels, attention_mask)

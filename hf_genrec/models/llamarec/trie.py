@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from ...utils.errors import InputError
-
 
 class CodeTrie:
     """Trie of the code sequences of real items.
@@ -27,12 +25,12 @@ class CodeTrie:
         valid = (item_codes >= 0).all(1)
         item_ids = torch.nonzero(valid).squeeze(1)
         if item_ids.numel() == 0:
-            raise InputError("the item code table has no valid rows; assign item codes first")
+            raise ValueError("the item code table has no valid rows; assign item codes first")
         codes = item_codes[item_ids].long().cpu()
         if int(codes.max()) >= vocab:
-            raise InputError(f"item codes reach {int(codes.max())} but the code vocabulary has {vocab} entries")
+            raise ValueError(f"item codes reach {int(codes.max())} but the code vocabulary has {vocab} entries")
         if torch.unique(codes, dim=0).shape[0] != codes.shape[0]:
-            raise InputError("two items share the same code sequence; codes must be unique (add the suffix)")
+            raise ValueError("two items share the same code sequence; codes must be unique (add the suffix)")
         self.code_length = codes.shape[1]
         self.vocab = vocab
         self.children: list[torch.Tensor] = []

@@ -94,7 +94,7 @@ class ResidualQuantizer(nn.Module):
         if margin < 0:
             raise InputError(f"margin must be >= 0, got {margin}")
         if previous is not None and previous.shape != (latents.shape[0], len(self.codebooks)):
-            raise InputError(f"previous codes must be [{latents.shape[0]}, {len(self.codebooks)}], got {tuple(previous.shape)}")
+            raise ValueError(f"previous codes must be [{latents.shape[0]}, {len(self.codebooks)}], got {tuple(previous.shape)}")
         residual, codes = latents, []
         for level, book in enumerate(self.codebooks):
             logits = self.level_logits(residual, book.weight)
@@ -220,7 +220,7 @@ class RQVAEModel(StagedSaveMixin, RQVAEPreTrainedModel):
         (:meth:`ResidualQuantizer.assign`)."""
         self._check_input(embeddings)
         if previous is not None and previous.shape[0] != embeddings.shape[0]:
-            raise InputError(f"previous codes have {previous.shape[0]} rows for {embeddings.shape[0]} items")
+            raise ValueError(f"previous codes have {previous.shape[0]} rows for {embeddings.shape[0]} items")
         out = []
         for i, chunk in enumerate(embeddings.split(batch_size)):
             prev = None if previous is None else previous[i * batch_size : i * batch_size + chunk.shape[0]].to(self.device)

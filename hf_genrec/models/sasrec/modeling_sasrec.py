@@ -191,7 +191,7 @@ class SASRecModel(RecommenderMixin, PreTrainedModel):
             labels = labels[real]
             scored = labels > 0
             if not scored.any():
-                raise InputError("batch has no training targets (all labels are padding)")
+                raise ValueError("batch has no training targets (all labels are padding)")
             # Column 0 (padding) is never a class: drop its row and shift the targets.
             loss = linear_cross_entropy(h[scored], table[1:], labels[scored] - 1)
             return SASRecOutput(loss=loss, logits=None)
