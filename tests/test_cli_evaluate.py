@@ -30,6 +30,7 @@ def direct_metrics(model, split, tmp_path, exclude_history=None) -> dict:
 def test_the_override_reaches_the_ranking_and_unknown_fields_are_refused(tmp_path):
     dsd = leave_one_out(make_synthetic_sequences(num_users=60, num_items=30, min_length=4, max_length=9, seed=3))
     model = tiny_recommender(num_items=30, use_lora=False, seed=1).eval()
+    model.set_item_map(dsd.item_map)
     model.save_pretrained(tmp_path / "ckpt")
     dsd.save_to_disk(str(tmp_path / "data"))
     argv = ["--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data"), "--protocol", "all_items"]
@@ -51,6 +52,7 @@ def test_both_protocols_match_a_direct_evaluation_of_each_and_go_to_the_json_fil
 
     dsd = leave_one_out(make_synthetic_sequences(num_users=60, num_items=30, min_length=4, max_length=9, seed=4))
     model = tiny_recommender(num_items=30, use_lora=False, seed=2).eval()
+    model.set_item_map(dsd.item_map)
     model.save_pretrained(tmp_path / "ckpt")
     dsd.save_to_disk(str(tmp_path / "data"))
     out = tmp_path / "report.json"
@@ -62,3 +64,12 @@ def test_both_protocols_match_a_direct_evaluation_of_each_and_go_to_the_json_fil
         direct = direct_metrics(model, dsd["validation"], tmp_path, exclude_history=exclude)
         assert {k.removeprefix(f"{protocol}/"): v for k, v in report.items() if k.startswith(protocol)} == pytest.approx(direct)
     assert report["exclude_seen/recall@10"] != report["all_items/recall@10"]  # the two protocols differ on this model
+
+
+def test_data_of_another_catalogue_is_refused_not_scored(tmp_path):
+    dsd = leave_one_out(make_synthetic_sequences(num_users=60, num_items=30, min_length=4, max_length=9, seed=4))
+    model = tiny_recommender(num_items=30, use_lora=False, seed=2).eval()  # its map: the dense ids 1..30
+    model.save_pretrained(tmp_path / "ckpt")
+    dsd.save_to_disk(str(tmp_path / "data"))  # item ids 0..29: the same count, other items
+    with pytest.raises(ValueError, match="has another item map than the checkpoint"):
+        evaluate_checkpoint.main(["--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data")])
