@@ -200,3 +200,25 @@ def test_prepare_and_a_recipe_read_a_raw_dump_the_same_way(tmp_path):
     direct = load_dataset(str(tmp_path / "ratings.csv"))
     assert prepared.num_items == direct.num_items == 6 and len(direct["test"]) == len(prepared["test"]) == 7
     assert [r["history"] + [r["target"]] for r in direct["test"]] == [r["history"] + [r["target"]] for r in prepared["test"]]
+
+
+def test_the_interaction_file_of_a_folder_is_chosen_through_the_registry(tmp_path):
+    from hf_genrec.data import dataset_file_in
+
+    amazon = tmp_path / "amazon"
+    amazon.mkdir()
+    for name in ("meta_Beauty.json", "reviews_Beauty_5.json.gz", "item_map.json"):
+        (amazon / name).write_text("{}\n")
+    assert dataset_file_in(str(amazon)) == str(amazon / "reviews_Beauty_5.json.gz")  # the raw dump first
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for name in ("item_map.json", "meta_beauty.json", "x.inter.json"):
+        (prepared / name).write_text("{}\n")
+    assert dataset_file_in(str(prepared)) == str(prepared / "x.inter.json")  # metadata and layout files skipped
+    ml = tmp_path / "ml-25m"
+    ml.mkdir()
+    for name in ("genome-scores.csv", "movies.csv", "ratings.csv", "README.txt"):
+        (ml / name).write_text("x\n")
+    assert dataset_file_in(str(ml)) == str(ml / "ratings.csv")  # the raw dump before any other .csv
+    with pytest.raises(FileNotFoundError, match="no interaction file"):
+        dataset_file_in(str(tmp_path))
