@@ -1,6 +1,8 @@
 """Log-log plot of cost against size from ``benchmarks/scale.py``'s results.
 
-python benchmarks/scale_plot.py --results benchmarks/results/scale-cpu.json --out docs/figures/scale.png [--markdown]
+python benchmarks/scale_plot.py --results benchmarks/results/scale-cpu.json --out scale.png [--markdown]
+
+The docs draw the same figure at build time (``benchmarks/render_results.py``).
 
 Needs matplotlib (``pip install matplotlib``; not a dependency of the library).
 """
@@ -61,21 +63,8 @@ def markdown_table(runs: dict, sizes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--results", default="benchmarks/results/scale-cpu.json")
-    p.add_argument("--out", default="docs/figures/scale.png")
-    p.add_argument("--markdown", action="store_true", help="also print the figures as a markdown table")
-    a = p.parse_args()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = json.load(open(a.results))["runs"]
-    sizes = sorted({k.split("/")[0] for k in runs}, key=lambda s: runs.get(f"{s}/prepare", {}).get("interactions", 0))
-    if a.markdown:
-        print(markdown_table(runs, sizes))
+def figure(plt, runs: dict, sizes: list[str]):
+    """Cost (minutes) and peak memory (GB) against interactions, log-log, one line per measurement."""
     fig, (cost, memory) = plt.subplots(1, 2, figsize=(12, 4.8))
     for job, field, label, scale in SERIES:
         points = [(runs[f"{s}/prepare"]["interactions"], runs[f"{s}/{job}"][field] * scale, runs[f"{s}/{job}"]["peak_rss_gb"])
@@ -97,7 +86,25 @@ def main() -> None:
     cost.legend(fontsize=7)
     fig.suptitle("hf_genrec cost against size (synthetic MovieLens-format logs, 2-core CPU)")
     fig.tight_layout()
-    fig.savefig(a.out, dpi=110)
+    return fig
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--results", default="benchmarks/results/scale-cpu.json")
+    p.add_argument("--out", default="scale.png")
+    p.add_argument("--markdown", action="store_true", help="also print the figures as a markdown table")
+    a = p.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = json.load(open(a.results))["runs"]
+    sizes = sorted({k.split("/")[0] for k in runs}, key=lambda s: runs.get(f"{s}/prepare", {}).get("interactions", 0))
+    if a.markdown:
+        print(markdown_table(runs, sizes))
+    figure(plt, runs, sizes).savefig(a.out, dpi=110)
     print(f"wrote {a.out}")
 
 

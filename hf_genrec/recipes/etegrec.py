@@ -86,7 +86,7 @@ class DataArguments(SASRecStageArguments):
         default=False,
         metadata={
             "help": "batch rows of similar history length: much less padding, but it changes the batches' mix, so "
-            "it is opt-in (docs/USING.md has the measured effect)"
+            "it is opt-in (docs/tutorials/etegrec.md has the measured effect)"
         },
     )
 

@@ -37,7 +37,7 @@ class ETEGRecTrainingArguments(RecommenderTrainingArguments):
     codebook_sync: str = field(
         default="none",
         metadata={
-            "help": "none (default; docs/BENCHMARKS.md compares the modes): the recommender's code embeddings are its "
+            "help": "none (default; docs/benchmark-notes.md compares the modes): the recommender's code embeddings are its "
             "own after the initial copy (official ETEGRec); "
             "tokenizer_to_recommender: refreshed from the RQ-VAE after each tokenizer epoch, never written back; "
             "both: also written back into the RQ-VAE after each recommender epoch (then codes are re-assigned, so "
