@@ -71,11 +71,22 @@ def main(argv=None) -> dict:
         workers = a.parallel if threads == 1 else 1
         with ThreadPoolExecutor(workers) as pool:
             runs += list(pool.map(run_one, [a.out] * len(a.seeds), a.seeds, [threads] * len(a.seeds)))
+    import torch
+    import transformers
+
+    from hf_genrec.recipes.config import resolve_config
+
+    _, preset = resolve_config("etegrec", "embedded")
     report = {
         "what": "the embedded default (generated data, 1,000 users, 300 items; hf-genrec train etegrec --config embedded), "
                 "test split, leave-one-out, full ranking, both protocols",
-        "command": "python benchmarks/embedded_spread.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "protocol": "leave-one-out, full ranking over 300 items, 1,000 test users; all_items: every item ranked; "
+                    "exclude_seen: each user's history left out",
+        "commands": ["python benchmarks/embedded_spread.py " + " ".join(sys.argv[1:] if argv is None else argv)],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "software": f"torch {torch.__version__}, transformers {transformers.__version__}",
+        "conditions": f"one-thread runs {a.parallel} at a time (one core each); runs with more threads one at a time",
+        "preset": preset,
         "runs": runs,
         "by_threads": {str(t): summary([r for r in runs if r["threads"] == t]) for t in a.threads},
         "all": summary(runs),

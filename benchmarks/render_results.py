@@ -72,22 +72,25 @@ def beauty() -> str:
 
 def embedded_spread() -> str:
     report = load("embedded-default-spread-cpu.json")
-    by_threads: dict[int, list[dict]] = {}
+    metrics = ("all_items/recall@10", "all_items/ndcg@10", "exclude_seen/recall@10", "exclude_seen/ndcg@10")
+    groups: dict[str, list[dict]] = {}
     for run in report["runs"]:
-        by_threads.setdefault(run["threads"], []).append(run)
+        groups.setdefault(str(run["threads"]), []).append(run)
+    groups = dict(sorted(groups.items())) | {"all runs": report["runs"]}
     rows = []
-    for threads, runs in sorted(by_threads.items()):
-        seeds = sorted(r["seed"] for r in runs)
+    for label, runs in groups.items():
         minutes = [r["minutes"] for r in runs if r.get("minutes")]
-        rows.append([threads, ", ".join(map(str, seeds)),
-                     *(mean_std([r[m] for r in runs], 3) for m in
-                       ("all_items/recall@10", "all_items/ndcg@10", "exclude_seen/recall@10", "exclude_seen/ndcg@10")),
-                     f"{min(minutes):.0f}-{max(minutes):.0f}" if minutes else "-"])
+        ndcg = [r["all_items/ndcg@10"] for r in runs]
+        rows.append([label, ", ".join(map(str, sorted({r["seed"] for r in runs}))),
+                     *(mean_std([r[m] for r in runs], 3) for m in metrics),
+                     f"{num(min(ndcg), 3)}-{num(max(ndcg), 3)}", f"{min(minutes):.0f}-{max(minutes):.0f}" if minutes else "-"])
     header = ["torch threads", "seeds", "R@10 all items", "N@10 all items", "R@10 seen excluded", "N@10 seen excluded",
-              "minutes a run"]
+              "N@10 all items, range", "minutes a run"]
     commands = "; ".join(f"`{c}`" for c in report.get("commands", [report.get("command", "")]))
-    return (table(header, rows) + f"\n\nMean ± sample std over the seeds. {report['protocol']}. Machine: {report['machine']}."
+    return (table(header, rows) + f"\n\nMean ± sample std over the runs. {report['protocol']}. Machine: {report['machine']}"
+            + (f"; {report['software']}." if report.get("software") else ".")
             + (f" {report['conditions']}" if report.get("conditions") else "")
+            + (f" Finding: {report['finding']}." if report.get("finding") else "")
             + f"\n\nFrom `benchmarks/results/embedded-default-spread-cpu.json`; {commands}.")
 
 
@@ -145,7 +148,7 @@ def serving() -> str:
         rows += _serving_rows(name, block)
     slo = next(iter(report["runs"].values()))["slo_ms"]
     return (table(["checkpoint", "--max_batch_size", "sustainable QPS", "P50 ms", "P95 ms", "P99 ms"], rows)
-            + f"\n\nSustainable: the highest offered rate whose P99 stays under {slo:.0f} ms with no errors; "
+            + f"\n\nSustainable: the highest offered rate whose P95 stays under {slo:.0f} ms with no errors; "
               "latencies at that rate. " + report["machine"] + "; " + report["software"] + "; server: " + report["server"]
             + "\n\nCommands, per checkpoint: " + "; ".join(f"`{b['command']}`" for b in report["runs"].values())
             + source("serving-cpu.json"))
