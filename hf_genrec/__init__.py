@@ -14,6 +14,8 @@ _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
 # a trust check for a kernel nothing here loads.
 _logging.getLogger("kernels").setLevel(_logging.ERROR)
 
+import importlib as _importlib
+
 from transformers import AutoConfig, AutoModel
 
 from .data import DataCollatorForRecommendation
@@ -24,13 +26,6 @@ from .models.llamarec import CodeTrie, DataCollatorForCodeSeq, LlamaRecConfig, L
 from .models.recommender import RecommendationOutput, RecommenderMixin
 from .models.rqvae import CodebookCollisionError, RQVAEConfig, RQVAEModel, RQVAEOutput
 from .models.sasrec import SASRecConfig, SASRecModel
-from .training import (
-    AlternatingTrainingCallback,
-    ETEGRecTrainer,
-    ETEGRecTrainingArguments,
-    RecommenderTrainer,
-    RecommenderTrainingArguments,
-)
 from .utils import EmptyHistoryError, ItemIdMap, UnknownItemError
 
 __version__ = "0.2.0"
@@ -44,6 +39,32 @@ for _config, _model in (
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
+
+# The trainers import `transformers.Trainer`, and with it peft and bitsandbytes: seconds that loading a
+# model to recommend or serve does not need. They are imported on first use (PEP 562).
+_LAZY = {
+    name: ".training"
+    for name in (
+        "AlternatingTrainingCallback",
+        "ETEGRecTrainer",
+        "ETEGRecTrainingArguments",
+        "RecommenderTrainer",
+        "RecommenderTrainingArguments",
+    )
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AlternatingTrainingCallback",

@@ -17,17 +17,25 @@ import copy
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
-from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 from ..utils.errors import CheckpointError, InputError
 from .saving import optional_checkpoint_file
+
+# peft (with bitsandbytes behind it) takes seconds to import, so it is imported where LoRA is used:
+# `import hf_genrec`, `hf-genrec --help` and models without LoRA never pay for it.
+
+
+def is_lora_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a peft LoRA layer; without peft imported no module can be one."""
+    lora = sys.modules.get("peft.tuners.lora")
+    return lora is not None and isinstance(module, lora.LoraLayer)
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 #: peft's file names: an adapter-only backbone is saved as ``<checkpoint>/<slot>/`` in peft's format
@@ -177,6 +185,8 @@ def inject_lora(backbone: nn.Module, settings: BackboneSettings) -> None:
     """
     if not settings.use_lora:
         return
+    from peft import LoraConfig, inject_adapter_in_model
+
     lora = LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
@@ -194,6 +204,8 @@ def save_peft_adapter(
     ``adapter_model.safetensors``, keys as ``PeftModel.save_pretrained`` writes them), so that
     ``PeftModel.from_pretrained(AutoModel.from_pretrained(base), directory)`` reads it.
     ``state_dict``: the backbone's full (e.g. gathered from FSDP shards) state, else its own."""
+    from peft import get_peft_model_state_dict
+
     os.makedirs(directory, exist_ok=True)
     state = get_peft_model_state_dict(backbone, state_dict=state_dict)
     tensors = {PEFT_KEY_PREFIX + k: v.detach().contiguous().cpu() for k, v in state.items()}
@@ -218,6 +230,8 @@ def peft_file_to_state_dict(weights_file: str, adapter_name: str = "default") ->
 
 def load_peft_adapter(backbone: nn.Module, weights_file: str) -> None:
     """Load an adapter saved by :func:`save_peft_adapter` (or by peft) into ``backbone``, strictly."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
     state = {k.removeprefix(PEFT_KEY_PREFIX): v for k, v in load_file(weights_file).items()}
     result = set_peft_model_state_dict(backbone, state)
     wanted = {k for k in get_peft_model_state_dict(backbone)}
@@ -234,7 +248,7 @@ def reset_lora_init(backbone: nn.Module) -> None:
     ``_init_weights`` re-draw the injected layers as N(0, std): a pretrained backbone must start
     out computing exactly itself."""
     for module in backbone.modules():
-        if isinstance(module, LoraLayer):
+        if is_lora_layer(module):
             module.reset_lora_parameters("default", init_lora_weights=True)
 
 
@@ -301,7 +315,7 @@ def load_base_weights(backbone: nn.Module, settings: BackboneSettings, local_fil
     if prefix != "." and not any(k in wanted for k in base) and any(k.startswith(prefix) for k in base):
         base = {k.removeprefix(prefix): v for k, v in base.items() if k.startswith(prefix)}
     # peft wraps each targeted Linear: the base weight of module `m` lives at `m.base_layer.<leaf>`.
-    wrapped = {name for name, module in backbone.named_modules() if isinstance(module, LoraLayer)}
+    wrapped = {name for name, module in backbone.named_modules() if is_lora_layer(module)}
     ours = {}
     for key, value in base.items():
         module, _, leaf = key.rpartition(".")
