@@ -90,7 +90,7 @@ def embedded_spread() -> str:
     return (table(header, rows) + f"\n\nMean ± sample std over the runs. {report['protocol']}. Machine: {report['machine']}"
             + (f"; {report['software']}." if report.get("software") else ".")
             + (f" {report['conditions']}" if report.get("conditions") else "")
-            + (f" Finding: {report['finding']}." if report.get("finding") else "")
+            + (f" Finding: {report['finding'].rstrip('.')}." if report.get("finding") else "")
             + f"\n\nFrom `benchmarks/results/embedded-default-spread-cpu.json`; {commands}.")
 
 
@@ -216,9 +216,12 @@ def etegrec_hybrid() -> str:
     rows = [[mode, num(report["validation"][mode]["ndcg@10"]), num(r["recall@10"]), num(r["ndcg@10"])]
             for mode, r in report["test"].items()]
     return (table(["ranking", "validation N@10", "test R@10", "test N@10"], rows)
-            + f"\n\n{report['note']} Weight chosen on validation: {report['hybrid_weight_chosen_on_validation']}; "
+            + f"\n\n{report['note'].rstrip('.')}. Weight chosen on validation: {report['hybrid_weight_chosen_on_validation']}; "
               f"protocol {PROTOCOLS.get(report['protocol'])}; {report['beams']} beams."
             + source("etegrec-hybrid-beauty-cpu.json", command=report["command"]))
+
+
+CHURN_COMMAND = "python benchmarks/churn_probe.py --out outputs/beauty-cpu --margins 0 0.02 0.05 0.1 0.2 0.5"
 
 
 def churn() -> str:
@@ -228,24 +231,27 @@ def churn() -> str:
         for setting, r in report[start].items():
             shares = (f"{100 * r[k]:.1f}%" for k in ("prefix", "level_0", "level_1", "level_2"))
             rows.append([start.replace("_", " "), setting, *shares])
-    return (table(["RQ-VAE", "tokenizer epoch", "items re-coded (any level)", "level 0", "level 1", "level 2"], rows)
+    return (table(["RQ-VAE", "tokenizer lr, recode_margin", "items re-coded (any level)", "level 0", "level 1", "level 2"], rows)
             + f"\n\nOne tokenizer epoch ({report['steps']} steps of {report['batch']}) over {report['items']:,} items."
-            + source("churn-beauty-cpu.json", command="python benchmarks/churn_probe.py --out outputs/beauty-cpu"))
+            + source("churn-beauty-cpu.json", command=CHURN_COMMAND))
 
 
 def step_profile() -> str:
-    rows = []
-    for name in ("step-profile-beauty-cpu-128x2.json", "step-profile-beauty-cpu-64x2-h20.json"):
+    rows, commands = [], []
+    names = ("step-profile-beauty-cpu-128x2.json", "step-profile-beauty-cpu-64x2-h20.json")
+    for name in names:
         r = load(name)
+        hidden, layers = (int(x) for x in r["model"].split(" x "))
+        history = r.get("max_history", 50)  # files written before the flag existed used 50
+        commands.append(f"`python benchmarks/step_profile.py --out outputs/beauty-cpu --hidden {hidden} --layers {layers} "
+                        f"--max_history {history}` ({r['threads']} threads, batch {r['batch']})")
         for batches in ("random", "grouped"):
             b = r[batches]
-            rows.append([f"LLaMA {r['model']}, {r.get('max_history', 50)}-item histories", batches,
+            rows.append([f"LLaMA {r['model']}, {history}-item histories", batches,
                          f"{100 * b['real_token_share']:.0f}%", f"{b['joint_tokens_per_s']:,.0f}",
                          f"{b['backbone_tokens_per_s']:,.0f}", f"{b['epoch_minutes']:.1f}"])
     return (table(["model", "batches", "real tokens", "step tokens/s", "bare backbone tokens/s", "epoch minutes"], rows)
-            + "\n\nETEGRec training step on Beauty, batch 256, 2 threads."
-            + source("step-profile-beauty-cpu-128x2.json", "step-profile-beauty-cpu-64x2-h20.json",
-                     command="python benchmarks/step_profile.py --out outputs/beauty-cpu"))
+            + "\n\nAn ETEGRec training step on Beauty. Commands: " + "; ".join(commands) + source(*names))
 
 
 def gpu() -> str:
@@ -255,8 +261,10 @@ def gpu() -> str:
     rows = [
         ["`generate()`, 7B shape, bf16, " + f"{gen['history_tokens']}-token history, {gen['num_beams']} beams, "
          f"{gen['num_items']:,} items", f"{gen['ours']['users_per_s']:.1f} users/s, peak {gen['ours']['peak_memory_gb']:.1f} GB; "
-         f"copied KV cache {gen['copied_cache']['users_per_s']:.1f} users/s; design version {gen['design']['users_per_s']:.2f} "
-         f"({gen['speedup']:.1f}x)"],
+         f"{100 * gen['ours']['valid_items']:.0f}% real items; copied KV cache {gen['copied_cache']['users_per_s']:.1f} users/s "
+         f"({'same' if gen['copied_cache']['same_ranking_as_ours'] else 'not the same'} top-10 as ours on the GPU); "
+         f"the design document's version {gen['design']['users_per_s']:.2f} users/s, "
+         f"{100 * gen['design']['valid_items']:.0f}% real items ({gen['speedup']:.1f}x)"],
         [f"LoRA training step, 7B shape, batch {train['batch']} x {train['seq_len']} tokens, {train['optim']}, checkpointing",
          f"{train['tokens_per_s']:,.0f} tokens/s ({train['s_per_step']:.2f} s a step); peak {train['peak_memory_gb']:.2f} GB, "
          f"estimate {train['estimated_memory_gb']:.2f} GB"],
@@ -303,8 +311,6 @@ def validation_curves() -> bytes:
         for i, seed in enumerate(load(name)["seeds"]):
             epochs, ndcg = zip(*seed["validation_curve"])
             ax.plot(epochs, ndcg, color=color, alpha=0.8, marker=".", label=label if i == 0 else None)
-    ax.axhline(0.0716, color="grey", linestyle=":", linewidth=1)
-    ax.text(2, 0.0719, "published reference at epoch 80: .0716", color="grey", fontsize=7)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation NDCG@10, seen excluded")
     ax.set_title("SASRec reference recipe on Amazon Beauty, every seed")
