@@ -58,6 +58,8 @@ def test_every_results_file_is_rendered_and_every_marker_is_known(monkeypatch):
     assert used == set(render_results.TABLES), f"tables no page shows: {set(render_results.TABLES) - used}"
     for text in pages.values():
         assert "<!-- results:" not in render_results.render_markdown(text)
+    shown = {name for name in render_results.FIGURES if any(f"figures/{name}.svg" in text for text in pages.values())}
+    assert shown == set(render_results.FIGURES), f"figures no page shows: {set(render_results.FIGURES) - shown}"
     with pytest.raises(KeyError, match="no-such-table"):
         render_results.render_markdown("<!-- results: no-such-table -->")
 

@@ -88,7 +88,7 @@ class RecommenderTrainer(TrainerHooks, Trainer):
         args: :class:`RecommenderTrainingArguments` (or a subclass).
         recommender: the model whose ``top_k_items`` evaluation calls; default ``model``.
         data_collator: default :class:`~hf_genrec.data.DataCollatorForRecommendation`.
-        compute_metrics: default Recall@k / NDCG@k at ``args.metric_ks``.
+        compute_metrics: default Recall@k, NDCG@k, HR@k and MRR@k at ``args.metric_ks`` (the ``evaluate`` ranking module).
         Everything else goes to ``Trainer``.
     """
 
