@@ -8,12 +8,16 @@ Each run is ``hf-genrec train etegrec --config embedded --seed S`` in its own pr
 the seed and the thread count. A finished run (its ``test_metrics.json``) is reused, so the script
 resumes after a kill. ``--parallel N`` runs N one-thread runs at a time (runs with more threads run
 alone, so their minutes are not inflated by each other). Prints and writes per-run figures and the
-mean ± sample std of NDCG@10 / Recall@10 under both protocols, per thread count and over all runs.
+mean ± sample std of NDCG@10 / Recall@10 under both protocols, per thread count and over all runs,
+and each run's validation NDCG@10 after every evaluated epoch of both training stages (alternating,
+then fine-tuning on the frozen codes), read from the stages' last checkpoints. The ``earlier`` entry
+of an existing ``--json`` file (the default measured under earlier presets) is kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -46,7 +50,20 @@ def run_one(out: str, seed: int, threads: int) -> dict:
             minutes = json.load(f)["minutes"]
     with open(done) as f:
         metrics = json.load(f)
-    return {"seed": seed, "threads": threads, "minutes": minutes, **{m: metrics[m] for m in METRICS}}
+    curves = {"alternating": stage_curve(work), "finetune": stage_curve(os.path.join(work, "finetune"))}
+    return {"seed": seed, "threads": threads, "minutes": minutes, **{m: metrics[m] for m in METRICS},
+            "validation_ndcg@10": curves}
+
+
+def stage_curve(stage_dir: str) -> list[list[float]]:
+    """``[[epoch, validation ndcg@10], ...]`` of the stage in ``stage_dir`` (its latest checkpoint's log)."""
+    checkpoints = glob.glob(os.path.join(stage_dir, "checkpoint-*", "trainer_state.json"))
+    if not checkpoints:
+        return []
+    latest = max(checkpoints, key=lambda path: int(path.split("checkpoint-")[-1].split(os.sep)[0]))
+    with open(latest) as f:
+        history = json.load(f)["log_history"]
+    return [[h["epoch"], h["eval_ndcg@10"]] for h in history if "eval_ndcg@10" in h]
 
 
 def summary(runs: list[dict]) -> dict:
@@ -95,6 +112,11 @@ def main(argv=None) -> dict:
         label = f"{key} thread(s)" if key != "all" else "all runs"
         print(f"{label:>12}: " + "  ".join(f"{m} {s[m]['mean']:.3f} ± {s[m]['std']:.3f}" for m in METRICS))
     if a.json:
+        if os.path.exists(a.json):  # earlier measurements of the default (other presets) stay in the file
+            with open(a.json) as f:
+                earlier = json.load(f).get("earlier")
+            if earlier:
+                report["earlier"] = earlier
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)
     return report

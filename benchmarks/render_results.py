@@ -70,20 +70,26 @@ def beauty() -> str:
     return beauty_table.markdown(load("beauty-cpu.json")) + source("beauty-cpu.json", command="python benchmarks/beauty_table.py")
 
 
+SPREAD_METRICS = ("all_items/recall@10", "all_items/ndcg@10", "exclude_seen/recall@10", "exclude_seen/ndcg@10")
+
+
+def _spread_row(label: str, runs: list[dict]) -> list[str]:
+    minutes = [r["minutes"] for r in runs if r.get("minutes")]
+    ndcg = [r["all_items/ndcg@10"] for r in runs]
+    return [label, ", ".join(map(str, sorted({r["seed"] for r in runs}))),
+            *(mean_std([r[m] for r in runs], 3) for m in SPREAD_METRICS),
+            f"{num(min(ndcg), 3)}-{num(max(ndcg), 3)}", f"{min(minutes):.0f}-{max(minutes):.0f}" if minutes else "-"]
+
+
 def embedded_spread() -> str:
     report = load("embedded-default-spread-cpu.json")
-    metrics = ("all_items/recall@10", "all_items/ndcg@10", "exclude_seen/recall@10", "exclude_seen/ndcg@10")
     groups: dict[str, list[dict]] = {}
     for run in report["runs"]:
-        groups.setdefault(str(run["threads"]), []).append(run)
+        groups.setdefault(f"{run['threads']}", []).append(run)
     groups = dict(sorted(groups.items())) | {"all runs": report["runs"]}
-    rows = []
-    for label, runs in groups.items():
-        minutes = [r["minutes"] for r in runs if r.get("minutes")]
-        ndcg = [r["all_items/ndcg@10"] for r in runs]
-        rows.append([label, ", ".join(map(str, sorted({r["seed"] for r in runs}))),
-                     *(mean_std([r[m] for r in runs], 3) for m in metrics),
-                     f"{num(min(ndcg), 3)}-{num(max(ndcg), 3)}", f"{min(minutes):.0f}-{max(minutes):.0f}" if minutes else "-"])
+    rows = [_spread_row(label, runs) for label, runs in groups.items()]
+    earlier = report.get("earlier", [])
+    rows += [_spread_row(f"all runs, earlier: {e['label']}", e["runs"]) for e in earlier]
     header = ["torch threads", "seeds", "R@10 all items", "N@10 all items", "R@10 seen excluded", "N@10 seen excluded",
               "N@10 all items, range", "minutes a run"]
     commands = "; ".join(f"`{c}`" for c in report.get("commands", [report.get("command", "")]))
@@ -91,6 +97,7 @@ def embedded_spread() -> str:
             + (f"; {report['software']}." if report.get("software") else ".")
             + (f" {report['conditions']}" if report.get("conditions") else "")
             + (f" Finding: {report['finding'].rstrip('.')}." if report.get("finding") else "")
+            + "".join(f" Earlier, {e['label']}: {e['how'].rstrip('.')}." for e in earlier if e.get("how"))
             + f"\n\nFrom `benchmarks/results/embedded-default-spread-cpu.json`; {commands}.")
 
 
@@ -221,7 +228,9 @@ def etegrec_hybrid() -> str:
             + source("etegrec-hybrid-beauty-cpu.json", command=report["command"]))
 
 
-CHURN_COMMAND = "python benchmarks/churn_probe.py --out outputs/beauty-cpu --margins 0 0.02 0.05 0.1 0.2 0.5"
+CHURN_COMMAND = (
+    "python benchmarks/churn_probe.py --out outputs/beauty-cpu --converge_epochs 3 --margins 0 0.02 0.05 0.1 0.2 0.5"
+)
 
 
 def churn() -> str:
@@ -369,25 +378,68 @@ def serving_latency() -> bytes:
 
 def embedded_spread_figure() -> bytes:
     plt = _pyplot()
-    runs = load("embedded-default-spread-cpu.json")["runs"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    report = load("embedded-default-spread-cpu.json")
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    groups = [(report["runs"], t, f"C{t - 1}", dict(marker="o" if t == 1 else "s"), f"{t} torch thread(s)") for t in (1, 2)]
+    for e, grey in zip(report.get("earlier", []), ("0.35", "0.65")):
+        groups += [(e["runs"], t, grey, dict(marker="o" if t == 1 else "s", facecolors="none"),
+                    f"{t} thread(s), earlier: {e['label']}") for t in (1, 2)]
     for j, metric in enumerate(("all_items/ndcg@10", "exclude_seen/ndcg@10")):
-        for threads, marker in ((1, "o"), (2, "s")):
+        for k, (runs, threads, color, style, label) in enumerate(groups):
             values = [r[metric] for r in runs if r["threads"] == threads]
-            ax.scatter([j + (threads - 1.5) * 0.2] * len(values), values, marker=marker, alpha=0.8,
-                       color=f"C{threads - 1}", label=f"{threads} torch thread(s)" if j == 0 else None)
+            ax.scatter([j + (k - (len(groups) - 1) / 2) * 0.12] * len(values), values, alpha=0.85,
+                       edgecolors=color, color=color if "facecolors" not in style else None,
+                       label=label if j == 0 else None, **style)
     ax.set_xticks([0, 1], ["N@10, all items", "N@10, seen excluded"])
     ax.set_ylabel("test NDCG@10")
     ax.set_title("The embedded default, one dot a seed")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _has_curve(run: dict) -> bool:
+    stages = run.get("validation_ndcg@10") or {}
+    return bool(stages.get("alternating") or stages.get("finetune"))
+
+
+def embedded_validation_curves() -> bytes:
+    """Validation N@10 after every evaluated epoch of each embedded-default run: the alternating
+    stage's epochs (faint), then fine-tuning's (strong), numbered on from the run's last alternating
+    evaluation (a stage that stopped early starts its fine-tuning sooner)."""
+    plt = _pyplot()
+    report = load("embedded-default-spread-cpu.json")
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    curves = [(run, f"C{run['threads'] - 1}", "-", f"{run['threads']} torch thread(s)") for run in report["runs"]]
+    for e, grey in zip(report.get("earlier", []), ("0.35", "0.65")):
+        curves += [(run, grey, "--", f"earlier: {e['label']}") for run in e.get("curves", e["runs"])]
+    labelled = set()
+    for run, color, style, label in (c for c in curves if _has_curve(c[0])):
+        stages = run["validation_ndcg@10"]
+        alternating = stages.get("alternating") or []
+        offset = alternating[-1][0] if alternating else 0.0
+        finetune = [[offset + epoch, ndcg] for epoch, ndcg in stages.get("finetune") or []]
+        # the fine-tuning line starts at the last alternating point, so each run reads as one curve
+        for points, alpha in ((alternating, 0.3), (alternating[-1:] + finetune, 0.9)):
+            if len(points) > 0:
+                epochs, ndcg = zip(*points)
+                ax.plot(epochs, ndcg, style, color=color, alpha=alpha, marker=".",
+                        label=None if label in labelled or alpha < 0.5 else label)
+        labelled.add(label)
+    ax.set_xlabel("epoch: alternating (faint), then fine-tuning on the frozen codes (strong)")
+    ax.set_ylabel("validation NDCG@10, all items")
+    ax.set_title("The embedded default: validation during training, every run")
+    ax.grid(True, alpha=0.3)
+    if labelled:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return _svg(fig)
 
 
 FIGURES: dict[str, Callable[[], bytes]] = {
     "validation-curves": validation_curves, "scale": scale_figure, "serving-latency": serving_latency,
-    "embedded-spread": embedded_spread_figure,
+    "embedded-spread": embedded_spread_figure, "embedded-validation": embedded_validation_curves,
 }
 
 

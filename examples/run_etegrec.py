@@ -1,6 +1,6 @@
 """ETEGRec on LLaMA, end to end: item embeddings -> RQ-VAE -> alternating training -> fine-tuning -> test.
 
-With no arguments it runs the embedded default on CPU in a few minutes: a generated dataset
+With no arguments it runs the embedded default on CPU in under ten minutes: a generated dataset
 (1,000 users, 300 items), a small random-init LLaMA, SASRec item embeddings and a small RQ-VAE.
 
 Real job (GPU), e.g.:

@@ -46,6 +46,7 @@ def test_no_arguments_runs_the_embedded_preset_and_arguments_alone_do_not():
     margs, dargs, targs = etegrec.parse_args([])
     assert (margs.codebook_size, margs.suffix_size, margs.rqvae_hidden_dims) == (16, 32, [64])
     assert dargs.sasrec_recipe == "basic" and targs.output_dir == "outputs/etegrec-default"
+    assert dargs.finetune_epochs == 24  # the recipe default (4) stops its fine-tuning while validation still climbs
     margs, dargs, targs = etegrec.parse_args(["--dataset_dir", "somewhere"])
     assert margs.codebook_size == 256 and dargs.sasrec_recipe == "reference" and targs.output_dir == "outputs/etegrec"
     assert etegrec.parse_args(["--config", "embedded", "--dataset_dir", "x"])[0].codebook_size == 16
